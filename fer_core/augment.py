@@ -1,0 +1,46 @@
+"""Training-time augmentation from a config, as Keras 3 preprocessing layers.
+
+Keras 3 has no ``ImageDataGenerator``; the seed's rotation/shift/shear/zoom/flip become
+``RandomRotation``, ``RandomTranslation``, ``RandomShear``, ``RandomZoom`` and
+``RandomFlip``, plus contrast and brightness. The pipeline runs inside ``tf.data`` on
+training batches only, so exported models carry no augmentation at all.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from fer_core.config import TrainConfig
+
+FILL_MODE = "nearest"  # ImageDataGenerator's default, which the seed notebook used
+
+
+def build_augmenter(config: TrainConfig, seed: Optional[int] = None):
+    """A ``keras.Sequential`` of the augmentations ``config`` turns on, or ``None``.
+
+    Each magnitude of 0 leaves its layer out; with everything off there is nothing to
+    run and ``None`` comes back. Layers are seeded from ``seed`` (default: the config's)
+    so that a training run is reproducible. Call it with ``training=True``.
+    """
+    import keras
+    from keras import layers
+
+    seed = config.seed if seed is None else seed
+    stack = []
+    if config.flip:
+        stack.append(layers.RandomFlip("horizontal", seed=seed))
+    if config.rotation > 0:
+        stack.append(layers.RandomRotation(config.rotation / 360.0, fill_mode=FILL_MODE, seed=seed + 1))
+    if config.shift > 0:
+        stack.append(layers.RandomTranslation(config.shift, config.shift, fill_mode=FILL_MODE, seed=seed + 2))
+    if config.shear > 0:
+        stack.append(layers.RandomShear(config.shear, config.shear, fill_mode=FILL_MODE, seed=seed + 3))
+    if config.zoom > 0:
+        stack.append(layers.RandomZoom(config.zoom, config.zoom, fill_mode=FILL_MODE, seed=seed + 4))
+    if config.contrast > 0:
+        stack.append(layers.RandomContrast(config.contrast, value_range=(0.0, 1.0), seed=seed + 5))
+    if config.brightness > 0:
+        stack.append(layers.RandomBrightness(config.brightness, value_range=(0.0, 1.0), seed=seed + 6))
+    if not stack:
+        return None
+    return keras.Sequential(stack, name="augmentation")

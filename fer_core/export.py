@@ -1,0 +1,104 @@
+"""Export a trained model as ``.keras``, SavedModel and TFLite, with a model card.
+
+Everything is written into a temporary sibling folder and renamed into place at the end,
+so a crash leaves no half-exported model behind. :func:`load_predictors` reloads each
+form, which the tests use to check that all of them predict the same classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+KERAS_FILE = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
+TFLITE_FILE = "model.tflite"
+CARD_FILE = "model_card.json"
+
+PREPROCESSING = ("grayscale, resized to 48x48 (bilinear), float32 pixels scaled to [0, 1], "
+                 "shape [N, 48, 48, 1]; the model outputs class probabilities")
+
+
+def export_model(model, directory: str | os.PathLike, class_names: Sequence[str], config: Mapping[str, Any],
+                 metrics: Optional[Mapping[str, Any]] = None, data_fingerprint: str = "",
+                 extra: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write ``model.keras``, ``saved_model/``, ``model.tflite`` and ``model_card.json``.
+
+    ``directory`` must not exist yet or is replaced whole; its contents appear at once
+    when everything is written. The card records class names, input shape,
+    preprocessing, metrics, the config and a fingerprint of the training data.
+    """
+    import tensorflow as tf
+
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save(staging / KERAS_FILE)
+        model.export(str(staging / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(staging / SAVED_MODEL_DIR))
+        (staging / TFLITE_FILE).write_bytes(converter.convert())
+        card = {
+            "name": "FER Tune facial-expression CNN",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "class_names": list(class_names),
+            "input_shape": [None, *[int(d) for d in model.input_shape[1:]]],
+            "preprocessing": PREPROCESSING,
+            "files": {"keras": KERAS_FILE, "saved_model": SAVED_MODEL_DIR, "tflite": TFLITE_FILE},
+            "parameters": int(model.count_params()),
+            "metrics": dict(metrics or {}),
+            "config": dict(config),
+            "data_fingerprint": data_fingerprint,
+            **dict(extra or {}),
+        }
+        (staging / CARD_FILE).write_text(json.dumps(card, indent=2, default=_jsonable))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def load_predictors(directory: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Reload each exported form; return ``{"keras"|"saved_model"|"tflite": images -> probabilities}``."""
+    import keras
+    import tensorflow as tf
+
+    directory = Path(directory)
+    keras_model = keras.saving.load_model(directory / KERAS_FILE)
+    saved = tf.saved_model.load(str(directory / SAVED_MODEL_DIR))
+    serve = saved.signatures["serving_default"]
+
+    def saved_predict(images: np.ndarray) -> np.ndarray:
+        outputs = serve(tf.constant(images, dtype=tf.float32))
+        return np.asarray(next(iter(outputs.values())))
+
+    def tflite_predict(images: np.ndarray) -> np.ndarray:
+        interpreter = tf.lite.Interpreter(model_path=str(directory / TFLITE_FILE))
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+        interpreter.resize_tensor_input(inp["index"], list(images.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], images.astype(np.float32))
+        interpreter.invoke()
+        return np.asarray(interpreter.get_tensor(out["index"]))
+
+    return {"keras": lambda images: np.asarray(keras_model.predict(images, verbose=0)),
+            "saved_model": saved_predict, "tflite": tflite_predict}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,223 @@
+"""Training: ``fit(config, train, val)`` runs the seed's two-phase recipe or any variant.
+
+The input pipeline is ``tf.data`` (cache, shuffle, batch, augmentation in the graph,
+prefetch). The learning rate follows the config's schedule: ``two_phase`` (the seed's:
+the base rate for ``phase1_share`` of the epochs, then ``phase2_factor`` times it),
+``cosine`` decay, ``plateau`` (divide on a validation-loss plateau) or ``constant``.
+After each epoch a hook receives an :class:`EpochReport`; the search reports through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from fer_core.config import TrainConfig
+from fer_core.data import Dataset
+from fer_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PLATEAU_PATIENCE = 2  # epochs without val-loss improvement before the plateau schedule lowers the rate
+PREDICT_BATCH = 256
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite: the configuration cannot be trained."""
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What one finished epoch reports: 1-based index, losses, accuracies, macro-F1, rate.
+
+    Validation fields are ``nan`` when training runs without a validation set (the final
+    refit on train + validation).
+    """
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    val_macro_f1: float
+    learning_rate: float
+
+    def to_dict(self) -> dict[str, float]:
+        """A plain dict, as reported to Tune and written to histories."""
+        return asdict(self)
+
+
+EpochHook = Callable[[EpochReport], Optional[bool]]
+
+
+def configure_tensorflow(threads: Optional[int] = None) -> None:
+    """Quiet TensorFlow's start-up chatter and pin its thread pools to ``threads``.
+
+    Must run before TensorFlow executes its first op in this process; where that has
+    already happened (a reused worker) the thread setting stays as it was and a debug
+    line says so. Two trials on two cores must not each start a pool per core.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # start-up chatter, incl. "no CUDA driver"
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            log.debug("TensorFlow already initialised; keeping intra-op threads at %d",
+                      tf.config.threading.get_intra_op_parallelism_threads())
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+
+
+def learning_rate_at(config: TrainConfig, epoch: int) -> float:
+    """The scheduled learning rate of 0-based ``epoch`` (``plateau`` starts at the base rate)."""
+    base = config.learning_rate
+    if config.schedule == "two_phase":
+        return base if epoch < phase1_epochs(config) else base * config.phase2_factor
+    if config.schedule == "cosine":
+        floor = base * config.phase2_factor * 0.1
+        return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * epoch / config.epochs))
+    return base
+
+
+def phase1_epochs(config: TrainConfig) -> int:
+    """Epochs at the base rate in the two-phase schedule (at least one)."""
+    return max(1, min(config.epochs, int(round(config.epochs * config.phase1_share))))
+
+
+def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Optional[int] = None):
+    """The ``tf.data`` pipeline of ``data``: one-hot labels, sample weights, batches.
+
+    Training pipelines shuffle every epoch and run the augmentation layers on each batch;
+    evaluation pipelines do neither. Sample weights carry the ``balanced`` class weights.
+    """
+    import tensorflow as tf
+
+    from fer_core.augment import build_augmenter
+
+    onehot = np.eye(data.n_classes, dtype=np.float32)[data.labels]
+    weights = sample_weights(data, config)
+    ds = tf.data.Dataset.from_tensor_slices((data.images, onehot, weights)).cache()
+    if training:
+        ds = ds.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size)
+    augmenter = build_augmenter(config) if training else None
+    if augmenter is not None:
+        ds = ds.map(lambda x, y, w: (augmenter(x, training=True), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    if threads:
+        options.threading.private_threadpool_size = threads
+        options.threading.max_intra_op_parallelism = 1
+    options.deterministic = True
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def sample_weights(data: Dataset, config: TrainConfig) -> np.ndarray:
+    """Per-image loss weights: ones, or ``n / (k * count[class])`` for ``balanced``."""
+    if config.class_weight == "none":
+        return np.ones(len(data), dtype=np.float32)
+    counts = np.maximum(data.class_counts(), 1)
+    per_class = len(data) / (data.n_classes * counts)
+    return per_class[data.labels].astype(np.float32)
+
+
+def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
+        callbacks: Iterable = (), on_epoch: Optional[EpochHook] = None,
+        threads: Optional[int] = None, verbose: int = 0):
+    """Train the CNN of ``config`` on ``train``; return ``(model, history)``.
+
+    ``history`` is a list of :meth:`EpochReport.to_dict`, one per epoch run. ``val`` (if
+    given) is scored after every epoch: loss, accuracy and macro-F1 go to ``on_epoch``,
+    which may return ``True`` to stop early. ``callbacks`` are extra Keras callbacks
+    (TensorBoard, say). ``threads`` pins TensorFlow's pools. Raises
+    :class:`TrainingDiverged` when the loss stops being finite.
+    """
+    configure_tensorflow(threads)
+    import keras
+
+    from fer_core.model import build_cnn
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_cnn(config, train.images.shape[1:], train.n_classes)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  weighted_metrics=["accuracy"])
+    if val is not None and val.class_names != train.class_names:
+        raise ConfigError("validation classes differ from training classes")
+    history: list[dict[str, float]] = []
+    # the reporter goes first: it writes val_loss into the epoch's logs, which the
+    # plateau schedule and any TensorBoard callback then read
+    reporter = _EpochReporter(config, val, history, on_epoch)
+    schedule = []
+    if config.schedule == "plateau":
+        if val is None:
+            schedule.append(keras.callbacks.LearningRateScheduler(lambda e, lr: lr))
+        else:
+            schedule.append(keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=config.phase2_factor, patience=PLATEAU_PATIENCE,
+                min_lr=config.learning_rate * config.phase2_factor ** 3, verbose=0))
+    else:
+        schedule.append(keras.callbacks.LearningRateScheduler(lambda e, lr: learning_rate_at(config, e)))
+    model.fit(make_dataset(train, config, training=True, threads=threads), epochs=config.epochs,
+              callbacks=[reporter, *schedule, *callbacks], shuffle=False, verbose=verbose)
+    return model, history
+
+
+def predict_proba(model, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Class probabilities for ``images`` (``float32 [N,48,48,1]``), without augmentation."""
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+
+
+class _EpochReporter:
+    """Scores the validation set once per epoch and hands an EpochReport to the hook.
+
+    Written as a duck-typed Keras callback built lazily, so this module imports no
+    Keras at import time.
+    """
+
+    def __new__(cls, config, val, history, on_epoch):
+        import keras
+
+        class Reporter(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs if logs is not None else {}
+                loss = float(logs.get("loss", float("nan")))
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"training loss became {loss} at epoch {epoch + 1} "
+                                           f"(learning_rate={config.learning_rate:g})")
+                val_loss = val_acc = val_f1 = float("nan")
+                if val is not None:
+                    val_loss, val_acc, val_f1 = _score(self.model, val)
+                    logs.update(val_loss=val_loss, val_accuracy=val_acc, val_macro_f1=val_f1)
+                report = EpochReport(
+                    epoch=epoch + 1, train_loss=loss, train_accuracy=float(logs.get("accuracy", float("nan"))),
+                    val_loss=val_loss, val_accuracy=val_acc, val_macro_f1=val_f1,
+                    learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+                history.append(report.to_dict())
+                if on_epoch is not None and on_epoch(report):
+                    self.model.stop_training = True
+
+        return Reporter()
+
+
+def _score(model, data: Dataset) -> tuple[float, float, float]:
+    from sklearn.metrics import f1_score
+
+    proba = predict_proba(model, data.images)
+    picked = np.clip(proba[np.arange(len(data)), data.labels], 1e-7, 1.0)
+    predicted = proba.argmax(axis=1)
+    accuracy = float((predicted == data.labels).mean())
+    macro_f1 = float(f1_score(data.labels, predicted, average="macro",
+                              labels=np.arange(data.n_classes), zero_division=0))
+    return float(-np.log(picked).mean()), accuracy, macro_f1

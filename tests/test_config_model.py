@@ -1,0 +1,84 @@
+"""The config dataclass and the parametrized CNN."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fer_core.config import TrainConfig
+from fer_core.errors import ConfigError
+
+
+def test_defaults_are_the_seed_recipe() -> None:
+    config = TrainConfig()
+    assert config.filters == (32, 64, 128)
+    assert (config.conv_blocks, config.convs_per_block, config.kernel_size, config.dense_units) == (3, 1, 3, 128)
+    assert (config.rotation, config.shift, config.shear, config.zoom, config.flip) == (20.0, 0.2, 0.2, 0.2, True)
+    assert config.epochs == 20 and config.schedule == "two_phase"
+
+
+def test_config_round_trips_through_dict_and_json() -> None:
+    config = TrainConfig(conv_blocks=4, batch_norm=True, learning_rate=3e-4, schedule="cosine")
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_from_dict_coerces_types_from_search_libraries() -> None:
+    import numpy as np
+
+    config = TrainConfig.from_dict({"conv_blocks": np.int64(4), "dense_dropout": np.float32(0.25),
+                                    "batch_norm": "true", "epochs": 12.0})
+    assert config.conv_blocks == 4 and isinstance(config.conv_blocks, int)
+    assert config.batch_norm is True and config.epochs == 12
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"conv_blokcs": 3}, "unknown config field(s) conv_blokcs"),
+    ({"conv_blocks": 0}, "conv_blocks=0"),
+    ({"epochs": 2.5}, "epochs=2.5"),
+    ({"schedule": "linear"}, "schedule='linear'"),
+    ({"conv_dropout": 1.0}, "conv_dropout=1.0"),
+    ({"learning_rate": -1}, "learning_rate=-1"),
+    ({"phase2_factor": 0}, "phase2_factor=0"),
+])
+def test_bad_config_values_name_the_field(values: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict(values)
+    assert expected in str(info.value)
+
+
+def test_seed_architecture_layers_and_parameter_count() -> None:
+    from fer_core.model import build_cnn
+
+    model = build_cnn(TrainConfig(), (48, 48, 1), 7)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+                     "Flatten", "Dense", "Dense"]
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [32, 64, 128]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert model.output_shape == (None, 7)
+    # 320 + 18,496 + 73,856 (convs) + 262,272 (dense 2048->128) + 903 (softmax)
+    assert model.count_params() == 355_847
+
+
+def test_search_variants_build_with_the_asked_structure() -> None:
+    from fer_core.model import build_cnn
+
+    config = TrainConfig(conv_blocks=4, convs_per_block=2, padding="same", batch_norm=True, head="gap",
+                         conv_dropout=0.2, dense_dropout=0.5, l2=1e-4, pooling="avg", filter_growth=1.5)
+    model = build_cnn(config, (48, 48, 1), 5)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 8 and kinds.count("BatchNormalization") == 8
+    assert kinds.count("AveragePooling2D") == 4 and "GlobalAveragePooling2D" in kinds
+    assert kinds.count("Dropout") == 5
+    assert model.output_shape == (None, 5)
+    assert model.get_layer("block1_conv1").kernel_regularizer is not None
+
+
+def test_config_that_collapses_the_feature_map_is_a_config_error() -> None:
+    from fer_core.model import build_cnn
+
+    with pytest.raises(ConfigError, match="padding='same'|conv_blocks <="):
+        build_cnn(TrainConfig(conv_blocks=4, convs_per_block=2, kernel_size=5), (48, 48, 1), 7)

@@ -1,0 +1,136 @@
+"""Augmentation in the input pipeline, two-phase training with its per-epoch hook, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_core.config import TrainConfig
+from fer_core.data import Dataset, load, split
+
+SMALL = dict(conv_blocks=2, base_filters=8, dense_units=32, padding="same", batch_size=32)
+
+
+def _one_image() -> Dataset:
+    yy, xx = np.mgrid[0:48, 0:48]
+    image = ((xx < 20) & (yy > 10)).astype(np.float32)[None, :, :, None]
+    return Dataset(images=image, labels=np.array([0]), class_names=("a", "b"))
+
+
+def _batch(ds) -> np.ndarray:
+    return next(iter(ds))[0].numpy()
+
+
+def test_augmentation_runs_in_training_pipeline_only() -> None:
+    from fer_core.train import make_dataset
+
+    data = _one_image()
+    config = TrainConfig(batch_size=1)
+    train = make_dataset(data, config, training=True)
+    first, second = _batch(train), _batch(train)
+    assert not np.allclose(first, data.images) and not np.allclose(first, second)
+    evaluation = make_dataset(data, config, training=False)
+    np.testing.assert_array_equal(_batch(evaluation), data.images)
+
+
+def test_all_augmentation_off_leaves_training_images_untouched() -> None:
+    from fer_core.augment import build_augmenter
+    from fer_core.train import make_dataset
+
+    config = TrainConfig(rotation=0, shift=0, shear=0, zoom=0, flip=False, contrast=0, brightness=0, batch_size=1)
+    assert not config.augments and build_augmenter(config) is None
+    np.testing.assert_array_equal(_batch(make_dataset(_one_image(), config, training=True)), _one_image().images)
+
+
+def test_each_augmentation_field_adds_its_layer() -> None:
+    from fer_core.augment import build_augmenter
+
+    none = dict(rotation=0, shift=0, shear=0, zoom=0, flip=False)
+    names = {"rotation": "RandomRotation", "shift": "RandomTranslation", "shear": "RandomShear",
+             "zoom": "RandomZoom", "contrast": "RandomContrast", "brightness": "RandomBrightness"}
+    for field, layer in names.items():
+        augmenter = build_augmenter(TrainConfig(**{**none, field: 0.1}))
+        assert [type(x).__name__ for x in augmenter.layers] == [layer]
+
+
+def test_balanced_class_weights() -> None:
+    from fer_core.train import sample_weights
+
+    data = Dataset(images=np.zeros((4, 48, 48, 1), np.float32), labels=np.array([0, 0, 0, 1]), class_names=("a", "b"))
+    np.testing.assert_allclose(sample_weights(data, TrainConfig(class_weight="balanced")), [2 / 3] * 3 + [2.0])
+    np.testing.assert_allclose(sample_weights(data, TrainConfig()), 1.0)
+
+
+def test_learning_rate_schedules() -> None:
+    from fer_core.train import learning_rate_at
+
+    seed = TrainConfig()
+    rates = [learning_rate_at(seed, e) for e in range(20)]
+    assert rates[:15] == [1e-3] * 15 and np.allclose(rates[15:], 1e-4)
+    cosine = TrainConfig(schedule="cosine", epochs=10)
+    values = [learning_rate_at(cosine, e) for e in range(10)]
+    assert values[0] == 1e-3 and all(a > b for a, b in zip(values, values[1:]))
+
+
+@pytest.fixture(scope="module")
+def faces() -> tuple[Dataset, Dataset]:
+    data = load("synthetic:700")
+    return split(data, "random")
+
+
+@pytest.mark.slow
+def test_training_on_synthetic_faces_beats_chance_and_reports_every_epoch(faces) -> None:
+    from fer_core.train import fit
+
+    train, val = faces
+    reports = []
+    config = TrainConfig(**SMALL, epochs=4, phase1_share=0.5, batch_norm=True, head="gap")
+    model, history = fit(config, train, val, on_epoch=reports.append, threads=2)
+    assert [r.epoch for r in reports] == [1, 2, 3, 4] and len(history) == 4
+    assert all(np.isfinite([r.train_loss, r.val_loss, r.val_accuracy, r.val_macro_f1]).all() for r in reports)
+    assert np.allclose([r.learning_rate for r in reports], [1e-3, 1e-3, 1e-4, 1e-4])
+    chance = 1 / train.n_classes
+    assert reports[-1].val_accuracy > 2 * chance, reports[-1]
+    assert history[-1] == reports[-1].to_dict()
+
+
+@pytest.mark.slow
+def test_hook_can_stop_training_early(faces) -> None:
+    from fer_core.train import fit
+
+    train, val = faces
+    _, history = fit(TrainConfig(**SMALL, epochs=5), train, val, on_epoch=lambda r: r.epoch >= 2)
+    assert len(history) == 2
+
+
+@pytest.mark.slow
+def test_export_round_trip_predicts_the_same_classes(faces, tmp_path: Path) -> None:
+    from fer_core.export import export_model, load_predictors
+    from fer_core.train import fit, predict_proba
+
+    train, val = faces
+    model, _ = fit(TrainConfig(**SMALL, epochs=1), train)
+    target = export_model(model, tmp_path / "best", train.class_names, TrainConfig(**SMALL).to_dict(),
+                          metrics={"accuracy": 0.5}, data_fingerprint=train.fingerprint())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no staging folder left behind
+    card = json.loads((target / "model_card.json").read_text())
+    assert card["class_names"] == list(train.class_names)
+    assert card["input_shape"] == [None, 48, 48, 1]
+    assert card["data_fingerprint"] == train.fingerprint() and card["config"]["conv_blocks"] == 2
+    batch = val.images[:32]
+    expected = predict_proba(model, batch)
+    for form, predict in load_predictors(target).items():
+        got = predict(batch)
+        assert got.shape == expected.shape, form
+        np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1), err_msg=form)
+        np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=form)
+
+
+def test_fingerprint_tracks_content() -> None:
+    a = _one_image()
+    b = Dataset(images=a.images.copy(), labels=a.labels, class_names=a.class_names)
+    c = Dataset(images=1 - a.images, labels=a.labels, class_names=a.class_names)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
