@@ -24,7 +24,7 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
     import keras
     from keras import layers
 
-    _check_fits(config, input_shape)
+    check_fits(config, input_shape)
     regularizer = keras.regularizers.L2(config.l2) if config.l2 > 0 else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
@@ -52,7 +52,8 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
     return keras.Model(inputs, outputs, name="fer_cnn")
 
 
-def _check_fits(config: TrainConfig, input_shape: tuple[int, int, int]) -> None:
+def check_fits(config: TrainConfig, input_shape: tuple[int, int, int]) -> None:
+    """Raise :class:`ConfigError` if the conv and pooling stack leaves no pixels of the input."""
     side = min(input_shape[:2])
     for block in range(1, config.conv_blocks + 1):
         for _ in range(config.convs_per_block):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Optional
 
@@ -62,8 +63,7 @@ def configure_tensorflow(threads: Optional[int] = None) -> None:
     already happened (a reused worker) the thread setting stays as it was and a debug
     line says so. Two trials on two cores must not each start a pool per core.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # start-up chatter, incl. "no CUDA driver"
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     tf.get_logger().setLevel(logging.ERROR)
     if threads:
@@ -78,6 +78,32 @@ def configure_tensorflow(threads: Optional[int] = None) -> None:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass
+
+
+def import_tensorflow():
+    """Import TensorFlow without its start-up chatter; return the module.
+
+    TensorFlow's C++ runtime prints oneDNN and CUDA notices to stderr before its log
+    level applies, once per process: in a search that is every Ray worker. The import
+    runs with stderr pointed at /dev/null; an import that fails still raises as usual.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow as tf
+
+                tf.constant(0)  # the CUDA probe happens on first use, not on import
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+    return tf
 
 
 def learning_rate_at(config: TrainConfig, epoch: int) -> float:
@@ -148,6 +174,7 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
 
     from fer_core.model import build_cnn
 
+    keras.backend.clear_session()  # a reused worker must not accumulate graphs of earlier trials
     keras.utils.set_random_seed(config.seed)
     model = build_cnn(config, train.images.shape[1:], train.n_classes)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),

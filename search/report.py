@@ -1,0 +1,266 @@
+"""The search's report: ``report.json`` for machines, ``report.md`` and plots for people.
+
+Files are written to temporary names and renamed into place, plots first and
+``report.json`` last, so a report that exists is a complete one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+PLOTS = "plots"
+
+
+# ----------------------------------------------------------------------------- trial records
+
+def trial_record(trial, metric: str, max_epochs: int) -> dict[str, Any]:
+    """One trial as the report lists it: config, final and best metric, epochs, status, node.
+
+    ``status`` is ``completed`` (ran its whole epoch budget), ``stopped_early`` (ASHA ended
+    it), ``failed`` (it raised: ``error`` holds the reason) or ``unfinished``.
+    """
+    last = dict(trial.last_result or {})
+    history = trial_history(trial)
+    values = [row[metric] for row in history if _finite(row.get(metric))]
+    epochs = int(last.get("training_iteration", len(history)) or 0)
+    if trial.status == "ERROR":
+        status = "failed"
+    elif trial.status == "TERMINATED":
+        status = "completed" if epochs >= max_epochs else "stopped_early"
+    else:
+        status = "unfinished"
+    return {
+        "trial_id": trial.trial_id,
+        "status": status,
+        "config": {k: _plain(v) for k, v in trial.config.items()},
+        "final_metric": values[-1] if values else None,
+        "best_metric": max(values) if values else None,
+        "epochs": epochs,
+        "node_ip": last.get("node_ip"),
+        "error": _error_text(trial) if status == "failed" else None,
+        "history": history,
+    }
+
+
+def trial_history(trial) -> list[dict[str, float]]:
+    """The per-epoch results of a trial, read from its ``result.json`` (Tune's own log)."""
+    path = Path(trial.local_path or "") / "result.json"
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+            rows.append({k: row[k] for k in ("epoch", "val_accuracy", "val_macro_f1", "val_loss", "train_loss",
+                                             "train_accuracy", "learning_rate") if k in row})
+    return rows
+
+
+def _error_text(trial) -> str:
+    path = Path(trial.local_path or "") / "error.txt"
+    text = path.read_text() if path.is_file() else str(getattr(trial, "error_msg", "") or "unknown error")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    # the last line of a traceback names the exception and its message
+    return lines[-1][:500] if lines else "unknown error"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ----------------------------------------------------------------------------- writing
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``path`` through a temporary sibling and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_report(run_dir: Path, report: Mapping[str, Any], final_history: Sequence[Mapping[str, float]],
+                 metric: str) -> dict[str, Path]:
+    """Write plots, ``report.md`` and then ``report.json`` into ``run_dir``; return their paths."""
+    plots_dir = run_dir / PLOTS
+    plots_dir.mkdir(exist_ok=True)
+    plots = {
+        "search_history": plot_search_history(report["trials"], metric),
+        "importance": plot_importance(report["trials"], metric),
+        "learning_curves": plot_learning_curves(final_history, report["trials"], metric),
+        "confusion_matrix": plot_confusion(report["test"]["confusion_matrix"], report["test"]["class_names"]),
+    }
+    paths = {}
+    for name, png in plots.items():
+        if png is not None:
+            paths[name] = plots_dir / f"{name}.png"
+            write_atomic(paths[name], png)
+    write_atomic(run_dir / "report.md", render_markdown(report, {k: f"{PLOTS}/{p.name}" for k, p in paths.items()}))
+    write_atomic(run_dir / "report.json", json.dumps(report, indent=2, default=_plain))
+    return {**paths, "report.md": run_dir / "report.md", "report.json": run_dir / "report.json"}
+
+
+def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
+    """The human report: comparison table, best config, trials, plots."""
+    test, seed = report["test"], report["seed_recipe_test"]
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    lines = [
+        f"# FER Tune report: {report['name']}",
+        "",
+        f"Data: `{report['data']}` ({report['n_images']} images, {len(test['class_names'])} classes); "
+        f"split **{report['split']}** ({report['n_train']} train, {report['n_val']} validation, "
+        f"{report['n_test']} test). Search metric: `{report['metric']}`.",
+        "",
+        f"Trials: {report['trials_completed']} completed ({report['trials_stopped_early']} stopped early by ASHA), "
+        f"{report['trials_failed']} failed, in {report['search_wall_clock_s']:.0f} s.",
+        "",
+        "## Held-out test split",
+        "",
+        "| | best config (retrained on train+val) | seed recipe (same split) |",
+        "|---|---|---|",
+        f"| accuracy | **{pct(test['accuracy'])}** (95% CI {pct(test['accuracy_ci95'][0])}-"
+        f"{pct(test['accuracy_ci95'][1])}) | {pct(seed['accuracy'])} |",
+        f"| macro-F1 | **{test['macro_f1']:.3f}** | {seed['macro_f1']:.3f} |",
+        f"| balanced accuracy | {pct(test['balanced_accuracy'])} | {pct(seed['balanced_accuracy'])} |",
+        f"| majority class | {pct(test['majority_accuracy'])} | {pct(seed['majority_accuracy'])} |",
+        "",
+        f"The seed notebook reported {pct(report['seed_baseline_accuracy'])} on CK+ with a random split.",
+        "",
+        "## Per class (best config)",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in test["per_class"].items():
+        lines.append(f"| {name} | {row['precision']:.2f} | {row['recall']:.2f} | {row['f1']:.2f} | {row['support']} |")
+    lines += ["", "## Best config", "", "```json", json.dumps(report["best_config"], indent=2), "```", ""]
+    for title, key in (("Confusion matrix", "confusion_matrix"), ("Search history", "search_history"),
+                       ("Hyperparameter importance", "importance"), ("Learning curves", "learning_curves")):
+        if key in plots:
+            lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
+    lines += ["## Trials", "", f"| trial | status | epochs | best {report['metric']} | node |", "|---|---|---|---|---|"]
+    for t in sorted(report["trials"], key=lambda t: -(t["best_metric"] or -1)):
+        best = "" if t["best_metric"] is None else f"{t['best_metric']:.4f}"
+        extra = f" ({t['error']})" if t["error"] else ""
+        lines.append(f"| {t['trial_id']} | {t['status']}{extra} | {t['epochs']} | {best} | {t['node_ip']} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- plots
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _figure().close(fig)
+    return buffer.getvalue()
+
+
+def plot_search_history(trials: Sequence[Mapping[str, Any]], metric: str) -> Optional[bytes]:
+    """Each trial's best validation metric in start order, with the running best."""
+    values = [t["best_metric"] for t in trials if t["best_metric"] is not None]
+    if not values:
+        return None
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.scatter(range(1, len(values) + 1), values, s=14, label="trial")
+    ax.plot(range(1, len(values) + 1), np.maximum.accumulate(values), color="C1", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def importance(trials: Sequence[Mapping[str, Any]], metric: str) -> dict[str, float]:
+    """How much each hyperparameter explains the trials' best metric.
+
+    Impurity importance of a random forest fitted to configs against results (the
+    idea behind Optuna's fANOVA evaluator); empty with fewer than 4 scored trials.
+    """
+    from sklearn.ensemble import RandomForestRegressor
+
+    scored = [t for t in trials if t["best_metric"] is not None]
+    if len(scored) < 4:
+        return {}
+    names = sorted({k for t in scored for k in t["config"]})
+    columns = []
+    for name in names:
+        raw = [t["config"].get(name) for t in scored]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw if v is not None):
+            columns.append([np.nan if v is None else float(v) for v in raw])
+        else:
+            levels = sorted({str(v) for v in raw})
+            columns.append([float(levels.index(str(v))) for v in raw])
+    features = np.nan_to_num(np.array(columns, dtype=float).T, nan=-1.0)
+    target = np.array([t["best_metric"] for t in scored])
+    forest = RandomForestRegressor(n_estimators=200, random_state=0).fit(features, target)
+    ranked = sorted(zip(names, forest.feature_importances_), key=lambda kv: -kv[1])
+    return {name: float(value) for name, value in ranked}
+
+
+def plot_importance(trials: Sequence[Mapping[str, Any]], metric: str) -> Optional[bytes]:
+    """Bar chart of :func:`importance`, top 12."""
+    ranked = list(importance(trials, metric).items())[:12]
+    if not ranked:
+        return None
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.barh([n for n, _ in ranked][::-1], [v for _, v in ranked][::-1])
+    ax.set_xlabel(f"importance for {metric}")
+    return _png(fig)
+
+
+def plot_learning_curves(final_history: Sequence[Mapping[str, float]], trials: Sequence[Mapping[str, Any]],
+                         metric: str) -> Optional[bytes]:
+    """Validation curves of the five best trials, and the final model's training curves."""
+    plt = _figure()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    top = sorted([t for t in trials if t["best_metric"] is not None], key=lambda t: -t["best_metric"])[:5]
+    for t in top:
+        rows = [r for r in t["history"] if metric in r]
+        left.plot([r["epoch"] for r in rows], [r[metric] for r in rows], label=t["trial_id"])
+    left.set_title(f"best trials: {metric}")
+    left.set_xlabel("epoch")
+    if top:
+        left.legend(fontsize=7)
+    epochs = [r["epoch"] for r in final_history]
+    right.plot(epochs, [r["train_loss"] for r in final_history], label="train loss")
+    right.plot(epochs, [r["train_accuracy"] for r in final_history], label="train accuracy")
+    right.set_title("final model (train + validation)")
+    right.set_xlabel("epoch")
+    right.legend(fontsize=7)
+    return _png(fig)
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> bytes:
+    """The test confusion matrix, rows true and columns predicted."""
+    plt = _figure()
+    values = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.imshow(values, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > values.max() / 2 else "black")
+    return _png(fig)

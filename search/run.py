@@ -1,0 +1,403 @@
+"""``python -m search.run``: find the best CNN for a facial-expression data set.
+
+The story, top to bottom: check the command line and the data (bad input is one line
+and exit status 2, before anything starts); hold out the test split once; put the train
+and validation parts in Ray's object store; run a Tune search (Optuna TPE, the seed's
+recipe first, ASHA stopping poor trials) whose every trial is a ``fer_core`` training;
+retrain the best config and the seed's recipe on train + validation as Ray tasks; test
+both on the held-out split; export the best model; write the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
+
+from fer_core.data import SPLITS, Dataset, load, resolve_split, split
+from fer_core.errors import ConfigError, FerInputError, run_cli
+
+log = logging.getLogger("search.run")
+
+METRICS = ("val_accuracy", "val_macro_f1")
+RUN_FILE = "run.json"  # the run's arguments, so that --resume continues the same search
+TUNE_DIR = "tune"  # Ray Tune's own experiment folder inside the run folder
+TENSORBOARD_DIR = "tensorboard"
+BEST_DIR = "best"
+EXPERIMENT_SAVE_PERIOD_S = "2"  # how often Tune saves its state: a killed driver loses at most this much
+EXIT_INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
+ASHA_REDUCTION_FACTOR = 3
+# the arguments that define a run; --resume takes them from run.json, not the command line
+RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial")
+
+
+# ----------------------------------------------------------------------------- command line
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    """The command line; values are checked by :func:`check_args`."""
+    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n")[0])
+    p.add_argument("--trials", type=int, default=50, help="number of trials (default 50)")
+    p.add_argument("--data", default="synthetic",
+                   help="CK+/FER2013 CSV, folder of class folders, or synthetic[:N] (default: the synthetic set)")
+    p.add_argument("--split", default="auto", help=f"held-out test split: {', '.join(SPLITS)} (default auto)")
+    p.add_argument("--max-epochs", type=int, default=20, help="epoch budget of one trial, both phases (default 20)")
+    p.add_argument("--metric", default="val_accuracy", help=f"what the search maximises: {', '.join(METRICS)}")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of training (default 0)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
+    p.add_argument("--time-budget", default=None, help="stop starting trials after this long, e.g. 30m, 2h, 90s")
+    p.add_argument("--address", default=None, help="address of a running Ray cluster (default: start a local one)")
+    p.add_argument("--output", default="runs", help="folder of runs (default runs/)")
+    p.add_argument("--name", default=None, help="name of this run (default: a timestamp)")
+    p.add_argument("--resume", action="store_true", help="continue the run --name in --output")
+    return p.parse_args(argv)
+
+
+def parse_duration(text: Optional[str]) -> Optional[float]:
+    """``30m``, ``2h``, ``90s`` or plain seconds, as seconds; None stays None."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"--time-budget {text!r}: expected a positive duration like 90s, 30m or 2h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad values before anything starts, naming the flag and what was expected."""
+    if args.trials < 1:
+        raise ConfigError(f"--trials {args.trials}: expected an integer >= 1")
+    if args.max_epochs < 1:
+        raise ConfigError(f"--max-epochs {args.max_epochs}: expected an integer >= 1")
+    if args.split not in SPLITS:
+        raise ConfigError(f"--split {args.split!r}: expected one of {', '.join(SPLITS)}")
+    if args.metric not in METRICS:
+        raise ConfigError(f"--metric {args.metric!r}: expected one of {', '.join(METRICS)}")
+    if not (args.cpus_per_trial > 0 and math.isfinite(args.cpus_per_trial)):
+        raise ConfigError(f"--cpus-per-trial {args.cpus_per_trial}: expected a number > 0")
+    if not (args.gpus_per_trial >= 0 and math.isfinite(args.gpus_per_trial)):
+        raise ConfigError(f"--gpus-per-trial {args.gpus_per_trial}: expected a number >= 0")
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
+        raise ConfigError(f"--name {args.name!r}: expected letters, digits, '.', '_' or '-'")
+    if args.resume and args.name is None:
+        raise ConfigError("--resume needs --name NAME: the run to continue")
+    parse_duration(args.time_budget)
+
+
+def prepare_run_dir(args: argparse.Namespace) -> Path:
+    """Check the output folder before the search; return the run folder (not created yet).
+
+    A new run must not overwrite an old one; a resumed run must exist. The output folder
+    must be writable, checked by writing into it, so that a search is never started only
+    to fail when its first result is saved.
+    """
+    output = Path(args.output).expanduser().resolve()
+    run_dir = output / args.name
+    if args.resume:
+        if not (run_dir / RUN_FILE).is_file():
+            raise ConfigError(f"--resume: no run {args.name!r} in {output} (expected {run_dir / RUN_FILE})")
+    elif run_dir.exists():
+        raise ConfigError(f"--name {args.name!r}: {run_dir} exists; pass --resume to continue it, or another --name")
+    probe_dir = output
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {args.output!r}: {probe_dir} is not a writable folder")
+    return run_dir
+
+
+def restore_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
+    """On --resume, take the run-defining arguments from the run's ``run.json``."""
+    saved = json.loads((run_dir / RUN_FILE).read_text())
+    for key in RUN_DEFINING:
+        setattr(args, key, saved["args"][key])
+    return args
+
+
+# ----------------------------------------------------------------------------- the search
+
+@dataclass(frozen=True)
+class Splits:
+    """The three parts of the data: the search sees train and val, never test."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    method: str
+
+
+def make_splits(data: Dataset, method: str) -> Splits:
+    """Hold out the test split once (the protocol's seed), then carve validation from the rest."""
+    method = resolve_split(data, method)
+    rest, test = split(data, method)
+    train, val = split(rest, method)
+    return Splits(train, val, test, method)
+
+
+def build_searcher(args: argparse.Namespace, budget_s: Optional[float]):
+    """Optuna TPE over :func:`search.space.define_space`, the seed's recipe enqueued first."""
+    import optuna
+
+    from search.budget import BudgetedOptunaSearch
+    from search.space import define_space, seed_point
+
+    sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, group=True,
+                                         n_startup_trials=min(10, max(1, args.trials // 5)))
+    return BudgetedOptunaSearch(space=partial(define_space, max_epochs=args.max_epochs), metric=args.metric,
+                                mode="max", points_to_evaluate=[seed_point()], sampler=sampler, seed=args.seed,
+                                deadline=time.time() + budget_s if budget_s else None)
+
+
+def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s: Optional[float]):
+    """Run (or resume) the Tune search; return Tune's ExperimentAnalysis of all trials."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler
+
+    from search.space import seed_point
+    from search.tensorboard import TensorBoardCallback, write_hparams_config
+    from search.trainable import SearchData, train_trial
+
+    threads = max(1, int(args.cpus_per_trial))
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=SearchData(splits.train, splits.val), threads=threads),
+        {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    tune_path = run_dir / TUNE_DIR
+    if args.resume and tune.Tuner.can_restore(str(tune_path)):
+        log.info("resuming %s: finished trials are kept", tune_path)
+        tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        write_hparams_config(run_dir / TENSORBOARD_DIR, [*seed_point(), "epochs"])
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                num_samples=args.trials, trial_dirname_creator=_trial_dirname,
+                search_alg=build_searcher(args, budget_s),
+                scheduler=ASHAScheduler(metric=args.metric, mode="max", max_t=args.max_epochs, grace_period=max(1, args.max_epochs // 4),
+                                        reduction_factor=ASHA_REDUCTION_FACTOR),
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR, storage_path=str(run_dir),
+                callbacks=[TensorBoardCallback(run_dir / TENSORBOARD_DIR), CSVLoggerCallback(), JsonLoggerCallback()],
+                failure_config=tune.FailureConfig(max_failures=0),
+                progress_reporter=_progress_table(args.metric),
+                verbose=1,
+            ),
+        )
+    tuner.fit()
+    return tune.ExperimentAnalysis(str(tune_path))
+
+
+# ----------------------------------------------------------------------------- after the search
+
+def retrain_and_test(configs: dict[str, dict], splits: Splits, args: argparse.Namespace) -> dict[str, dict]:
+    """Train each named config on train + validation and test it, as parallel Ray tasks.
+
+    Each task has the resources of one trial, so a GPU node serves it when trials use
+    GPUs. Returns, by name: ``weights``, ``history`` and the test ``metrics``.
+    """
+    import ray
+
+    task = ray.remote(_retrain_task).options(num_cpus=args.cpus_per_trial, num_gpus=args.gpus_per_trial)
+    train_all = splits.train.concat(splits.val)
+    refs = {name: task.remote(config, train_all, splits.test, max(1, int(args.cpus_per_trial)))
+            for name, config in configs.items()}
+    return {name: ray.get(ref) for name, ref in refs.items()}
+
+
+def _retrain_task(config: dict, train: Dataset, test: Dataset, threads: int) -> dict:
+    from fer_core.config import TrainConfig
+    from fer_core.evaluate import evaluate_model
+    from fer_core.train import fit
+
+    model, history = fit(TrainConfig.from_dict(config), train, threads=threads)
+    return {"weights": model.get_weights(), "history": history, "metrics": evaluate_model(model, test)}
+
+
+def pick_best(trials: list[dict]) -> Optional[dict]:
+    """The trial to retrain: highest final metric, preferring trials that ran their whole budget."""
+    scored = [t for t in trials if t["status"] in ("completed", "stopped_early") and t["final_metric"] is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda t: (t["status"] == "completed", t["final_metric"]))
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    check_args(args)
+    args.name = args.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = prepare_run_dir(args)
+    if args.resume:
+        args = restore_args(args, run_dir)
+    budget_s = parse_duration(args.time_budget)
+
+    if args.data == "synthetic":
+        log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
+    data = load(args.data)
+    splits = make_splits(data, args.split)
+    log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
+             len(splits.train), len(splits.val), len(splits.test))
+    if args.address:
+        _check_address(args.address)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _read_state(run_dir) if args.resume else {"args": {k: getattr(args, k) for k in RUN_DEFINING},
+                                                       "fingerprint": data.fingerprint(), "search_seconds": 0.0}
+    if state["fingerprint"] != data.fingerprint():
+        raise ConfigError(f"--resume: the data at {args.data} changed since run {args.name} started")
+    _write_state(run_dir, state)
+
+    _start_ray(args.address)
+    started = time.time()
+    analysis = run_search(args, run_dir, splits, budget_s)
+    state["search_seconds"] += time.time() - started
+    _write_state(run_dir, state)
+
+    from search.report import trial_record
+
+    trials = [trial_record(t, args.metric, args.max_epochs) for t in analysis.trials]
+    unfinished = [t for t in trials if t["status"] == "unfinished"]
+    budget_spent = budget_s is not None and time.time() - started >= budget_s
+    if unfinished or (len(trials) < args.trials and not budget_spent):
+        log.warning("search interrupted with %d of %d trials finished; continue it with: "
+                    "python -m search.run --output %s --name %s --resume",
+                    len(trials) - len(unfinished), args.trials, args.output, args.name)
+        return EXIT_INTERRUPTED
+    best = pick_best(trials)
+    if best is None:
+        print(f"search.run: every one of {len(trials)} trials failed; see {run_dir / TUNE_DIR}", file=sys.stderr)
+        return 1
+    report = finish(args, run_dir, data, splits, trials, best, state["search_seconds"])
+    _print_summary(report, run_dir)
+    return 0
+
+
+def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict], best: dict,
+           search_seconds: float) -> dict:
+    """Retrain, test, export, write TensorBoard's final run and the report; return the report."""
+    from fer_core.config import TrainConfig
+    from fer_core.evaluate import SEED_BASELINE_ACCURACY
+    from fer_core.export import export_model
+    from fer_core.model import build_cnn
+    from search.report import plot_confusion, write_report
+    from search.space import to_config
+    from search.tensorboard import write_final_run
+
+    best_config = to_config(best["config"])
+    log.info("retraining the best config (trial %s) and the seed's recipe on train + validation",
+             best["trial_id"])
+    retrained = retrain_and_test({"best": best_config.to_dict(), "seed": TrainConfig().to_dict()}, splits, args)
+    test, seed_test = retrained["best"]["metrics"], retrained["seed"]["metrics"]
+
+    model = build_cnn(best_config, splits.train.images.shape[1:], data.n_classes)
+    model.set_weights(retrained["best"]["weights"])
+    export_model(model, run_dir / BEST_DIR, data.class_names, best_config.to_dict(),
+                 metrics={f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "balanced_accuracy")}
+                 | {"split": splits.method},
+                 data_fingerprint=splits.train.concat(splits.val).fingerprint(),
+                 extra={"trained_on": f"{data.source}: train + validation of the {splits.method} split"})
+    write_final_run(run_dir / TENSORBOARD_DIR / "final", retrained["best"]["history"],
+                    data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
+    report = {
+        "name": args.name, "data": data.source, "n_images": len(data), "split": splits.method,
+        "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
+        "metric": args.metric, "max_epochs": args.max_epochs, "seed": args.seed,
+        "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
+        "test_balanced_accuracy": test["balanced_accuracy"], "test_accuracy_ci95": test["accuracy_ci95"],
+        "majority_accuracy": test["majority_accuracy"], "seed_baseline_accuracy": SEED_BASELINE_ACCURACY,
+        "seed_recipe_test_accuracy": seed_test["accuracy"], "seed_recipe_test_macro_f1": seed_test["macro_f1"],
+        "trials_completed": sum(t["status"] in ("completed", "stopped_early") for t in trials),
+        "trials_stopped_early": sum(t["status"] == "stopped_early" for t in trials),
+        "trials_failed": sum(t["status"] == "failed" for t in trials),
+        "best_trial_id": best["trial_id"], "best_val_metric": best["final_metric"],
+        "best_config": best_config.to_dict(), "search_wall_clock_s": round(search_seconds, 1),
+        "test": test, "seed_recipe_test": seed_test,
+        "trials": [{k: v for k, v in t.items() if k != "history"} | {"history": t["history"]} for t in trials],
+        "exported": {"dir": BEST_DIR, "keras": f"{BEST_DIR}/model.keras", "saved_model": f"{BEST_DIR}/saved_model",
+                     "tflite": f"{BEST_DIR}/model.tflite", "model_card": f"{BEST_DIR}/model_card.json"},
+    }
+    write_report(run_dir, report, retrained["best"]["history"], args.metric)
+    return report
+
+
+def _print_summary(report: dict, run_dir: Path) -> None:
+    print(f"\nFER Tune: {report['trials_completed']} trials completed, {report['trials_failed']} failed, "
+          f"search {report['search_wall_clock_s']:.0f} s, split {report['split']}")
+    print(f"  best config   test accuracy {report['test_accuracy']:.1%} "
+          f"(95% CI {report['test_accuracy_ci95'][0]:.1%}-{report['test_accuracy_ci95'][1]:.1%}), "
+          f"macro-F1 {report['test_macro_f1']:.3f}")
+    print(f"  seed recipe   test accuracy {report['seed_recipe_test_accuracy']:.1%}, "
+          f"macro-F1 {report['seed_recipe_test_macro_f1']:.3f} (the notebook reported "
+          f"{report['seed_baseline_accuracy']:.0%})")
+    print(f"  majority class {report['majority_accuracy']:.1%}")
+    print(f"  report: {run_dir / 'report.md'}\n  model:  {run_dir / BEST_DIR}\n"
+          f"  tensorboard --logdir {run_dir / TENSORBOARD_DIR}")
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _progress_table(metric: str):
+    from ray.tune import CLIReporter
+
+    return CLIReporter(metric_columns={"training_iteration": "epochs", "val_accuracy": "val acc",
+                                       "val_macro_f1": "val F1", "time_total_s": "s"},
+                       parameter_columns={"conv_blocks": "blocks", "base_filters": "filters",
+                                          "batch_norm": "bn", "learning_rate": "lr", "batch_size": "batch",
+                                          "schedule": "schedule"},
+                       metric=metric, mode="max", max_report_frequency=30, sort_by_metric=True)
+
+
+def _read_state(run_dir: Path) -> dict:
+    return json.loads((run_dir / RUN_FILE).read_text())
+
+
+def _write_state(run_dir: Path, state: dict) -> None:
+    from search.report import write_atomic
+
+    write_atomic(run_dir / RUN_FILE, json.dumps(state, indent=2))
+
+
+def _check_address(address: str) -> None:
+    """Fail fast, with one line, when nothing answers at a cluster address."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return  # let Ray resolve it (and say what is wrong)
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=10):
+            pass
+    except (OSError, ValueError):
+        raise FerInputError(f"--address {address}: no Ray cluster answers there "
+                            "(expected HOST:PORT of a running 'ray start --head')") from None
+
+
+def _start_ray(address: Optional[str]) -> None:
+    import ray
+
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SAVE_PERIOD_S)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # CSV/JSON are added by hand, TBX not at all
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic one-row-per-trial table
+    ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
+             runtime_env={"env_vars": env}, ignore_reinit_error=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, prog="search.run"))

@@ -1,0 +1,96 @@
+"""The search space: the one place that says what the search may vary, and how far.
+
+It is an Optuna define-by-run function over :class:`fer_core.config.TrainConfig` field
+names, so conditional choices stay honest: augmentation magnitudes exist only when
+augmentation is on, phase-2 settings only for the schedules that use them. The seed
+notebook's recipe is :func:`seed_point`, which the search evaluates first, so its best
+trial is never worse than the seed on validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fer_core.config import TrainConfig
+from fer_core.errors import ConfigError
+from fer_core.model import check_fits
+
+INPUT_SHAPE = (48, 48, 1)
+
+
+def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
+    """Sample one configuration from ``trial`` (an Optuna trial or Tune's captor).
+
+    Returns the constants that complete the config: the epoch budget, and ``padding``
+    turned to ``same`` where ``valid`` padding would shrink the feature map away (so no
+    trial is spent on a network that cannot be built).
+    """
+    # architecture
+    conv_blocks = trial.suggest_int("conv_blocks", 2, 5)
+    trial.suggest_categorical("base_filters", [16, 32, 48, 64])
+    trial.suggest_categorical("filter_growth", [1.0, 1.5, 2.0])
+    convs_per_block = trial.suggest_int("convs_per_block", 1, 2)
+    kernel_size = trial.suggest_categorical("kernel_size", [3, 5])
+    padding = trial.suggest_categorical("padding", ["same", "valid"])
+    trial.suggest_categorical("batch_norm", [True, False])
+    trial.suggest_categorical("pooling", ["max", "avg"])
+    trial.suggest_float("conv_dropout", 0.0, 0.5)
+    trial.suggest_categorical("head", ["flatten", "gap"])
+    trial.suggest_categorical("dense_units", [64, 128, 256, 512])
+    trial.suggest_float("dense_dropout", 0.0, 0.6)
+    trial.suggest_float("l2", 1e-6, 1e-3, log=True)
+    # augmentation: all off, or each magnitude searched
+    constants: dict[str, Any] = {"epochs": max_epochs}
+    if trial.suggest_categorical("augment", [True, False]):
+        trial.suggest_float("rotation", 0.0, 30.0)
+        trial.suggest_float("shift", 0.0, 0.2)
+        trial.suggest_float("shear", 0.0, 0.3)
+        trial.suggest_float("zoom", 0.0, 0.3)
+        trial.suggest_categorical("flip", [True, False])
+        trial.suggest_float("contrast", 0.0, 0.4)
+        trial.suggest_float("brightness", 0.0, 0.3)
+    else:
+        constants.update(rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, flip=False, contrast=0.0, brightness=0.0)
+    # optimisation
+    trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+    trial.suggest_categorical("batch_size", [16, 32, 64, 128])
+    schedule = trial.suggest_categorical("schedule", ["two_phase", "cosine", "plateau"])
+    if schedule == "two_phase":
+        trial.suggest_float("phase1_share", 0.5, 0.9)
+        trial.suggest_float("phase2_factor", 0.03, 0.3, log=True)
+    elif schedule == "plateau":
+        trial.suggest_float("phase2_factor", 0.03, 0.3, log=True)
+    trial.suggest_float("label_smoothing", 0.0, 0.2)
+    trial.suggest_categorical("class_weight", ["none", "balanced"])
+    if padding == "valid" and not _fits(conv_blocks, convs_per_block, kernel_size):
+        constants["padding"] = "same"
+    return constants
+
+
+def seed_point() -> dict[str, Any]:
+    """The seed notebook's recipe in the space's own parameter names (evaluated first)."""
+    seed = TrainConfig()
+    names = ("conv_blocks", "base_filters", "filter_growth", "convs_per_block", "kernel_size", "padding",
+             "batch_norm", "pooling", "conv_dropout", "head", "dense_units", "dense_dropout", "rotation",
+             "shift", "shear", "zoom", "flip", "contrast", "brightness", "learning_rate", "batch_size",
+             "schedule", "phase1_share", "phase2_factor", "label_smoothing", "class_weight")
+    point = {name: getattr(seed, name) for name in names}
+    point["augment"] = True
+    point["l2"] = 1e-6  # the space's floor: the seed used none, and L2 is searched on a log scale
+    return point
+
+
+def to_config(params: dict[str, Any]) -> TrainConfig:
+    """A sampled parameter dict (from Tune) as a :class:`TrainConfig`; ``augment`` is a
+    switch of the space, not a config field."""
+    return TrainConfig.from_dict({k: v for k, v in params.items() if k != "augment"})
+
+
+def _fits(conv_blocks: int, convs_per_block: int, kernel_size: int) -> bool:
+    probe = TrainConfig(conv_blocks=conv_blocks, convs_per_block=convs_per_block, kernel_size=kernel_size,
+                        padding="valid")
+    try:
+        check_fits(probe, INPUT_SHAPE)
+    except ConfigError:
+        return False
+    return True
