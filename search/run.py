@@ -244,6 +244,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.resume:
         args = restore_args(args, run_dir)
     budget_s = parse_duration(args.time_budget)
+    if args.address:
+        _check_address(args.address)
 
     if args.data == "synthetic":
         log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
@@ -251,8 +253,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     splits = make_splits(data, args.split)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
-    if args.address:
-        _check_address(args.address)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _read_state(run_dir) if args.resume else {"args": {k: getattr(args, k) for k in RUN_DEFINING},

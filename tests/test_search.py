@@ -1,0 +1,122 @@
+"""The search command end to end: bad flags, a real small search, TensorBoard, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, random_pixels, write_csv
+
+SMALL_SEARCH = ["--data", "synthetic:300", "--trials", "3", "--max-epochs", "2"]
+
+
+def _search(*args: str, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.run", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture
+def no_subjects_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    return write_csv(tmp_path / "plain.csv", [(i % 2, random_pixels(rng)) for i in range(20)], header="emotion,pixels")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--trials", "0"], "--trials 0: expected an integer >= 1"),
+    (["--max-epochs", "0"], "--max-epochs 0: expected an integer >= 1"),
+    (["--split", "diagonal"], "--split 'diagonal': expected one of"),
+    (["--metric", "loss"], "--metric 'loss'"),
+    (["--time-budget", "soon"], "--time-budget 'soon'"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
+    (["--resume"], "--resume needs --name"),
+    (["--resume", "--name", "ghost"], "no run 'ghost'"),
+    (["--data", "missing.csv"], "no such file or folder"),
+    (["--address", "127.0.0.1:1"], "no Ray cluster answers"),
+])
+def test_bad_flags_exit_2_with_one_line_and_no_output(tmp_path: Path, flags: list[str], expected: str) -> None:
+    output = tmp_path / "runs"
+    result = _search(*flags, "--output", str(output), timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+    assert not output.exists()
+
+
+def test_subject_split_without_subject_ids_exits_2(tmp_path: Path, no_subjects_csv: Path) -> None:
+    result = _search("--data", str(no_subjects_csv), "--split", "subject", "--output", str(tmp_path / "r"), timeout=120)
+    assert result.returncode == 2 and "needs subject ids" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_output_is_refused_before_the_search(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _search("--output", str(blocker / "runs"), timeout=120)
+    assert result.returncode == 2 and "not a writable folder" in result.stderr
+
+
+def _events(path: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(path), size_guidance={"tensors": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.mark.slow
+def test_small_search_end_to_end(tmp_path: Path) -> None:
+    result = _search(*SMALL_SEARCH, "--output", str(tmp_path), "--name", "e2e")
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "e2e"
+    report = json.loads((run / "report.json").read_text())
+    for key in ("test_accuracy", "test_macro_f1", "test_balanced_accuracy", "majority_accuracy",
+                "seed_recipe_test_accuracy"):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert report["seed_baseline_accuracy"] == 0.70
+    low, high = report["test_accuracy_ci95"]
+    assert low <= report["test_accuracy"] <= high
+    assert report["split"] == "subject"  # synthetic faces carry identities
+    assert report["trials_completed"] + report["trials_failed"] == 3 == len(report["trials"])
+    assert report["search_wall_clock_s"] > 0
+    for trial in report["trials"]:
+        assert trial["node_ip"] and trial["epochs"] >= 1 and trial["status"] in ("completed", "stopped_early")
+        assert set(trial["config"]) >= {"conv_blocks", "learning_rate", "schedule"}
+    # the seed's recipe is the first point of the search
+    from search.space import seed_point
+
+    assert any(all(t["config"][k] == v for k, v in seed_point().items()) for t in report["trials"])
+    # report.md and plots
+    markdown = (run / "report.md").read_text()
+    assert "seed recipe" in markdown and "macro-F1" in markdown
+    for png in ("confusion_matrix", "search_history", "learning_curves"):
+        assert (run / "plots" / f"{png}.png").stat().st_size > 1000
+    # exported model: all forms load and agree (the core's round trip is tested in test_train)
+    card = json.loads((run / "best" / "model_card.json").read_text())
+    assert card["metrics"]["test_accuracy"] == report["test_accuracy"]
+    from fer_core.data import load
+    from fer_core.export import load_predictors
+
+    images = load("synthetic:40").images
+    predictions = {form: p(images).argmax(axis=1) for form, p in load_predictors(run / "best").items()}
+    assert (predictions["keras"] == predictions["tflite"]).all() and (predictions["keras"] == predictions["saved_model"]).all()
+    # TensorBoard: per-trial scalars and hparams, the experiment's hparams config, the final run
+    tb = run / "tensorboard"
+    trial_dirs = sorted(p for p in tb.iterdir() if p.name.startswith("trial_"))
+    assert len(trial_dirs) == 3
+    for trial_dir in trial_dirs:
+        events = _events(trial_dir)
+        assert {"val_accuracy", "val_macro_f1", "train_loss"} <= set(events.Tags()["tensors"])
+        assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+        steps = [e.step for e in events.Tensors("val_accuracy")]
+        assert steps == list(range(1, len(steps) + 1))
+    assert "_hparams_/experiment" in _events(tb).PluginTagToContent("hparams")
+    final = _events(tb / "final")
+    assert "final/confusion_matrix" in final.Tags()["tensors"] and "final/train_loss" in final.Tags()["tensors"]
