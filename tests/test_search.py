@@ -120,3 +120,49 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     assert "_hparams_/experiment" in _events(tb).PluginTagToContent("hparams")
     final = _events(tb / "final")
     assert "final/confusion_matrix" in final.Tags()["tensors"] and "final/train_loss" in final.Tags()["tensors"]
+
+
+def _finished_trials(tune_dir: Path) -> dict[str, int]:
+    """Trial id -> result lines, for the trials Tune's saved state marks as finished."""
+    finished = {}
+    for state_file in tune_dir.glob("experiment_state-*.json"):
+        try:
+            state = json.loads(state_file.read_text())
+        except (json.JSONDecodeError, OSError):
+            continue  # being rewritten right now
+        for trial_json, runtime_json in state["trial_data"]:
+            trial = json.loads(trial_json)
+            if trial.get("status") == "TERMINATED":
+                results = tune_dir / f"trial_{trial['trial_id']}" / "result.json"
+                finished[trial["trial_id"]] = len(results.read_text().splitlines())
+    return finished
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
+    args = ["--data", "synthetic:300", "--trials", "5", "--max-epochs", "3", "--output", str(tmp_path), "--name", "k"]
+    driver = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    tune_dir = tmp_path / "k" / "tune"
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and driver.poll() is None and len(_finished_trials(tune_dir)) < 2:
+            time.sleep(1)
+        assert driver.poll() is None, "the search ended before it could be interrupted"
+        before = _finished_trials(tune_dir)
+        assert len(before) >= 2
+        os.kill(driver.pid, signal.SIGKILL)  # no chance to save anything more
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert not (tmp_path / "k" / "report.json").exists()
+
+    result = _search("--output", str(tmp_path), "--name", "k", "--resume")
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "k" / "report.json").read_text())
+    assert len(report["trials"]) == 5
+    assert report["trials_completed"] + report["trials_failed"] == 5
+    after = _finished_trials(tune_dir)
+    for trial_id, lines in before.items():
+        assert after.get(trial_id) == lines, f"finished trial {trial_id} was run again"
