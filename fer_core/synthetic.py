@@ -53,28 +53,30 @@ FACE_PX = 19.0  # face half-width in pixels at scale 1: a tight CK+48-like crop
 # Feature parameters whose values make an expression. Units: face half-widths for
 # positions, fractions for eye_open / mouth_width (multiplicative), 0..1 for strengths.
 PARAMS = ("brow_raise", "brow_tilt", "eye_open", "mouth_curve", "mouth_open", "mouth_width",
-          "smirk", "lip_raise", "wrinkle", "folds", "lip_press")
+          "smirk", "lip_raise", "wrinkle", "folds", "lip_press", "furrow", "forehead", "cheek", "chin")
 # A typical expression change of each parameter: scales the identity and image noise so
 # that NEUTRAL_SPREAD and IMAGE_JITTER mean the same thing for every feature.
-PARAM_SCALE = np.array([0.06, 0.06, 0.3, 0.06, 0.05, 0.12, 0.06, 0.04, 0.5, 0.5, 0.5], dtype=np.float32)
+PARAM_SCALE = np.array([0.06, 0.06, 0.3, 0.06, 0.05, 0.12, 0.06, 0.04, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+                       dtype=np.float32)
 # Parameters that cannot go negative (an opening, a strength); smirk is signed (its side).
-NON_NEGATIVE = ("mouth_open", "lip_raise", "wrinkle", "folds", "lip_press")
+NON_NEGATIVE = ("mouth_open", "lip_raise", "wrinkle", "folds", "lip_press", "furrow", "forehead", "cheek", "chin")
 
 # Each emotion at full intensity, as changes from the resting face. Signs: brow_raise > 0
 # lifts the brows, brow_tilt > 0 lowers their inner ends (a frown), mouth_curve > 0 lifts
 # both corners, smirk lifts one corner (its sign picks the side, drawn per image).
 EXPRESSIONS: dict[str, dict[str, float]] = {
     "anger": dict(brow_raise=-0.07, brow_tilt=0.09, eye_open=-0.15, mouth_curve=-0.02,
-                  mouth_width=-0.15, lip_press=1.0),
+                  mouth_width=-0.15, lip_press=1.0, furrow=1.0, chin=0.7),
     "contempt": dict(smirk=0.11, mouth_width=0.04, eye_open=-0.05),
     "disgust": dict(brow_raise=-0.04, brow_tilt=0.04, eye_open=-0.35, mouth_curve=-0.03,
-                    lip_raise=0.06, wrinkle=1.0, folds=0.6),
+                    lip_raise=0.06, wrinkle=1.0, folds=0.6, furrow=0.4, cheek=0.3),
     "fear": dict(brow_raise=0.06, brow_tilt=-0.05, eye_open=0.45, mouth_curve=-0.02,
-                 mouth_open=0.07, mouth_width=0.15),
-    "happy": dict(mouth_curve=0.10, mouth_width=0.18, mouth_open=0.03, eye_open=-0.2, folds=1.0),
+                 mouth_open=0.07, mouth_width=0.15, forehead=0.7, furrow=0.3),
+    "happy": dict(mouth_curve=0.10, mouth_width=0.18, mouth_open=0.03, eye_open=-0.2, folds=1.0,
+                  cheek=1.0),
     "sadness": dict(brow_raise=0.01, brow_tilt=-0.09, eye_open=-0.15, mouth_curve=-0.08,
-                    mouth_width=-0.05),
-    "surprise": dict(brow_raise=0.10, eye_open=0.55, mouth_open=0.16, mouth_width=-0.3),
+                    mouth_width=-0.05, forehead=0.4, chin=1.0),
+    "surprise": dict(brow_raise=0.10, eye_open=0.55, mouth_open=0.16, mouth_width=-0.3, forehead=1.0),
 }
 
 _P = {name: i for i, name in enumerate(PARAMS)}
@@ -223,7 +225,9 @@ def _render(params: np.ndarray, t: dict[str, np.ndarray], rng: np.random.Generat
     # hair behind and above the face, then the face oval
     head = np.sqrt((u / (col(t["face_a"]) * 1.08)) ** 2 + ((v + 0.08) / (col(t["face_b"]) * 1.05)) ** 2)
     _paint(image, _cover((head - 1.0) * px) * _cover((v - col(t["hairline"]) - 0.25 * u ** 2) * px), col(t["hair"]))
-    face = np.sqrt((u / col(t["face_a"])) ** 2 + (v / col(t["face_b"])) ** 2)
+    # an open mouth drops the jaw, lengthening the lower face
+    jaw = col(t["face_b"]) * (1.0 + 0.6 * p("mouth_open") * (v > 0))
+    face = np.sqrt((u / col(t["face_a"])) ** 2 + (v / jaw) ** 2)
     face_alpha = _cover((face - 1.0) * px) * _cover((col(t["hairline"]) + 0.25 * u ** 2 - v) * px)
     _paint(image, face_alpha, skin)
     # soft shading towards the face edge gives the oval some volume
@@ -248,6 +252,22 @@ def _render(params: np.ndarray, t: dict[str, np.ndarray], rng: np.random.Generat
     brow_v = ey - col(t["brow_gap"]) - p("brow_raise") - p("brow_tilt") * tb - 0.04 * (1.0 - tb ** 2)
     brow = _cover((np.abs(v - brow_v) - col(t["brow_t"])) * px) * _cover((np.abs(tb) - 1.0) * bw * px)
     _paint(image, brow * col(t["brow_dark"]), 0.1 * skin)
+
+    # glabellar furrows between the brows (anger): two short vertical creases
+    inner_v = ey - col(t["brow_gap"]) - p("brow_raise") + p("brow_tilt")
+    furrow = _cover((np.abs(au - 0.06) - 0.012) * px) * _cover((np.abs(v - inner_v - 0.02) - 0.09) * px)
+    _paint(image, 0.5 * np.minimum(p("furrow"), 1.0) * furrow, 0.3 * skin)
+    # horizontal forehead lines (surprise, fear, sadness), between the brows and the hairline
+    top = ey - col(t["brow_gap"]) - p("brow_raise")
+    wave = (v - top + 0.16 + 0.12 * u ** 2) / 0.09
+    lines = _cover((np.abs(wave - np.round(np.clip(wave, -2.0, 0.0))) * 0.09 - 0.012) * px)
+    lines *= _cover((au - 0.42) * px) * (wave > -2.5) * (wave < 0.5)
+    _paint(image, 0.45 * np.minimum(p("forehead"), 1.0) * lines, 0.3 * skin)
+    # raised cheeks (smile): lit cheek bulges and a crease under each eye
+    cheek = np.minimum(p("cheek"), 1.0)
+    image += 0.12 * skin * cheek * np.exp(-((au - ex - 0.04) ** 2 + (v - ey - 0.32) ** 2) / 0.02)
+    under = _cover((np.abs(v - ey - eh - 0.07 + 0.5 * (au - ex) ** 2) - 0.012) * px) * _cover((np.abs(au - ex) - 0.13) * px)
+    _paint(image, 0.45 * cheek * under, 0.3 * skin)
 
     # nose: a faint shadow down one side of the bridge and two nostrils
     ny = col(t["nose_y"])
@@ -282,6 +302,12 @@ def _render(params: np.ndarray, t: dict[str, np.ndarray], rng: np.random.Generat
     # the line where the lips meet: darker when pressed together
     line = _cover((np.abs(v - centre_v) - 0.012) * px) * ends
     _paint(image, line * (0.55 + 0.35 * np.minimum(p("lip_press"), 1.0)), 0.1 * skin)
+
+    # chin raiser (sadness, anger): a crease below the lower lip and a shadow on the chin
+    chin_v = col(t["mouth_y"]) + 0.2
+    sulcus = _cover((np.abs(v - chin_v - 0.3 * u ** 2) - 0.015) * px) * _cover((au - 0.14) * px)
+    _paint(image, 0.45 * np.minimum(p("chin"), 1.0) * sulcus, 0.3 * skin)
+    image -= 0.12 * skin * np.minimum(p("chin"), 1.0) * np.exp(-(u ** 2 + (v - chin_v - 0.18) ** 2) / 0.015)
 
     # nasolabial folds (smile, disgust): lines from the nose wings past the mouth corners
     fold_u = 0.16 + (v - ny) * (mw + 0.06 - 0.16) / np.maximum(col(t["mouth_y"]) - ny, 0.05)

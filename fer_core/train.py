@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Optional
 
@@ -47,6 +48,8 @@ class EpochReport:
     val_accuracy: float
     val_macro_f1: float
     learning_rate: float
+    train_seconds: float = float("nan")  # time in this epoch's training steps
+    val_seconds: float = float("nan")  # time scoring the validation set
 
     def to_dict(self) -> dict[str, float]:
         """A plain dict, as reported to Tune and written to histories."""
@@ -217,7 +220,11 @@ class _EpochReporter:
         import keras
 
         class Reporter(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
             def on_epoch_end(self, epoch, logs=None):
+                trained = time.perf_counter()
                 logs = logs if logs is not None else {}
                 loss = float(logs.get("loss", float("nan")))
                 if not math.isfinite(loss):
@@ -227,10 +234,12 @@ class _EpochReporter:
                 if val is not None:
                     val_loss, val_acc, val_f1 = _score(self.model, val)
                     logs.update(val_loss=val_loss, val_accuracy=val_acc, val_macro_f1=val_f1)
+                scored = time.perf_counter()
                 report = EpochReport(
                     epoch=epoch + 1, train_loss=loss, train_accuracy=float(logs.get("accuracy", float("nan"))),
                     val_loss=val_loss, val_accuracy=val_acc, val_macro_f1=val_f1,
-                    learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+                    learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                    train_seconds=trained - self.started, val_seconds=scored - trained if val is not None else 0.0)
                 history.append(report.to_dict())
                 if on_epoch is not None and on_epoch(report):
                     self.model.stop_training = True

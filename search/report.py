@@ -16,6 +16,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 PLOTS = "plots"
+HISTORY_FIELDS = ("epoch", "val_accuracy", "val_macro_f1", "val_loss", "train_loss", "train_accuracy",
+                  "learning_rate", "train_seconds", "val_seconds", "time_total_s")
 
 
 # ----------------------------------------------------------------------------- trial records
@@ -59,8 +61,7 @@ def trial_history(trial) -> list[dict[str, float]]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash
-            rows.append({k: row[k] for k in ("epoch", "val_accuracy", "val_macro_f1", "val_loss", "train_loss",
-                                             "train_accuracy", "learning_rate") if k in row})
+            rows.append({k: row[k] for k in HISTORY_FIELDS if k in row})
     return rows
 
 

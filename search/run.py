@@ -249,8 +249,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if args.data == "synthetic":
         log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
+    clock = time.perf_counter()
     data = load(args.data)
     splits = make_splits(data, args.split)
+    timings = {"load_s": time.perf_counter() - clock}
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
 
@@ -261,10 +263,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise ConfigError(f"--resume: the data at {args.data} changed since run {args.name} started")
     _write_state(run_dir, state)
 
+    clock = time.perf_counter()
     _start_ray(args.address)
+    timings["ray_start_s"] = time.perf_counter() - clock
     started = time.time()
     analysis = run_search(args, run_dir, splits, budget_s)
-    state["search_seconds"] += time.time() - started
+    timings["search_s"] = time.time() - started
+    state["search_seconds"] += timings["search_s"]
     _write_state(run_dir, state)
 
     from search.report import trial_record
@@ -281,13 +286,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if best is None:
         print(f"search.run: every one of {len(trials)} trials failed; see {run_dir / TUNE_DIR}", file=sys.stderr)
         return 1
-    report = finish(args, run_dir, data, splits, trials, best, state["search_seconds"])
+    report = finish(args, run_dir, data, splits, trials, best, state["search_seconds"], timings)
     _print_summary(report, run_dir)
     return 0
 
 
 def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict], best: dict,
-           search_seconds: float) -> dict:
+           search_seconds: float, timings: dict[str, float]) -> dict:
     """Retrain, test, export, write TensorBoard's final run and the report; return the report."""
     from fer_core.config import TrainConfig
     from fer_core.evaluate import SEED_BASELINE_ACCURACY
@@ -300,9 +305,12 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
     best_config = to_config(best["config"])
     log.info("retraining the best config (trial %s) and the seed's recipe on train + validation",
              best["trial_id"])
+    clock = time.perf_counter()
     retrained = retrain_and_test({"best": best_config.to_dict(), "seed": TrainConfig().to_dict()}, splits, args)
     test, seed_test = retrained["best"]["metrics"], retrained["seed"]["metrics"]
 
+    timings["retrain_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     model = build_cnn(best_config, splits.train.images.shape[1:], data.n_classes)
     model.set_weights(retrained["best"]["weights"])
     export_model(model, run_dir / BEST_DIR, data.class_names, best_config.to_dict(),
@@ -312,6 +320,7 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
                  extra={"trained_on": f"{data.source}: train + validation of the {splits.method} split"})
     write_final_run(run_dir / TENSORBOARD_DIR / "final", retrained["best"]["history"],
                     data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
+    timings["export_s"] = time.perf_counter() - clock
     report = {
         "name": args.name, "data": data.source, "n_images": len(data), "split": splits.method,
         "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
@@ -325,6 +334,7 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
         "trials_failed": sum(t["status"] == "failed" for t in trials),
         "best_trial_id": best["trial_id"], "best_val_metric": best["final_metric"],
         "best_config": best_config.to_dict(), "search_wall_clock_s": round(search_seconds, 1),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
         "test": test, "seed_recipe_test": seed_test,
         "trials": [{k: v for k, v in t.items() if k != "history"} | {"history": t["history"]} for t in trials],
         "exported": {"dir": BEST_DIR, "keras": f"{BEST_DIR}/model.keras", "saved_model": f"{BEST_DIR}/saved_model",
