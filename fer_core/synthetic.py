@@ -14,6 +14,12 @@ variation: every identity has its own face shape, feature layout, skin tone, hai
 emotion at a random intensity, slightly mixed with another emotion, under random pose,
 scale, lighting, blur and noise. The module-level constants below are the knobs.
 
+Calibration (``make_faces(1000)``, stratified 80/20 split, one CPU thread): logistic
+regression on raw pixels scores about 40%; the seed notebook's CNN (three valid-padded
+conv blocks 32/64/128, flatten, dense 128, Adam 1e-3, 15 epochs, no augmentation) about
+65-75%; a four-block batch-normalised CNN with dropout and global average pooling
+(40 epochs, cosine schedule) about 90%. A search has a real gap to close.
+
 Everything is drawn for all images at once with vectorized numpy on float32 grids, with
 anti-aliased (coverage-weighted) edges so that sub-pixel changes of a feature still
 show; 1,000 faces take well under a second on one core.
@@ -34,24 +40,25 @@ CLASS_SHARES = (0.15, 0.08, 0.16, 0.10, 0.19, 0.12, 0.20)
 IMAGES_PER_IDENTITY = 8  # about n/8 identities, each showing several emotions, as in CK+
 MIN_IDENTITIES = 5  # enough for a subject split holding out 1/5, even for tiny n
 
-# --- difficulty knobs ------------------------------------------------------------------
-EXPRESSION_STRENGTH = 0.6  # global scale of every expression's feature changes
-INTENSITY_RANGE = (0.4, 1.0)  # per-image expression intensity, drawn uniformly
-BLEND_MAX = 0.5  # each image also shows up to this fraction of one other, random emotion
-NEUTRAL_SPREAD = 0.45  # per-identity resting-face offsets, in units of a typical expression change
+# --- difficulty knobs (calibrated together; see the module docstring for what they give) ---
+EXPRESSION_STRENGTH = 1.5  # global scale of every expression's feature changes (the table below is 1.0)
+INTENSITY_RANGE = (0.5, 1.0)  # per-image expression intensity, drawn uniformly
+BLEND_MAX = 0.35  # each image also shows up to this fraction of one other, random emotion
+NEUTRAL_SPREAD = 0.3  # per-identity resting-face offsets, in units of a typical expression change
 IMAGE_JITTER = 0.15  # per-image random feature wobble, same units as NEUTRAL_SPREAD
-ROTATION_DEG = 8.0  # head roll, uniform in +-ROTATION_DEG
-SHIFT_PX = 3.0  # face translation, uniform in +-SHIFT_PX pixels on each axis
-SCALE_JITTER = 0.08  # per-image face scale, uniform in 1 +- SCALE_JITTER (on top of identity size)
+ROTATION_DEG = 10.0  # head roll, uniform in +-ROTATION_DEG
+SHIFT_PX = 4.0  # face translation, uniform in +-SHIFT_PX pixels on each axis
+SCALE_JITTER = 0.1  # per-image face scale, uniform in 1 +- SCALE_JITTER (on top of identity size)
 LIGHT_GRADIENT = 0.35  # peak-to-peak strength of a random linear lighting gradient
 CONTRAST_RANGE = (0.7, 1.15)  # per-image contrast gain about mid-gray
-BLUR_SIGMA_RANGE = (0.4, 1.1)  # Gaussian blur sigma in pixels, per image
-NOISE_STD = 0.04  # additive Gaussian pixel noise
+BLUR_SIGMA_RANGE = (0.3, 0.8)  # Gaussian blur sigma in pixels, per image
+NOISE_STD = 0.03  # additive Gaussian pixel noise
 
 FACE_PX = 19.0  # face half-width in pixels at scale 1: a tight CK+48-like crop
 
 # Feature parameters whose values make an expression. Units: face half-widths for
-# positions, fractions for eye_open / mouth_width (multiplicative), 0..1 for strengths.
+# positions, fractions for eye_open / mouth_width (multiplicative), 0..1 for the strength
+# of a crease or shading (drawn saturated above 1).
 PARAMS = ("brow_raise", "brow_tilt", "eye_open", "mouth_curve", "mouth_open", "mouth_width",
           "smirk", "lip_raise", "wrinkle", "folds", "lip_press", "furrow", "forehead", "cheek", "chin")
 # A typical expression change of each parameter: scales the identity and image noise so
@@ -100,7 +107,7 @@ def make_faces(n: int = 1000, seed: int = 0) -> Dataset:
     labels, identity = _labels_and_identities(n, rng)
     n_ids = int(identity.max()) + 1
     ident = _identity_traits(n_ids, rng)
-    params, side = _expression_params(labels, identity, ident["neutral"], rng)
+    params = _expression_params(labels, identity, ident["neutral"], rng)
     images = _render(params, {k: v[identity] for k, v in ident.items() if k != "neutral"}, rng)
     groups = np.asarray([f"ID{i:03d}" for i in identity])
     return Dataset(images=images[..., np.newaxis], labels=labels, class_names=CLASS_NAMES,
@@ -166,7 +173,7 @@ def _identity_traits(n_ids: int, rng: np.random.Generator) -> dict[str, np.ndarr
 
 
 def _expression_params(labels: np.ndarray, identity: np.ndarray, neutral: np.ndarray,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                       rng: np.random.Generator) -> np.ndarray:
     n, k = len(labels), len(CLASS_NAMES)
     intensity = rng.uniform(*INTENSITY_RANGE, n).astype(np.float32)
     # the other emotion mixed in (never the label itself): real faces are rarely pure
@@ -182,7 +189,7 @@ def _expression_params(labels: np.ndarray, identity: np.ndarray, neutral: np.nda
               + rng.standard_normal((n, len(PARAMS))).astype(np.float32) * IMAGE_JITTER * PARAM_SCALE)
     for name in NON_NEGATIVE:
         np.maximum(params[:, _P[name]], 0.0, out=params[:, _P[name]])
-    return params.astype(np.float32), side
+    return params.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- drawing

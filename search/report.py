@@ -22,7 +22,7 @@ HISTORY_FIELDS = ("epoch", "val_accuracy", "val_macro_f1", "val_loss", "train_lo
 
 # ----------------------------------------------------------------------------- trial records
 
-def trial_record(trial, metric: str, max_epochs: int) -> dict[str, Any]:
+def trial_record(trial, metric: str, max_epochs: int, node_ips: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
     """One trial as the report lists it: config, final and best metric, epochs, status, node.
 
     ``status`` is ``completed`` (ran its whole epoch budget), ``stopped_early`` (ASHA ended
@@ -45,7 +45,8 @@ def trial_record(trial, metric: str, max_epochs: int) -> dict[str, Any]:
         "final_metric": values[-1] if values else None,
         "best_metric": max(values) if values else None,
         "epochs": epochs,
-        "node_ip": last.get("node_ip"),
+        "node_ip": (node_ips or {}).get(last.get("node_id"), last.get("node_ip")),
+        "node_id": last.get("node_id"),
         "error": _error_text(trial) if status == "failed" else None,
         "history": history,
     }

@@ -274,7 +274,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from search.report import trial_record
 
-    trials = [trial_record(t, args.metric, args.max_epochs) for t in analysis.trials]
+    import ray
+
+    node_ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
+    trials = [trial_record(t, args.metric, args.max_epochs, node_ips) for t in analysis.trials]
     unfinished = [t for t in trials if t["status"] == "unfinished"]
     budget_spent = budget_s is not None and time.time() - started >= budget_s
     if unfinished or (len(trials) < args.trials and not budget_spent):

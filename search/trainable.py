@@ -26,13 +26,18 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     """Train the config in ``params`` and report each epoch to Tune.
 
     Reported per epoch: ``val_accuracy``, ``val_macro_f1``, ``val_loss``, ``train_loss``,
-    ``train_accuracy``, ``learning_rate`` and ``epoch``. An exception (a config that
+    ``train_accuracy``, ``learning_rate``, ``epoch``, the seconds spent training and
+    validating, and the Ray ``node_id`` the trial runs on. An exception (a config that
     diverges, say) propagates, and Tune records the trial as failed with its reason.
     """
+    import ray
     from ray import tune
 
     from fer_core.train import fit
     from search.space import to_config
 
     config = to_config(params)
-    fit(config, data.train, data.val, on_epoch=lambda report: tune.report(report.to_dict()), threads=threads)
+    # Ray's own node_ip is the machine's address; the node id tells nodes of one machine apart
+    node_id = ray.get_runtime_context().get_node_id()
+    fit(config, data.train, data.val, on_epoch=lambda report: tune.report({**report.to_dict(), "node_id": node_id}),
+        threads=threads)
