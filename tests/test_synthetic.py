@@ -68,8 +68,7 @@ def test_subject_split_keeps_identities_apart(faces: Dataset) -> None:
     train, test = split(faces, "subject")
     assert not set(train.groups) & set(test.groups)
     assert (test.class_counts() > 0).all()
-    tiny_train, tiny_test = split(make_faces(14), "subject")  # even the smallest set has 5+ identities
-    assert len(tiny_train) and len(tiny_test)
+    assert len(np.unique(make_faces(14).groups)) >= 5  # enough identities to hold out a fifth
 
 
 def test_a_thousand_faces_are_quick() -> None:
@@ -100,7 +99,6 @@ def test_emotions_are_learnable_from_pixels_but_not_trivially() -> None:
     model = LogisticRegression(max_iter=1000).fit(x[train], data.labels[train])
     accuracy = model.score(x[test], data.labels[test])
     chance, majority = 1 / len(CLASS_NAMES), data.class_counts().max() / len(data)
-    # a linear model sees the expressions (about 35%) but must not solve the set: pose,
-    # lighting and identity are meant to leave CNN hyperparameters something to find
-    assert max(0.25, majority + 0.05) < accuracy < 0.6, accuracy
-    assert chance < 0.15
+    # a linear model sees the expressions (about 35%, twice chance) but must not solve the
+    # set: pose, lighting and identity are meant to leave CNN hyperparameters something to find
+    assert max(2 * chance, majority + 0.05) < accuracy < 0.6, accuracy
