@@ -8,6 +8,7 @@ training batches only, so exported models carry no augmentation at all.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 from fer_core.config import TrainConfig
@@ -34,7 +35,9 @@ def build_augmenter(config: TrainConfig, seed: Optional[int] = None):
     if config.shift > 0:
         stack.append(layers.RandomTranslation(config.shift, config.shift, fill_mode=FILL_MODE, seed=seed + 2))
     if config.shear > 0:
-        stack.append(layers.RandomShear(config.shear, config.shear, fill_mode=FILL_MODE, seed=seed + 3))
+        # ImageDataGenerator sheared by an angle; RandomShear takes the shift as a fraction
+        slope = math.tan(math.radians(config.shear))
+        stack.append(layers.RandomShear(slope, slope, fill_mode=FILL_MODE, seed=seed + 3))
     if config.zoom > 0:
         stack.append(layers.RandomZoom(config.zoom, config.zoom, fill_mode=FILL_MODE, seed=seed + 4))
     if config.contrast > 0:

@@ -48,7 +48,7 @@ class TrainConfig:
     # augmentation (training only)
     rotation: float = 20.0  # degrees
     shift: float = 0.2  # fraction of width/height
-    shear: float = 0.2
+    shear: float = 0.2  # degrees, as ImageDataGenerator's shear_range: the seed's 0.2 is barely any
     zoom: float = 0.2
     flip: bool = True
     contrast: float = 0.0
@@ -74,8 +74,9 @@ class TrainConfig:
         _check_choice(self, "class_weight", CLASS_WEIGHTS)
         for name in ("conv_dropout", "dense_dropout", "label_smoothing"):
             _check_range(self, name, 0.0, 1.0, hi_open=True)
-        for name in ("shift", "zoom", "shear", "contrast", "brightness"):
+        for name in ("shift", "zoom", "contrast", "brightness"):
             _check_range(self, name, 0.0, 1.0)
+        _check_range(self, "shear", 0.0, 45.0)
         _check_range(self, "rotation", 0.0, 180.0)
         _check_range(self, "phase1_share", 0.0, 1.0)
         _check_range(self, "phase2_factor", 0.0, 1.0)

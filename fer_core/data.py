@@ -47,6 +47,7 @@ SPLITS = ("auto", "random", "subject", "usage")
 TEST_FRACTION = 0.2  # the seed notebook's 80/20 split
 SPLIT_SEED = 42  # the seed notebook's random_state
 
+CSV_FIELD_LIMIT = 64 * 2**20  # bytes in one pixel string: far above any real image (csv's default is 128 KiB)
 PROGRESS_MIN_FILES = 2000  # show a progress bar only for folders this large
 
 
@@ -148,6 +149,7 @@ def load_csv(path: str | os.PathLike) -> Dataset:
         handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise DataError(f"{where}: cannot open ({exc.strerror})") from None
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     with handle:
         reader = csv.reader(handle)
         try:

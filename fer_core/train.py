@@ -163,14 +163,18 @@ def sample_weights(data: Dataset, config: TrainConfig) -> np.ndarray:
 
 def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
         callbacks: Iterable = (), on_epoch: Optional[EpochHook] = None,
-        threads: Optional[int] = None, verbose: int = 0):
+        threads: Optional[int] = None, verbose: int = 0,
+        resume: Optional[tuple[str | os.PathLike, list[dict[str, float]]]] = None):
     """Train the CNN of ``config`` on ``train``; return ``(model, history)``.
 
     ``history`` is a list of :meth:`EpochReport.to_dict`, one per epoch run. ``val`` (if
     given) is scored after every epoch: loss, accuracy and macro-F1 go to ``on_epoch``,
     which may return ``True`` to stop early. ``callbacks`` are extra Keras callbacks
-    (TensorBoard, say). ``threads`` pins TensorFlow's pools. Raises
-    :class:`TrainingDiverged` when the loss stops being finite.
+    (TensorBoard, or one that saves checkpoints; they run after the validation scores
+    are in the epoch's logs). ``threads`` pins TensorFlow's pools. ``resume`` is the path
+    of a ``.keras`` model saved mid-training and the history so far: training continues from
+    the next epoch with the optimizer's state. Raises :class:`TrainingDiverged` when the
+    loss stops being finite.
     """
     configure_tensorflow(threads)
     import keras
@@ -178,14 +182,16 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     from fer_core.model import build_cnn
 
     keras.backend.clear_session()  # a reused worker must not accumulate graphs of earlier trials
-    keras.utils.set_random_seed(config.seed)
-    model = build_cnn(config, train.images.shape[1:], train.n_classes)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  weighted_metrics=["accuracy"])
+    keras.utils.set_random_seed(config.seed + (len(resume[1]) if resume else 0))
+    if resume is not None:
+        model, history = keras.saving.load_model(resume[0]), list(resume[1])
+    else:
+        model, history = build_cnn(config, train.images.shape[1:], train.n_classes), []
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                      weighted_metrics=["accuracy"])
     if val is not None and val.class_names != train.class_names:
         raise ConfigError("validation classes differ from training classes")
-    history: list[dict[str, float]] = []
     # the reporter goes first: it writes val_loss into the epoch's logs, which the
     # plateau schedule and any TensorBoard callback then read
     reporter = _EpochReporter(config, val, history, on_epoch)
@@ -200,7 +206,7 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     else:
         schedule.append(keras.callbacks.LearningRateScheduler(lambda e, lr: learning_rate_at(config, e)))
     model.fit(make_dataset(train, config, training=True, threads=threads), epochs=config.epochs,
-              callbacks=[reporter, *schedule, *callbacks], shuffle=False, verbose=verbose)
+              initial_epoch=len(history), callbacks=[reporter, *schedule, *callbacks], shuffle=False, verbose=verbose)
     return model, history
 
 

@@ -37,8 +37,10 @@ BEST_DIR = "best"
 EXPERIMENT_SAVE_PERIOD_S = "2"  # how often Tune saves its state: a killed driver loses at most this much
 EXIT_INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
 ASHA_REDUCTION_FACTOR = 3
+TRIAL_RETRIES = 2  # a trial whose node or worker dies is retried from its last checkpoint
 # the arguments that define a run; --resume takes them from run.json, not the command line
-RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial")
+RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
+                "points")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -52,6 +54,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--split", default="auto", help=f"held-out test split: {', '.join(SPLITS)} (default auto)")
     p.add_argument("--max-epochs", type=int, default=20, help="epoch budget of one trial, both phases (default 20)")
     p.add_argument("--metric", default="val_accuracy", help=f"what the search maximises: {', '.join(METRICS)}")
+    p.add_argument("--points", default=None,
+                   help="JSON file of configs to try first, after the seed's recipe (a dict or a list of dicts)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of training (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
@@ -92,6 +96,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.resume and args.name is None:
         raise ConfigError("--resume needs --name NAME: the run to continue")
     parse_duration(args.time_budget)
+    read_points(args.points)
 
 
 def prepare_run_dir(args: argparse.Namespace) -> Path:
@@ -114,6 +119,41 @@ def prepare_run_dir(args: argparse.Namespace) -> Path:
     if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"--output {args.output!r}: {probe_dir} is not a writable folder")
     return run_dir
+
+
+def read_points(path: Optional[str]) -> list[dict[str, Any]]:
+    """The warm-start configs of ``--points``, each completed with the seed's values.
+
+    Keys are the search space's parameter names (``TrainConfig`` fields and
+    ``augment``); a typo or a bad value is an error naming the file and the point.
+    """
+    from fer_core.config import TrainConfig
+    from search.space import seed_point, to_config
+
+    if path is None:
+        return []
+    try:
+        loaded = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"--points {path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--points {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    points = [loaded] if isinstance(loaded, dict) else loaded
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise ConfigError(f"--points {path}: expected a JSON object or a list of objects")
+    known = set(seed_point()) | {f for f in TrainConfig().to_dict() if f != "epochs"}
+    completed = []
+    for i, point in enumerate(points, start=1):
+        unknown = sorted(set(point) - known)
+        if unknown:
+            raise ConfigError(f"--points {path}, point {i}: unknown parameter(s) {', '.join(unknown)}")
+        merged = {**seed_point(), **{k: v for k, v in point.items() if k in known}}
+        try:
+            to_config(merged)
+        except ConfigError as exc:
+            raise ConfigError(f"--points {path}, point {i}: {exc}") from None
+        completed.append(merged)
+    return completed
 
 
 def restore_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
@@ -154,7 +194,7 @@ def build_searcher(args: argparse.Namespace, budget_s: Optional[float]):
     sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(1, args.trials // 5)))
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=args.max_epochs), metric=args.metric,
-                                mode="max", points_to_evaluate=[seed_point()], sampler=sampler, seed=args.seed,
+                                mode="max", points_to_evaluate=[seed_point(), *read_points(args.points)], sampler=sampler, seed=args.seed,
                                 deadline=time.time() + budget_s if budget_s else None)
 
 
@@ -189,7 +229,8 @@ def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(run_dir),
                 callbacks=[TensorBoardCallback(run_dir / TENSORBOARD_DIR), CSVLoggerCallback(), JsonLoggerCallback()],
-                failure_config=tune.FailureConfig(max_failures=0),
+                failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 progress_reporter=_progress_table(args.metric),
                 verbose=1,
             ),

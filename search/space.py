@@ -44,7 +44,7 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
     if trial.suggest_categorical("augment", [True, False]):
         trial.suggest_float("rotation", 0.0, 30.0)
         trial.suggest_float("shift", 0.0, 0.2)
-        trial.suggest_float("shear", 0.0, 0.3)
+        trial.suggest_float("shear", 0.0, 15.0)  # degrees
         trial.suggest_float("zoom", 0.0, 0.3)
         trial.suggest_categorical("flip", [True, False])
         trial.suggest_float("contrast", 0.0, 0.4)

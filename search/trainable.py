@@ -3,15 +3,26 @@
 A plain function of its config, as Ray's examples write them. The data set arrives
 through the object store (``tune.with_parameters``), so a trial never reads files; the
 test split is not part of it. TensorFlow's threads are pinned to the CPUs the trial is
-given, so concurrent trials on one machine do not fight over cores.
+given, so concurrent trials on one machine do not fight over cores. Every
+:data:`CHECKPOINT_PERIOD_S` seconds the trial leaves a checkpoint in the run's storage,
+so that a trial whose node is lost, or whose driver was killed, continues from its last
+checkpoint on any node instead of starting again.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from fer_core.data import Dataset
+
+CHECKPOINT_PERIOD_S = 30.0  # a lost trial redoes at most this much work; saving costs ~0.1 s
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,7 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     validating, and the Ray ``node_id`` the trial runs on. An exception (a config that
     diverges, say) propagates, and Tune records the trial as failed with its reason.
     """
+    import keras
     import ray
     from ray import tune
 
@@ -39,5 +51,36 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     config = to_config(params)
     # Ray's own node_ip is the machine's address; the node id tells nodes of one machine apart
     node_id = ray.get_runtime_context().get_node_id()
-    fit(config, data.train, data.val, on_epoch=lambda report: tune.report({**report.to_dict(), "node_id": node_id}),
-        threads=threads)
+    latest: dict[str, Any] = {}
+
+    class TuneReporter(keras.callbacks.Callback):
+        """Reports the epoch fit just scored, with a checkpoint when one is due."""
+
+        last_saved = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {**latest["report"], "node_id": node_id}
+            due = time.monotonic() - self.last_saved >= CHECKPOINT_PERIOD_S and epoch + 1 < config.epochs
+            if not due:
+                tune.report(metrics)
+                return
+            with tempfile.TemporaryDirectory() as folder:
+                self.model.save(Path(folder) / MODEL_FILE)
+                (Path(folder) / HISTORY_FILE).write_text(json.dumps(latest["history"]))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            self.last_saved = time.monotonic()
+
+    history: list[dict] = []
+
+    def remember(report) -> None:
+        history.append(report.to_dict())
+        latest.update(report=report.to_dict(), history=list(history))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        fit(config, data.train, data.val, callbacks=[TuneReporter()], on_epoch=remember, threads=threads)
+        return
+    with checkpoint.as_directory() as folder:
+        history.extend(json.loads((Path(folder) / HISTORY_FILE).read_text()))
+        fit(config, data.train, data.val, callbacks=[TuneReporter()], on_epoch=remember, threads=threads,
+            resume=(Path(folder) / MODEL_FILE, history))

@@ -72,6 +72,22 @@ def test_bad_csv_raises_one_error_naming_file_and_line(tmp_path: Path, content: 
     assert "\n" not in message
 
 
+def test_huge_row_is_named_not_crashed_on(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    huge = " ".join(["7"] * 512 * 512)  # 2 MB of pixels in one field, far past csv's default limit
+    path = write_csv(tmp_path / "huge.csv", [(0, random_pixels(rng)), (1, huge), (1, random_pixels(rng))],
+                     header="emotion,pixels")
+    with pytest.raises(DataError, match=r"huge.csv, line 3: 262144 pixels where earlier rows have 2304"):
+        load(path)
+
+
+def test_large_images_in_a_csv_are_read_and_resized(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    path = write_csv(tmp_path / "big.csv", [(i % 2, random_pixels(rng, side=256)) for i in range(4)],
+                     header="emotion,pixels")
+    assert load(path).images.shape == (4, 48, 48, 1)
+
+
 def test_binary_file_is_a_data_error(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_bytes(b"\xff\xfe\x00\x81" * 100)

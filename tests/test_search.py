@@ -166,3 +166,32 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path: Path)
     after = _finished_trials(tune_dir)
     for trial_id, lines in before.items():
         assert after.get(trial_id) == lines, f"finished trial {trial_id} was run again"
+
+
+@pytest.mark.slow
+def test_a_trial_that_raises_is_recorded_as_failed_and_the_search_completes(tmp_path: Path) -> None:
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps([{"learning_rate": 1e4}]))  # Adam at this rate drives the loss to NaN
+    result = _search(*SMALL_SEARCH, "--points", str(points), "--output", str(tmp_path), "--name", "f")
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    failed = [t for t in report["trials"] if t["status"] == "failed"]
+    assert len(report["trials"]) == 3 and report["trials_failed"] == 1 == len(failed)
+    assert failed[0]["config"]["learning_rate"] == 1e4
+    assert "TrainingDiverged" in failed[0]["error"] and "nan" in failed[0]["error"]
+    assert report["best_config"]["learning_rate"] != 1e4
+    assert "TrainingDiverged" in (tmp_path / "f" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('[{"learning_rat": 0.1}]', "point 1: unknown parameter(s) learning_rat"),
+    ('{"schedule": "sometimes"}', "point 1: config field schedule='sometimes'"),
+    ("[1, 2]", "expected a JSON object or a list of objects"),
+    ("{oops", "not JSON"),
+])
+def test_bad_points_file_exits_2(tmp_path: Path, content: str, expected: str) -> None:
+    points = tmp_path / "points.json"
+    points.write_text(content)
+    result = _search("--points", str(points), "--output", str(tmp_path / "runs"), timeout=120)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
