@@ -222,6 +222,7 @@ def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s
             trainable,
             tune_config=tune.TuneConfig(
                 num_samples=args.trials, trial_dirname_creator=_trial_dirname,
+                reuse_actors=True,  # a worker keeps TensorFlow loaded from one trial to the next
                 search_alg=build_searcher(args, budget_s),
                 scheduler=ASHAScheduler(metric=args.metric, mode="max", max_t=args.max_epochs, grace_period=max(1, args.max_epochs // 4),
                                         reduction_factor=ASHA_REDUCTION_FACTOR),
