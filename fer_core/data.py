@@ -295,12 +295,12 @@ def _class_files(root: Path) -> dict[str, list[Path]]:
     for folder in subdirs:
         entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
-        skipped = len(entries) - len(images)
-        if skipped:
-            log.warning("%s: skipped %d file(s) that are not images (by suffix)", folder, skipped)
         if not images:
             raise DataError(f"{folder}: class folder holds no images; expected files ending in "
                             f"{', '.join(IMAGE_SUFFIXES[:4])}, ...")
+        skipped = len(entries) - len(images)
+        if skipped:
+            log.warning("%s: skipped %d file(s) that are not images (by suffix)", folder, skipped)
         classes[folder.name] = images
     return classes
 

@@ -47,6 +47,7 @@ def trial_record(trial, metric: str, max_epochs: int, node_ips: Optional[Mapping
         "epochs": epochs,
         "node_ip": (node_ips or {}).get(last.get("node_id"), last.get("node_ip")),
         "node_id": last.get("node_id"),
+        "tf_threads": last.get("tf_threads"),
         "error": _error_text(trial) if status == "failed" else None,
         "history": history,
     }

@@ -37,7 +37,8 @@ BEST_DIR = "best"
 EXPERIMENT_SAVE_PERIOD_S = "2"  # how often Tune saves its state: a killed driver loses at most this much
 EXIT_INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
 ASHA_REDUCTION_FACTOR = 3
-TRIAL_RETRIES = 2  # a trial whose node or worker dies is retried from its last checkpoint
+TRIAL_RETRIES = 2
+TRIAL_STOP_WAIT_S = 600  # longest epoch a stopped trial may finish before its worker is reused  # a trial whose node or worker dies is retried from its last checkpoint
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
                 "points")
@@ -99,6 +100,19 @@ def check_args(args: argparse.Namespace) -> None:
     read_points(args.points)
 
 
+def output_path(text: str) -> Path:
+    """``--output`` as a local folder: a path, or a ``file://`` URI as Ray's storage writes them.
+
+    Other storage URIs (``s3://``, ``gs://``) are refused in one line: the report, the
+    exported model and TensorBoard's files are written with local file operations.
+    """
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme != "file":
+        raise ConfigError(f"--output {text!r}: storage URIs other than file:// are not supported; "
+                          "expected a folder every Ray node sees (a shared file system)")
+    return Path(rest if sep else text).expanduser().resolve()
+
+
 def prepare_run_dir(args: argparse.Namespace) -> Path:
     """Check the output folder before the search; return the run folder (not created yet).
 
@@ -106,7 +120,7 @@ def prepare_run_dir(args: argparse.Namespace) -> Path:
     must be writable, checked by writing into it, so that a search is never started only
     to fail when its first result is saved.
     """
-    output = Path(args.output).expanduser().resolve()
+    output = output_path(args.output)
     run_dir = output / args.name
     if args.resume:
         if not (run_dir / RUN_FILE).is_file():
@@ -446,7 +460,10 @@ def _check_address(address: str) -> None:
 def _start_ray(address: Optional[str]) -> None:
     import ray
 
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore",
+           # a trial that ASHA stops finishes its current epoch before its worker takes the next
+           # trial; Tune's default 2 s wait fails the reuse, and with it the next trial
+           "TUNE_FUNCTION_THREAD_TIMEOUT_S": str(TRIAL_STOP_WAIT_S)}
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SAVE_PERIOD_S)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # CSV/JSON are added by hand, TBX not at all
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic one-row-per-trial table

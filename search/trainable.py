@@ -38,19 +38,23 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
 
     Reported per epoch: ``val_accuracy``, ``val_macro_f1``, ``val_loss``, ``train_loss``,
     ``train_accuracy``, ``learning_rate``, ``epoch``, the seconds spent training and
-    validating, and the Ray ``node_id`` the trial runs on. An exception (a config that
+    validating, the Ray ``node_id`` the trial runs on and ``tf_threads``, TensorFlow's
+    intra-op threads there. An exception (a config that
     diverges, say) propagates, and Tune records the trial as failed with its reason.
     """
-    import keras
     import ray
     from ray import tune
 
-    from fer_core.train import fit
+    from fer_core.train import fit, import_tensorflow
     from search.space import to_config
+
+    import_tensorflow()  # before Keras, which would import TensorFlow with its start-up chatter
+    import keras
 
     config = to_config(params)
     # Ray's own node_ip is the machine's address; the node id tells nodes of one machine apart
     node_id = ray.get_runtime_context().get_node_id()
+    placement = {"node_id": node_id}
     latest: dict[str, Any] = {}
 
     class TuneReporter(keras.callbacks.Callback):
@@ -59,7 +63,11 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
         last_saved = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
-            metrics = {**latest["report"], "node_id": node_id}
+            if "tf_threads" not in placement:  # TensorFlow is loaded by now; record what fit pinned
+                import tensorflow as tf
+
+                placement["tf_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+            metrics = {**latest["report"], **placement}
             due = time.monotonic() - self.last_saved >= CHECKPOINT_PERIOD_S and epoch + 1 < config.epochs
             if not due:
                 tune.report(metrics)

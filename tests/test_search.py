@@ -87,6 +87,7 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     assert report["trials_completed"] + report["trials_failed"] == 3 == len(report["trials"])
     assert report["search_wall_clock_s"] > 0
     for trial in report["trials"]:
+        assert trial["tf_threads"] == 1  # --cpus-per-trial defaults to 1
         assert trial["node_ip"] and trial["epochs"] >= 1 and trial["status"] in ("completed", "stopped_early")
         assert set(trial["config"]) >= {"conv_blocks", "learning_rate", "schedule"}
     # the seed's recipe is the first point of the search
@@ -195,3 +196,22 @@ def test_bad_points_file_exits_2(tmp_path: Path, content: str, expected: str) ->
     result = _search("--points", str(points), "--output", str(tmp_path / "runs"), timeout=120)
     assert result.returncode == 2 and expected in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_time_budget_stops_starting_trials_and_still_reports(tmp_path: Path) -> None:
+    result = _search("--data", "synthetic:300", "--trials", "50", "--max-epochs", "1", "--time-budget", "20s",
+                     "--output", str(tmp_path), "--name", "b")
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert 1 <= len(report["trials"]) < 50
+    assert all(t["status"] in ("completed", "stopped_early") for t in report["trials"])  # none cut off midway
+
+
+def test_output_accepts_file_uris_and_refuses_other_schemes(tmp_path: Path) -> None:
+    from search.run import output_path
+
+    assert output_path(f"file://{tmp_path}/runs") == tmp_path / "runs"
+    assert output_path(str(tmp_path / "runs")) == tmp_path / "runs"
+    result = _search("--output", "s3://bucket/runs", timeout=120)
+    assert result.returncode == 2 and "other than file://" in result.stderr
