@@ -35,9 +35,9 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
     when everything is written. The card records class names, input shape,
     preprocessing, metrics, the config and a fingerprint of the training data.
     """
-    from fer_core.train import import_tensorflow
+    from fer_core.train import configure_tensorflow
 
-    tf = import_tensorflow()
+    tf = configure_tensorflow()
 
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,9 +73,9 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
 def load_predictors(directory: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Reload each exported form; return ``{"keras"|"saved_model"|"tflite": images -> probabilities}``."""
     import keras
-    from fer_core.train import import_tensorflow
+    from fer_core.train import configure_tensorflow
 
-    tf = import_tensorflow()
+    tf = configure_tensorflow()
 
     directory = Path(directory)
     keras_model = keras.saving.load_model(directory / KERAS_FILE)

@@ -9,6 +9,7 @@ After each epoch a hook receives an :class:`EpochReport`; the search reports thr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -59,54 +60,53 @@ class EpochReport:
 EpochHook = Callable[[EpochReport], Optional[bool]]
 
 
-def configure_tensorflow(threads: Optional[int] = None) -> None:
-    """Quiet TensorFlow's start-up chatter and pin its thread pools to ``threads``.
+def configure_tensorflow(threads: Optional[int] = None):
+    """Import TensorFlow quietly, pin its thread pools to ``threads``; return the module.
 
-    Must run before TensorFlow executes its first op in this process; where that has
-    already happened (a reused worker) the thread setting stays as it was and a debug
-    line says so. Two trials on two cores must not each start a pool per core.
-    """
-    tf = import_tensorflow()
-
-    tf.get_logger().setLevel(logging.ERROR)
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:
-            log.debug("TensorFlow already initialised; keeping intra-op threads at %d",
-                      tf.config.threading.get_intra_op_parallelism_threads())
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass
-
-
-def import_tensorflow():
-    """Import TensorFlow without its start-up chatter; return the module.
+    Thread pools and GPU memory growth can only be set before TensorFlow runs its first
+    op, so they are set here, right after the import and before the runtime starts. In
+    a process where it already runs (a reused worker) the setting stays as it was and
+    a debug line says so. Two trials on two cores must not each start a pool per core.
 
     TensorFlow's C++ runtime prints oneDNN and CUDA notices to stderr before its log
-    level applies, once per process: in a search that is every Ray worker. The import
-    runs with stderr pointed at /dev/null; an import that fails still raises as usual.
+    level applies, once per process: in a search that is every Ray worker. The first
+    import and start-up run with stderr pointed at /dev/null; an import that fails
+    still raises as usual.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    with _stderr_muted():
+        import tensorflow as tf
+
+        if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:
+                log.debug("TensorFlow already running; keeping intra-op threads at %d",
+                          tf.config.threading.get_intra_op_parallelism_threads())
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass
+        tf.constant(0)  # starts the runtime (and its CUDA probe) while stderr is muted
+    tf.get_logger().setLevel(logging.ERROR)
+    return tf
+
+
+@contextlib.contextmanager
+def _stderr_muted():
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             try:
-                import tensorflow as tf
-
-                tf.constant(0)  # the CUDA probe happens on first use, not on import
+                yield
             finally:
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
-    return tf
 
 
 def learning_rate_at(config: TrainConfig, epoch: int) -> float:

@@ -21,8 +21,8 @@ HPARAM_METRICS = ("val_accuracy", "val_macro_f1", "val_loss")
 
 def write_hparams_config(logdir: Path, hparam_names: Iterable[str]) -> None:
     """Declare the experiment's hyperparameters and metrics for the HParams dashboard."""
-    from fer_core.train import import_tensorflow
-    tf = import_tensorflow()
+    from fer_core.train import configure_tensorflow
+    tf = configure_tensorflow()
     from tensorboard.plugins.hparams import api as hp
 
     with tf.summary.create_file_writer(str(logdir)).as_default():
@@ -45,8 +45,8 @@ class TensorBoardCallback(Callback):
         return {"logdir": self.logdir, "_writers": {}}
 
     def _writer(self, trial) -> Any:
-        from fer_core.train import import_tensorflow
-        tf = import_tensorflow()
+        from fer_core.train import configure_tensorflow
+        tf = configure_tensorflow()
 
         if trial.trial_id not in self._writers:
             self._writers[trial.trial_id] = tf.summary.create_file_writer(str(self.logdir / f"trial_{trial.trial_id}"))
@@ -59,8 +59,8 @@ class TensorBoardCallback(Callback):
             hp.hparams(hparam_values(trial.config), trial_id=trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        from fer_core.train import import_tensorflow
-        tf = import_tensorflow()
+        from fer_core.train import configure_tensorflow
+        tf = configure_tensorflow()
 
         step = int(result.get("training_iteration", result.get("epoch", 0)))
         writer = self._writer(trial)
@@ -90,8 +90,8 @@ def hparam_values(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_final_run(logdir: Path, history: Sequence[Mapping[str, float]], class_names: Sequence[str], figure_png: bytes) -> None:
     """The retrained model's per-epoch curves and its test confusion matrix as an image."""
-    from fer_core.train import import_tensorflow
-    tf = import_tensorflow()
+    from fer_core.train import configure_tensorflow
+    tf = configure_tensorflow()
 
     with tf.summary.create_file_writer(str(logdir)).as_default():
         for row in history:

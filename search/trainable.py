@@ -45,10 +45,11 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     import ray
     from ray import tune
 
-    from fer_core.train import fit, import_tensorflow
+    from fer_core.train import configure_tensorflow, fit
     from search.space import to_config
 
-    import_tensorflow()  # before Keras, which would import TensorFlow with its start-up chatter
+    # before Keras imports TensorFlow: pins the threads, keeps the start-up chatter out
+    configure_tensorflow(threads)
     import keras
 
     config = to_config(params)

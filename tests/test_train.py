@@ -149,3 +149,18 @@ def test_training_resumes_from_a_saved_model_at_the_next_epoch(faces, tmp_path: 
     assert [row["epoch"] for row in resumed] == [1, 2, 3, 4]
     assert resumed[:2] == history
     assert np.allclose([row["learning_rate"] for row in resumed[2:]], [1e-4, 1e-4])
+
+
+def test_threads_are_pinned_even_when_tensorflow_is_configured_twice() -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("from fer_core.train import configure_tensorflow; configure_tensorflow(1); "
+            "tf = configure_tensorflow(1); import keras; "
+            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads())")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["1", "1"], result.stderr[-2000:]
+    assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower()
