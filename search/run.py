@@ -395,7 +395,7 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
         "best_config": best_config.to_dict(), "search_wall_clock_s": round(search_seconds, 1),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "test": test, "seed_recipe_test": seed_test,
-        "trials": [{k: v for k, v in t.items() if k != "history"} | {"history": t["history"]} for t in trials],
+        "trials": trials,
         "exported": {"dir": BEST_DIR, "keras": f"{BEST_DIR}/model.keras", "saved_model": f"{BEST_DIR}/saved_model",
                      "tflite": f"{BEST_DIR}/model.tflite", "model_card": f"{BEST_DIR}/model_card.json"},
     }
