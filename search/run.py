@@ -313,9 +313,10 @@ def main(argv: Optional[list[str]] = None) -> int:
              len(splits.train), len(splits.val), len(splits.test))
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = data.fingerprint()  # hashes every image: once per run
     state = _read_state(run_dir) if args.resume else {"args": {k: getattr(args, k) for k in RUN_DEFINING},
-                                                       "fingerprint": data.fingerprint(), "search_seconds": 0.0}
-    if state["fingerprint"] != data.fingerprint():
+                                                       "fingerprint": fingerprint, "search_seconds": 0.0}
+    if state["fingerprint"] != fingerprint:
         raise ConfigError(f"--resume: the data at {args.data} changed since run {args.name} started")
     _write_state(run_dir, state)
 
