@@ -20,6 +20,7 @@ POOLINGS = ("max", "avg")
 HEADS = ("flatten", "gap")
 PADDINGS = ("valid", "same")
 CLASS_WEIGHTS = ("none", "balanced")
+NORMALIZATIONS = ("none", "standardize")  # per-image: zero mean, unit variance
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class TrainConfig:
     augmentation off. ``epochs`` counts both phases of the two-phase schedule.
     """
 
+    # input
+    normalize: str = "none"  # "standardize" evens out lighting per face, inside the model
     # architecture
     conv_blocks: int = 3
     base_filters: int = 32
@@ -72,6 +75,7 @@ class TrainConfig:
         _check_choice(self, "head", HEADS)
         _check_choice(self, "padding", PADDINGS)
         _check_choice(self, "class_weight", CLASS_WEIGHTS)
+        _check_choice(self, "normalize", NORMALIZATIONS)
         for name in ("conv_dropout", "dense_dropout", "label_smoothing"):
             _check_range(self, name, 0.0, 1.0, hi_open=True)
         for name in ("shift", "zoom", "contrast", "brightness"):

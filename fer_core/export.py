@@ -72,10 +72,12 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
 
 def load_predictors(directory: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Reload each exported form; return ``{"keras"|"saved_model"|"tflite": images -> probabilities}``."""
-    import keras
     from fer_core.train import configure_tensorflow
 
     tf = configure_tensorflow()
+    import keras
+
+    import fer_core.layers  # noqa: F401  registers the layers the saved model may use
 
     directory = Path(directory)
     keras_model = keras.saving.load_model(directory / KERAS_FILE)

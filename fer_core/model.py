@@ -2,20 +2,25 @@
 
 ``build_cnn(TrainConfig())`` is the seed notebook's network exactly: three blocks of one
 3x3 ReLU convolution (32/64/128 filters, ``valid`` padding) and 2x2 max-pooling, flatten,
-dense 128, softmax. The search varies depth, width, convolutions per block, kernel
-size, padding, batch norm, pooling, dropout, L2 and the head.
+dense 128, softmax. The search varies input standardization, depth, width,
+convolutions per block, kernel size, padding, batch norm, pooling, dropout, L2 and the
+head. :func:`build_predictor` joins trained networks into the exported model: the
+average over the members, each seeing the face and its mirror image.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 from fer_core.config import TrainConfig
 from fer_core.errors import ConfigError
 
 BN_MOMENTUM = 0.9
+STANDARDIZE_EPSILON = 1e-5  # variance floor, far below a face's (~0.02-0.06 on [0, 1] pixels)
 
 
 def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 1),
-              n_classes: int = 7):
+              n_classes: int = 7, name: str = "fer_cnn"):
     """Build (not compile) the Keras model that ``config`` describes.
 
     The input is the preprocessed image (``float32`` in [0, 1]); augmentation is not
@@ -30,6 +35,11 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
     regularizer = keras.regularizers.L2(config.l2) if config.l2 > 0 else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
+    if config.normalize == "standardize":
+        # per-image standardization: each face to zero mean and unit variance over its
+        # pixels, so lighting and contrast differences between subjects drop out
+        x = layers.LayerNormalization(axis=(1, 2, 3), center=False, scale=False, epsilon=STANDARDIZE_EPSILON,
+                                      name="standardize")(x)
     for block, filters in enumerate(config.filters, start=1):
         for conv in range(1, config.convs_per_block + 1):
             x = layers.Conv2D(filters, config.kernel_size, padding=config.padding,
@@ -53,7 +63,30 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
     if config.dense_dropout > 0:
         x = layers.Dropout(config.dense_dropout, name="dense_dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="fer_cnn")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_predictor(members: Sequence, mirror: bool = True, name: str = "fer_predictor"):
+    """One model that averages the class probabilities of trained ``members``.
+
+    Each member sees the image and, with ``mirror``, its left-right mirror image too
+    (test-time augmentation: faces are near-symmetric, and averaging both views
+    steadies the prediction). With one member and no mirror the member itself comes
+    back. Members must have distinct names and share input shape and classes.
+    """
+    import keras
+    from keras import layers
+
+    from fer_core.layers import Mirror
+
+    members = list(members)
+    if len(members) == 1 and not mirror:
+        return members[0]
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="image")
+    views = [inputs, Mirror(name="mirror")(inputs)] if mirror else [inputs]
+    outputs = [member(view) for member in members for view in views]
+    averaged = layers.Average(name="average")(outputs)
+    return keras.Model(inputs, averaged, name=name)
 
 
 def check_fits(config: TrainConfig, input_shape: tuple[int, int, int]) -> None:

@@ -37,7 +37,9 @@ BEST_DIR = "best"
 EXPERIMENT_SAVE_PERIOD_S = "2"  # how often Tune saves its state: a killed driver loses at most this much
 EXIT_INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
 ASHA_REDUCTION_FACTOR = 3
+ASHA_GRACE_SHARE = 0.2  # first rung at a fifth of the epoch budget (4 of 20), the next at 3x that
 TRIAL_RETRIES = 2
+DEFAULT_ENSEMBLE = 3
 TRIAL_STOP_WAIT_S = 600  # longest epoch a stopped trial may finish before its worker is reused  # a trial whose node or worker dies is retried from its last checkpoint
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
@@ -57,6 +59,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--metric", default="val_accuracy", help=f"what the search maximises: {', '.join(METRICS)}")
     p.add_argument("--points", default=None,
                    help="JSON file of configs to try first, after the seed's recipe (a dict or a list of dicts)")
+    p.add_argument("--ensemble", type=int, default=DEFAULT_ENSEMBLE,
+                   help=f"the final model averages this many of the best trials' configs (default {DEFAULT_ENSEMBLE})")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of training (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
@@ -94,6 +98,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--gpus-per-trial {args.gpus_per_trial}: expected a number >= 0")
     if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
         raise ConfigError(f"--name {args.name!r}: expected letters, digits, '.', '_' or '-'")
+    if args.ensemble < 1:
+        raise ConfigError(f"--ensemble {args.ensemble}: expected an integer >= 1")
     if args.resume and args.name is None:
         raise ConfigError("--resume needs --name NAME: the run to continue")
     parse_duration(args.time_budget)
@@ -238,7 +244,8 @@ def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s
                 num_samples=args.trials, trial_dirname_creator=_trial_dirname,
                 reuse_actors=True,  # a worker keeps TensorFlow loaded from one trial to the next
                 search_alg=build_searcher(args, budget_s),
-                scheduler=ASHAScheduler(metric=args.metric, mode="max", max_t=args.max_epochs, grace_period=max(1, args.max_epochs // 4),
+                scheduler=ASHAScheduler(metric=args.metric, mode="max", max_t=args.max_epochs,
+                                        grace_period=max(1, round(args.max_epochs * ASHA_GRACE_SHARE)),
                                         reduction_factor=ASHA_REDUCTION_FACTOR),
             ),
             run_config=tune.RunConfig(
@@ -256,36 +263,57 @@ def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s
 
 # ----------------------------------------------------------------------------- after the search
 
-def retrain_and_test(configs: dict[str, dict], splits: Splits, args: argparse.Namespace) -> dict[str, dict]:
+def retrain_and_test(configs: dict[str, dict], splits: Splits, args: argparse.Namespace,
+                     mirror: dict[str, bool] | None = None) -> dict[str, dict]:
     """Train each named config on train + validation and test it, as parallel Ray tasks.
 
     Each task has the resources of one trial, so a GPU node serves it when trials use
-    GPUs. Returns, by name: ``weights``, ``history`` and the test ``metrics``.
+    GPUs. ``mirror`` says, by name, whether the test also averages each face's mirror
+    image (default yes). Returns, by name: ``weights``, ``history``, the test
+    ``metrics`` and the test ``probabilities``.
     """
     import ray
 
+    mirror = mirror or {}
     task = ray.remote(_retrain_task).options(num_cpus=args.cpus_per_trial, num_gpus=args.gpus_per_trial)
     train_all = splits.train.concat(splits.val)
-    refs = {name: task.remote(config, train_all, splits.test, max(1, int(args.cpus_per_trial)))
+    refs = {name: task.remote(config, train_all, splits.test, max(1, int(args.cpus_per_trial)),
+                              mirror=mirror.get(name, True))
             for name, config in configs.items()}
     return {name: ray.get(ref) for name, ref in refs.items()}
 
 
-def _retrain_task(config: dict, train: Dataset, test: Dataset, threads: int) -> dict:
+def _retrain_task(config: dict, train: Dataset, test: Dataset, threads: int, mirror: bool = True) -> dict:
+    """Train ``config`` on ``train`` (its full epoch budget, no validation) and test it."""
     from fer_core.config import TrainConfig
-    from fer_core.evaluate import evaluate_model
-    from fer_core.train import fit
+    from fer_core.evaluate import evaluate_predictions
+    from fer_core.model import build_predictor
+    from fer_core.train import fit, predict_proba
 
     model, history = fit(TrainConfig.from_dict(config), train, threads=threads)
-    return {"weights": model.get_weights(), "history": history, "metrics": evaluate_model(model, test)}
+    probabilities = predict_proba(build_predictor([model], mirror=mirror), test.images)
+    return {"weights": model.get_weights(), "history": history, "probabilities": probabilities,
+            "metrics": evaluate_predictions(test.labels, probabilities.argmax(axis=1), test.class_names)}
+
+
+def pick_ensemble(trials: list[dict], size: int) -> list[dict]:
+    """The ``size`` best trials to retrain, best first: by final metric, preferring trials
+    that ran their whole budget; configs that are the same are taken once."""
+    scored = [t for t in trials if t["status"] in ("completed", "stopped_early") and t["final_metric"] is not None]
+    scored.sort(key=lambda t: (t["status"] == "completed", t["final_metric"]), reverse=True)
+    picked: list[dict] = []
+    for trial in scored:
+        if all(trial["config"] != other["config"] for other in picked):
+            picked.append(trial)
+        if len(picked) == size:
+            break
+    return picked
 
 
 def pick_best(trials: list[dict]) -> Optional[dict]:
-    """The trial to retrain: highest final metric, preferring trials that ran their whole budget."""
-    scored = [t for t in trials if t["status"] in ("completed", "stopped_early") and t["final_metric"] is not None]
-    if not scored:
-        return None
-    return max(scored, key=lambda t: (t["status"] == "completed", t["final_metric"]))
+    """The best trial: highest final metric, preferring trials that ran their whole budget."""
+    picked = pick_ensemble(trials, 1)
+    return picked[0] if picked else None
 
 
 # ----------------------------------------------------------------------------- main
@@ -355,30 +383,45 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
            search_seconds: float, timings: dict[str, float]) -> dict:
     """Retrain, test, export, write TensorBoard's final run and the report; return the report."""
     from fer_core.config import TrainConfig
-    from fer_core.evaluate import SEED_BASELINE_ACCURACY
+    from fer_core.evaluate import SEED_BASELINE_ACCURACY, evaluate_predictions
     from fer_core.export import export_model
-    from fer_core.model import build_cnn
+    from fer_core.model import build_cnn, build_predictor
+    from fer_core.train import predict_proba
     from search.report import plot_confusion, write_report
     from search.space import to_config
     from search.tensorboard import write_final_run
 
+    members = pick_ensemble(trials, args.ensemble)
     best_config = to_config(best["config"])
-    log.info("retraining the best config (trial %s) and the seed's recipe on train + validation",
-             best["trial_id"])
+    log.info("retraining the %d best configs (trials %s) and the seed's recipe on train + validation",
+             len(members), ", ".join(t["trial_id"] for t in members))
     clock = time.perf_counter()
-    retrained = retrain_and_test({"best": best_config.to_dict(), "seed": TrainConfig().to_dict()}, splits, args)
-    test, seed_test = retrained["best"]["metrics"], retrained["seed"]["metrics"]
-
+    names = [f"member{i}" for i in range(len(members))]
+    retrained = retrain_and_test({**{name: to_config(t["config"]).to_dict() for name, t in zip(names, members)},
+                                  "seed": TrainConfig().to_dict()}, splits, args, mirror={"seed": False})
+    # the final model: the members' probabilities, each on the face and its mirror, averaged
+    networks = []
+    for name, trial in zip(names, members):
+        network = build_cnn(to_config(trial["config"]), splits.train.images.shape[1:], data.n_classes, name=name)
+        network.set_weights(retrained[name]["weights"])
+        networks.append(network)
+    model = build_predictor(networks, mirror=True)
+    probabilities = predict_proba(model, splits.test.images)
+    test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)
+    seed_test = retrained["seed"]["metrics"]
     timings["retrain_s"] = time.perf_counter() - clock
+
     clock = time.perf_counter()
-    model = build_cnn(best_config, splits.train.images.shape[1:], data.n_classes)
-    model.set_weights(retrained["best"]["weights"])
     export_model(model, run_dir / BEST_DIR, data.class_names, best_config.to_dict(),
                  metrics={f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "balanced_accuracy")}
                  | {"split": splits.method},
                  data_fingerprint=splits.train.concat(splits.val).fingerprint(),
-                 extra={"trained_on": f"{data.source}: train + validation of the {splits.method} split"})
-    write_final_run(run_dir / TENSORBOARD_DIR / "final", retrained["best"]["history"],
+                 extra={"trained_on": f"{data.source}: train + validation of the {splits.method} split",
+                        "ensemble": [{"trial_id": t["trial_id"], "config": to_config(t["config"]).to_dict()}
+                                     for t in members],
+                        "test_time_augmentation": "mean of each member's probabilities on the image and its "
+                                                  "left-right mirror"})
+    write_final_run(run_dir / TENSORBOARD_DIR / "final", retrained[names[0]]["history"],
                     data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
     timings["export_s"] = time.perf_counter() - clock
     report = {
@@ -393,23 +436,28 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
         "trials_stopped_early": sum(t["status"] == "stopped_early" for t in trials),
         "trials_failed": sum(t["status"] == "failed" for t in trials),
         "best_trial_id": best["trial_id"], "best_val_metric": best["final_metric"],
-        "best_config": best_config.to_dict(), "search_wall_clock_s": round(search_seconds, 1),
+        "best_config": best_config.to_dict(),
+        "ensemble": [{"trial_id": t["trial_id"], "val_metric": t["final_metric"],
+                      "test_accuracy": retrained[name]["metrics"]["accuracy"],
+                      "test_macro_f1": retrained[name]["metrics"]["macro_f1"]} for name, t in zip(names, members)],
+        "search_wall_clock_s": round(search_seconds, 1),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "test": test, "seed_recipe_test": seed_test,
         "trials": trials,
         "exported": {"dir": BEST_DIR, "keras": f"{BEST_DIR}/model.keras", "saved_model": f"{BEST_DIR}/saved_model",
                      "tflite": f"{BEST_DIR}/model.tflite", "model_card": f"{BEST_DIR}/model_card.json"},
     }
-    write_report(run_dir, report, retrained["best"]["history"], args.metric)
+    write_report(run_dir, report, retrained[names[0]]["history"], args.metric)
     return report
 
 
 def _print_summary(report: dict, run_dir: Path) -> None:
     print(f"\nFER Tune: {report['trials_completed']} trials completed, {report['trials_failed']} failed, "
           f"search {report['search_wall_clock_s']:.0f} s, split {report['split']}")
-    print(f"  best config   test accuracy {report['test_accuracy']:.1%} "
+    print(f"  final model   test accuracy {report['test_accuracy']:.1%} "
           f"(95% CI {report['test_accuracy_ci95'][0]:.1%}-{report['test_accuracy_ci95'][1]:.1%}), "
-          f"macro-F1 {report['test_macro_f1']:.3f}")
+          f"macro-F1 {report['test_macro_f1']:.3f} (ensemble of {len(report['ensemble'])} best configs, "
+          f"mirror test-time augmentation)")
     print(f"  seed recipe   test accuracy {report['seed_recipe_test_accuracy']:.1%}, "
           f"macro-F1 {report['seed_recipe_test_macro_f1']:.3f} (the notebook reported "
           f"{report['seed_baseline_accuracy']:.0%})")

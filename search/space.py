@@ -25,6 +25,7 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
     turned to ``same`` where ``valid`` padding would shrink the feature map away (so no
     trial is spent on a network that cannot be built).
     """
+    trial.suggest_categorical("normalize", ["none", "standardize"])
     # architecture
     conv_blocks = trial.suggest_int("conv_blocks", 2, 5)
     trial.suggest_categorical("base_filters", [16, 32, 48, 64])
@@ -70,7 +71,7 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
 def seed_point() -> dict[str, Any]:
     """The seed notebook's recipe in the space's own parameter names (evaluated first)."""
     seed = TrainConfig()
-    names = ("conv_blocks", "base_filters", "filter_growth", "convs_per_block", "kernel_size", "padding",
+    names = ("normalize", "conv_blocks", "base_filters", "filter_growth", "convs_per_block", "kernel_size", "padding",
              "batch_norm", "pooling", "conv_dropout", "head", "dense_units", "dense_dropout", "rotation",
              "shift", "shear", "zoom", "flip", "contrast", "brightness", "learning_rate", "batch_size",
              "schedule", "phase1_share", "phase2_factor", "label_smoothing", "class_weight")

@@ -82,3 +82,37 @@ def test_config_that_collapses_the_feature_map_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="padding='same'|conv_blocks <="):
         build_cnn(TrainConfig(conv_blocks=4, convs_per_block=2, kernel_size=5), (48, 48, 1), 7)
+
+
+def test_standardized_input_ignores_brightness_and_contrast() -> None:
+    import numpy as np
+
+    from fer_core.model import build_cnn
+
+    images = np.random.default_rng(0).random((4, 48, 48, 1), dtype=np.float32)
+    relit = 0.5 * images + 0.3  # half the contrast, brighter
+    small = dict(conv_blocks=2, base_filters=8, padding="same")
+    standardized = build_cnn(TrainConfig(**small, normalize="standardize"))
+    np.testing.assert_allclose(standardized.predict(relit, verbose=0), standardized.predict(images, verbose=0),
+                               atol=1e-4)
+    plain = build_cnn(TrainConfig(**small))
+    assert np.abs(plain.predict(relit, verbose=0) - plain.predict(images, verbose=0)).max() > 1e-3
+
+
+def test_predictor_averages_members_over_both_mirror_views() -> None:
+    import numpy as np
+
+    from fer_core.model import build_cnn, build_predictor
+
+    images = np.random.default_rng(1).random((3, 48, 48, 1), dtype=np.float32)
+    mirrored = images[:, :, ::-1, :]
+    small = dict(conv_blocks=2, base_filters=8, padding="same")
+    a, b = (build_cnn(TrainConfig(**small, seed=s), name=f"member{s}") for s in (1, 2))
+    p = lambda m, x: m.predict(x, verbose=0)  # noqa: E731
+    both = build_predictor([a, b], mirror=True)
+    expected = (p(a, images) + p(a, mirrored) + p(b, images) + p(b, mirrored)) / 4
+    np.testing.assert_allclose(p(both, images), expected, atol=1e-5)
+    np.testing.assert_allclose(p(both, mirrored), p(both, images), atol=1e-5)  # symmetric by construction
+    np.testing.assert_allclose(p(build_predictor([a, b], mirror=False), images),
+                               (p(a, images) + p(b, images)) / 2, atol=1e-5)
+    assert build_predictor([a], mirror=False) is a

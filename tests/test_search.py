@@ -36,6 +36,7 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--metric", "loss"], "--metric 'loss'"),
     (["--time-budget", "soon"], "--time-budget 'soon'"),
     (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
+    (["--ensemble", "0"], "--ensemble 0: expected an integer >= 1"),
     (["--resume"], "--resume needs --name"),
     (["--resume", "--name", "ghost"], "no run 'ghost'"),
     (["--data", "missing.csv"], "no such file or folder"),
@@ -102,12 +103,21 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     # exported model: all forms load and agree (the core's round trip is tested in test_train)
     card = json.loads((run / "best" / "model_card.json").read_text())
     assert card["metrics"]["test_accuracy"] == report["test_accuracy"]
+    # the final model: the 3 trials' configs (the default --ensemble), best first, averaged
+    members = [m["trial_id"] for m in report["ensemble"]]
+    assert len(set(members)) == 3 and [m["trial_id"] for m in card["ensemble"]] == members
+    assert members[0] == report["best_trial_id"]
+    vals = [m["val_metric"] for m in report["ensemble"]]
+    assert vals == sorted(vals, reverse=True)
     from fer_core.data import load
     from fer_core.export import load_predictors
 
     images = load("synthetic:40").images
-    predictions = {form: p(images).argmax(axis=1) for form, p in load_predictors(run / "best").items()}
+    predictors = load_predictors(run / "best")
+    predictions = {form: p(images).argmax(axis=1) for form, p in predictors.items()}
     assert (predictions["keras"] == predictions["tflite"]).all() and (predictions["keras"] == predictions["saved_model"]).all()
+    # mirror test-time augmentation is inside the model: a face and its mirror image score the same
+    np.testing.assert_allclose(predictors["keras"](images[:, :, ::-1, :]), predictors["keras"](images), atol=1e-5)
     # TensorBoard: per-trial scalars and hparams, the experiment's hparams config, the final run
     tb = run / "tensorboard"
     trial_dirs = sorted(p for p in tb.iterdir() if p.name.startswith("trial_"))

@@ -109,11 +109,20 @@ def test_hook_can_stop_training_early(faces) -> None:
 
 @pytest.mark.slow
 def test_export_round_trip_predicts_the_same_classes(faces, tmp_path: Path) -> None:
+    """The exported ensemble (two members, one standardizing its input, mirror
+    test-time augmentation) predicts the same in every form."""
     from fer_core.export import export_model, load_predictors
+    from fer_core.model import build_cnn, build_predictor
     from fer_core.train import fit, predict_proba
 
     train, val = faces
-    model, _ = fit(TrainConfig(**SMALL, epochs=1), train)
+    members = []
+    for i, config in enumerate([TrainConfig(**SMALL, epochs=1), TrainConfig(**SMALL, epochs=1, normalize="standardize")]):
+        trained, _ = fit(config, train)
+        member = build_cnn(config, name=f"member{i}", n_classes=train.n_classes)
+        member.set_weights(trained.get_weights())
+        members.append(member)
+    model = build_predictor(members, mirror=True)
     target = export_model(model, tmp_path / "best", train.class_names, TrainConfig(**SMALL).to_dict(),
                           metrics={"accuracy": 0.5}, data_fingerprint=train.fingerprint())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no staging folder left behind
