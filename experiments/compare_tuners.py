@@ -1,0 +1,712 @@
+"""Compare FER Tune with KerasTuner, Optuna and Ray Tune's random search on equal terms.
+
+    python -m experiments.compare_tuners --data ../shared/data/ck48 --split subject --budget 6m \\
+        --seeds 42 43 --max-epochs 20 [--output DIR] [--tools fertune,kerastuner,optuna,ray_random]
+
+The protocol. The data set is loaded and split once (``search.run.make_splits``): the test
+split is held out by the fixed protocol seed and no tool sees it; every tool searches on
+the same train and validation parts, over the same space (``search.space.define_space``,
+as far as each tool can express it), for each ``--seeds`` seed, with the same wall-clock
+``--budget``: after the budget no new trial starts, trials already running finish, and the
+actual wall-clock is recorded. An arm's clock starts when its tool is set up (the data
+loaded and, for the Ray arms, the local cluster started) and stops when its search returns.
+
+- ``fertune``: FER Tune itself, exactly as ``python -m search.run`` runs it: Optuna TPE with
+  the seed's recipe first, ASHA, on Ray; one CPU and one TensorFlow thread per trial, as
+  many trials at once as there are CPUs.
+- ``kerastuner``: KerasTuner's Hyperband (``max_epochs`` = ``--max-epochs``, factor 3,
+  brackets repeated until the budget), in this process with TensorFlow on every core. The
+  space goes through a shim that turns Optuna's ``suggest_*`` into ``hp.Int``/``hp.Float``/
+  ``hp.Choice``; training is the project's (``fer_core.train.fit``); a trial that Hyperband
+  promotes continues from its predecessor's saved model and optimizer state.
+- ``optuna``: Optuna alone, no Ray: TPE, Hyperband pruning on each epoch's validation
+  accuracy, ``study.optimize(timeout=budget)``, one trial at a time on every core.
+- ``ray_random``: Ray Tune with random sampling of the same space and no early stopping
+  (FIFO), FER Tune's trainable and resources.
+
+For every finished trial the harness records when it finished (seconds since the arm
+started) and its last reported validation accuracy; from these: the tool's own winner
+and its validation accuracy, the trials completed (stopped early included; for
+KerasTuner, configurations, since Hyperband runs a promoted configuration as a new trial),
+and the time at which the best validation accuracy so far first reached 95% of the
+arm's final best. Each winner is then retrained on train + validation with its full
+epoch budget and tested on the held-out split by one function for every tool
+(``search.run._retrain_task``), one at a time, outside every budget.
+
+It prints one markdown table (one row per seed and tool, then each tool's mean over the
+seeds), writes it to ``OUTPUT/compare.md`` and everything to ``OUTPUT/compare.json``
+(rewritten after every arm), and prints as its last line one JSON object. Bad arguments
+print one line and exit with status 2; an arm that crashes is recorded with its error,
+the others still run, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib.util
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from fer_core.data import SPLITS, load
+from fer_core.errors import ConfigError, run_cli
+from search.run import Splits, make_splits, output_path, parse_duration
+
+log = logging.getLogger("experiments.compare_tuners")
+
+TOOLS = ("fertune", "kerastuner", "optuna", "ray_random")
+METRIC = "val_accuracy"
+THREADS = 2  # TensorFlow threads of the in-process arms and of every retrain: all the cores
+TRIAL_CAP = "1000"  # the Ray arms' trial count: the budget, not this, ends them
+HYPERBAND_FACTOR = 3
+SHARE_OF_BEST = 0.95  # "time to 95%": when the best so far first reached this share of the final best
+SCORED = ("completed", "stopped_early")
+KT_MODEL = "model.keras"  # a KerasTuner trial's model and optimizer state, for the trial that continues it
+KT_HISTORY = "history.json"
+
+
+# ----------------------------------------------------------------------------- records
+
+@dataclass(frozen=True)
+class Context:
+    """What every arm shares: the splits, the epoch budget, the wall-clock budget."""
+
+    data: str
+    split: str
+    splits: Splits
+    max_epochs: int
+    budget_text: str
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One finished trial: when (seconds since the arm started), how far and how good.
+
+    ``status`` is ``completed`` (ran ``max_epochs``), ``stopped_early`` (pruned, stopped by
+    a scheduler, or a Hyperband round below ``max_epochs``) or ``failed``. ``continues``
+    names the KerasTuner trial whose model this one trained further.
+    """
+
+    trial_id: str
+    finished_s: Optional[float]
+    val_accuracy: Optional[float]
+    epochs: int
+    status: str
+    config: Optional[dict[str, Any]]
+    continues: Optional[str] = None
+    error: Optional[str] = None
+
+    @property
+    def scored(self) -> bool:
+        return self.status in SCORED and _finite(self.val_accuracy) and self.finished_s is not None
+
+
+@dataclass
+class ArmResult:
+    """One tool's search at one seed: its trials, its winner, its wall-clock."""
+
+    tool: str
+    seed: int
+    wall_clock_s: float
+    trials: list[TrialResult]
+    winner_id: Optional[str]
+    winner_val_accuracy: Optional[float]
+    winner_config: Optional[dict[str, Any]]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- command line
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one line (through ``run_cli``), not usage plus a line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    p = _Parser(prog="python -m experiments.compare_tuners", description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="CSV file, folder of class folders, or synthetic[:N]")
+    p.add_argument("--split", default="auto", help=f"held-out test split: {', '.join(SPLITS)} (default auto)")
+    p.add_argument("--budget", required=True, help="wall-clock budget of each arm, e.g. 6m, 90s")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42], help="sampler seeds, one search per tool each")
+    p.add_argument("--max-epochs", type=int, default=20, help="epoch budget of one trial (default 20)")
+    p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)} (default all)")
+    p.add_argument("--output", default=None, help="new or empty folder (default runs/compare-TIMESTAMP)")
+    return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path]:
+    """The tools, the budget in seconds and the output folder; one-line errors otherwise."""
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = [t for t in tools if t not in TOOLS]
+    if unknown or not tools:
+        raise ConfigError(f"--tools {args.tools!r}: unknown tool(s) {', '.join(unknown) or '(none given)'}; "
+                          f"expected some of {', '.join(TOOLS)}")
+    if len(set(tools)) != len(tools):
+        raise ConfigError(f"--tools {args.tools!r}: a tool is named twice")
+    if "kerastuner" in tools and importlib.util.find_spec("keras_tuner") is None:
+        raise ConfigError("--tools kerastuner: keras_tuner is not installed (pip install keras-tuner, "
+                          "or pip install -e '.[dev]')")
+    try:
+        budget_s = parse_duration(args.budget)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("--time-budget", "--budget")) from None
+    if args.max_epochs < 1:
+        raise ConfigError(f"--max-epochs {args.max_epochs}: expected an integer >= 1")
+    if args.split not in SPLITS:
+        raise ConfigError(f"--split {args.split!r}: expected one of {', '.join(SPLITS)}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ConfigError(f"--seeds {' '.join(map(str, args.seeds))}: a seed is given twice")
+    return tools, float(budget_s), _output_dir(args.output)
+
+
+def _output_dir(text: Optional[str]) -> Path:
+    """A new or empty, writable folder: arms must not find an earlier comparison's files."""
+    output = output_path(text or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigError(f"--output {text!r}: {output} exists and is not an empty folder")
+    probe = output
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {text!r}: {probe} is not a writable folder")
+    return output
+
+
+# ----------------------------------------------------------------------------- the arms
+
+def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
+    """FER Tune as ``search.run`` runs it: its own arguments, Ray start, searcher and scheduler."""
+    import ray
+
+    from search import run as search_run
+    from search.report import trial_record
+
+    args = search_run.parse_args(["--trials", TRIAL_CAP, "--time-budget", ctx.budget_text,
+                                  "--max-epochs", str(ctx.max_epochs), "--seed", str(seed), "--data", ctx.data,
+                                  "--split", ctx.split, "--output", str(arm_dir.parent), "--name", arm_dir.name])
+    search_run.check_args(args)
+    run_dir = search_run.prepare_run_dir(args)
+    run_dir.mkdir(parents=True)
+    search_run._start_ray(None)
+    try:
+        started = time.time()
+        analysis = search_run.run_search(args, run_dir, ctx.splits, ctx.budget_s)
+        wall = time.time() - started
+        records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]
+        return _ray_arm("fertune", seed, wall, records, analysis.trials, started, ctx.max_epochs)
+    finally:
+        ray.shutdown()
+
+
+def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
+    """Ray Tune, random sampling, FIFO: FER Tune's trainable and resources, no ASHA, no TPE."""
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    from search import run as search_run
+    from search.budget import BudgetedOptunaSearch
+    from search.report import trial_record
+    from search.space import define_space
+    from search.trainable import SearchData, train_trial
+
+    search_run._start_ray(None)
+    try:
+        started = time.time()
+        searcher = BudgetedOptunaSearch(space=functools.partial(define_space, max_epochs=ctx.max_epochs),
+                                        sampler=optuna.samplers.RandomSampler(seed=seed), metric=METRIC,
+                                        mode="max", deadline=started + ctx.budget_s)
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, data=SearchData(ctx.splits.train, ctx.splits.val), threads=1),
+            {"cpu": 1, "gpu": 0})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(num_samples=int(TRIAL_CAP), search_alg=searcher, reuse_actors=True,
+                                        trial_dirname_creator=search_run._trial_dirname),
+            run_config=tune.RunConfig(name=search_run.TUNE_DIR, storage_path=str(arm_dir),
+                                      callbacks=[JsonLoggerCallback()],  # result.json, read by trial_record
+                                      failure_config=tune.FailureConfig(max_failures=search_run.TRIAL_RETRIES),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0))
+        tuner.fit()
+        wall = time.time() - started
+        analysis = tune.ExperimentAnalysis(str(arm_dir / search_run.TUNE_DIR))
+        records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]
+        return _ray_arm("ray_random", seed, wall, records, analysis.trials, started, ctx.max_epochs)
+    finally:
+        ray.shutdown()
+
+
+def _ray_arm(tool: str, seed: int, wall: float, records: list[dict], trials: list, started: float,
+             max_epochs: int) -> ArmResult:
+    """A Ray arm's trials, finish times (when Tune got each trial's last result) and winner."""
+    from search.run import pick_best
+
+    results = []
+    for record, trial in zip(records, trials):
+        finished = trial.run_metadata.last_result_time
+        results.append(TrialResult(
+            trial_id=record["trial_id"], finished_s=finished - started if math.isfinite(finished) else None,
+            val_accuracy=record["final_metric"], epochs=record["epochs"], status=record["status"],
+            config=_train_config(record["config"], max_epochs), error=record["error"]))
+    best = pick_best(records)
+    return ArmResult(tool, seed, wall, results, best and best["trial_id"], best and best["final_metric"],
+                     best and _train_config(best["config"], max_epochs))
+
+
+def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
+    """Optuna alone: TPE, Hyperband pruning per epoch, ``timeout`` = the budget, one trial at a time."""
+    import optuna
+
+    from fer_core.train import fit
+    from search.space import define_space, to_config
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results: list[TrialResult] = []
+    started = time.time()
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=ctx.max_epochs,
+                                              reduction_factor=HYPERBAND_FACTOR))
+
+    def objective(trial: optuna.Trial) -> float:
+        constants = define_space(trial, ctx.max_epochs)  # samples first: trial.params fills as it runs
+        config = to_config({**trial.params, **constants})
+        trial.set_user_attr("config", config.to_dict())
+        pruned = []
+
+        def report(epoch) -> bool:
+            trial.report(epoch.val_accuracy, epoch.epoch)
+            if trial.should_prune():
+                pruned.append(epoch.epoch)
+            return bool(pruned)
+
+        try:
+            _, history = fit(config, ctx.splits.train, ctx.splits.val, on_epoch=report, threads=THREADS)
+        except Exception as exc:  # Optuna records the failure (catch=...); keep its reason too
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        if pruned:
+            raise optuna.TrialPruned(f"pruned at epoch {pruned[0]}")
+        return history[-1][METRIC]
+
+    def record(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        results.append(_optuna_result(trial, time.time() - started, ctx.max_epochs))
+
+    study.optimize(objective, timeout=ctx.budget_s, n_jobs=1, catch=(Exception,), callbacks=[record])
+    wall = time.time() - started
+    winner = _optuna_winner(study)
+    return ArmResult("optuna", seed, wall, results, winner and str(winner.number),
+                     winner and _optuna_value(winner), winner and _with_epochs(winner.user_attrs["config"],
+                                                                              ctx.max_epochs))
+
+
+def _optuna_result(trial, finished_s: float, max_epochs: int) -> TrialResult:
+    import optuna
+
+    status = {optuna.trial.TrialState.COMPLETE: "completed", optuna.trial.TrialState.PRUNED: "stopped_early"}
+    epochs = max(trial.intermediate_values, default=0)
+    state = status.get(trial.state, "failed")
+    if state == "completed" and epochs < max_epochs:
+        state = "stopped_early"
+    return TrialResult(trial_id=str(trial.number), finished_s=finished_s, val_accuracy=_optuna_value(trial),
+                       epochs=epochs, status=state, config=trial.user_attrs.get("config"),
+                       error=trial.user_attrs.get("error", "unknown error") if state == "failed" else None)
+
+
+def _optuna_value(trial) -> Optional[float]:
+    """A trial's final value; a pruned trial's last reported one."""
+    if trial.value is not None:
+        return float(trial.value)
+    if trial.intermediate_values:
+        return float(trial.intermediate_values[max(trial.intermediate_values)])
+    return None
+
+
+def _optuna_winner(study):
+    """Optuna's own best trial (complete trials only); the best pruned one if none completed."""
+    import optuna
+
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        return study.best_trial
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED and _optuna_value(t) is not None]
+    return max(pruned, key=_optuna_value, default=None)
+
+
+def arm_kerastuner(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
+    """KerasTuner Hyperband with a deadline, training through ``fer_core.train.fit``."""
+    import keras
+
+    hypermodel_class, oracle_class, tuner_class = _keras_tuner_classes()
+    started = time.time()
+    oracle = oracle_class(objective=_kt_objective(), max_epochs=ctx.max_epochs, factor=HYPERBAND_FACTOR,
+                          hyperband_iterations=None,  # brackets repeat until the deadline
+                          seed=seed, max_consecutive_failed_trials=10**6,  # like the other arms: go on
+                          deadline=started + ctx.budget_s)
+    tuner = tuner_class(oracle=oracle, hypermodel=hypermodel_class(ctx), directory=str(arm_dir),
+                        project_name="hyperband", overwrite=True, started=started)
+    tuner.search(ctx.splits.train, ctx.splits.val, verbose=0)
+    wall = time.time() - started
+    keras.backend.clear_session()
+    best = [t for t in tuner.oracle.get_best_trials(1) if t.status == "COMPLETED"]
+    configs = [t for t in tuner.results if t.continues is None and t.status in SCORED]
+    winner = best[0] if best else None
+    return ArmResult("kerastuner", seed, wall, tuner.results, winner and winner.trial_id,
+                     winner and float(winner.score), winner and _kt_config(winner.hyperparameters, ctx).to_dict(),
+                     notes={"kerastuner_trials": len(tuner.results), "configurations": len(configs)})
+
+
+def _kt_objective():
+    import keras_tuner as kt
+
+    return kt.Objective(METRIC, direction="max")
+
+
+class _KerasTunerTrial:
+    """Optuna's ``suggest_*`` on top of KerasTuner's ``hp``, so ``define_space`` runs verbatim.
+
+    KerasTuner has no define-by-run conditions of its own here: it samples every
+    parameter it has seen, including those a branch leaves unused (augmentation
+    magnitudes with augmentation off). ``params`` keeps only what ``define_space`` asked for.
+    """
+
+    def __init__(self, hp) -> None:
+        self.hp = hp
+        self.params: dict[str, Any] = {}
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return self._keep(name, int(self.hp.Int(name, low, high)))
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        return self._keep(name, float(self.hp.Float(name, low, high, sampling="log" if log else "linear")))
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        value = self.hp.Choice(name, list(choices))  # KerasTuner stores booleans as 0/1
+        return self._keep(name, next(c for c in choices if c == value))
+
+    def _keep(self, name: str, value: Any) -> Any:
+        self.params[name] = value
+        return value
+
+
+def _kt_config(hp, ctx: Context):
+    """The TrainConfig of KerasTuner's ``hp`` (``epochs`` = the full budget: the schedules' horizon)."""
+    from search.space import define_space, to_config
+
+    shim = _KerasTunerTrial(hp)
+    constants = define_space(shim, ctx.max_epochs)
+    return to_config({**shim.params, **constants})
+
+
+@functools.cache
+def _keras_tuner_classes() -> tuple[type, type, type]:
+    """KerasTuner's HyperModel, deadline oracle and tuner, defined once keras_tuner is imported.
+
+    Imported late: keras_tuner imports TensorFlow, whose threads must be pinned first.
+    """
+    import keras_tuner as kt
+
+    from fer_core.model import build_cnn
+    from fer_core.train import fit
+
+    class FerHyperModel(kt.HyperModel):
+        """``build``: the project's CNN for ``hp``. ``fit``: the project's training, up to the
+        epoch Hyperband asks for; a promoted trial resumes its predecessor's saved model.
+
+        ``fer_core.train.fit`` builds and compiles the same network itself (it owns the
+        optimizer, loss, schedules and input pipeline), so ``model`` only serves KerasTuner's
+        bookkeeping.
+        """
+
+        def __init__(self, ctx: Context) -> None:
+            super().__init__(name="fer_cnn")
+            self.ctx = ctx
+
+        def build(self, hp):
+            train = self.ctx.splits.train
+            return build_cnn(_kt_config(hp, self.ctx), train.images.shape[1:], train.n_classes)
+
+        def fit(self, hp, model, train, val, *, epochs: int, initial_epoch: int, trial_dir: Path,
+                past_dir: Optional[Path], callbacks=(), **_ignored) -> dict[str, float]:
+            config = _kt_config(hp, self.ctx)
+            resume = None
+            if initial_epoch:
+                resume = (past_dir / KT_MODEL, json.loads((past_dir / KT_HISTORY).read_text()))
+            trained, history = fit(config, train, val, callbacks=list(callbacks), threads=THREADS, resume=resume,
+                                   on_epoch=lambda report: report.epoch >= epochs)
+            if len(history) < config.epochs:  # Hyperband may promote it: keep what the next round resumes
+                trained.save(trial_dir / KT_MODEL)
+                (trial_dir / KT_HISTORY).write_text(json.dumps(history))
+            return {METRIC: history[-1][METRIC]}
+
+    class DeadlineHyperbandOracle(kt.oracles.HyperbandOracle):
+        """Hyperband that creates no trial (new or promoted) after ``deadline``, a Unix time."""
+
+        def __init__(self, *args, deadline: float, **kwargs) -> None:
+            self.deadline = deadline
+            super().__init__(*args, **kwargs)
+
+        def populate_space(self, trial_id):
+            if time.time() >= self.deadline:
+                return {"status": "STOPPED"}
+            return super().populate_space(trial_id)
+
+    class FerHyperband(kt.Tuner):
+        """Hyperband's ``run_trial`` (the round's epochs) plus the trial folders the model
+        travels through, and a record of every finished trial."""
+
+        def __init__(self, *args, started: float, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.started = started
+            self.results: list[TrialResult] = []
+
+        def run_trial(self, trial, train, val, **kwargs):
+            values = trial.hyperparameters.values
+            past = values.get("tuner/trial_id")
+            return super().run_trial(trial, train, val, epochs=values["tuner/epochs"],
+                                     initial_epoch=values["tuner/initial_epoch"],
+                                     trial_dir=Path(self.get_trial_dir(trial.trial_id)),
+                                     past_dir=Path(self.get_trial_dir(past)) if past else None, **kwargs)
+
+        def on_trial_end(self, trial) -> None:
+            super().on_trial_end(trial)
+            self.results.append(self._result(self.oracle.get_trial(trial.trial_id)))
+
+        def _result(self, trial) -> TrialResult:
+            values = trial.hyperparameters.values
+            ok = trial.status == "COMPLETED"
+            epochs = int(values.get("tuner/epochs", 0)) if ok else 0
+            config = None
+            with contextlib.suppress(ConfigError):
+                config = _kt_config(trial.hyperparameters, self.hypermodel.ctx).to_dict()
+            status = "failed" if not ok else "completed" if epochs >= self.hypermodel.ctx.max_epochs else "stopped_early"
+            message = (trial.message or "unknown error").strip().splitlines()
+            return TrialResult(trial_id=trial.trial_id, finished_s=time.time() - self.started,
+                               val_accuracy=float(trial.score) if ok and trial.score is not None else None,
+                               epochs=epochs, status=status, config=config, continues=values.get("tuner/trial_id"),
+                               error=None if ok else message[-1])
+
+    return FerHyperModel, DeadlineHyperbandOracle, FerHyperband
+
+
+ARMS: dict[str, Callable[[Context, int, Path], ArmResult]] = {
+    "fertune": arm_fertune, "kerastuner": arm_kerastuner, "optuna": arm_optuna, "ray_random": arm_ray_random}
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def time_to_share(trials: list[TrialResult], share: float = SHARE_OF_BEST) -> Optional[float]:
+    """When the best validation accuracy so far first reached ``share`` of the arm's final best."""
+    scored = sorted((t for t in trials if t.scored), key=lambda t: t.finished_s)
+    if not scored:
+        return None
+    target = share * max(t.val_accuracy for t in scored)
+    best = -math.inf
+    for trial in scored:
+        best = max(best, trial.val_accuracy)
+        if best >= target - 1e-12:
+            return trial.finished_s
+    return None  # unreachable: the final best reaches any share of itself
+
+
+def retrain_and_test(config: dict[str, Any], splits: Splits) -> dict[str, Any]:
+    """The winner on train + validation, tested on the held-out split: the same code for every tool."""
+    import keras
+
+    from search.run import _retrain_task
+
+    keras.backend.clear_session()
+    return _retrain_task(config, splits.train.concat(splits.val), splits.test, THREADS)["metrics"]
+
+
+def arm_row(arm: ArmResult, test: Optional[dict[str, Any]], retrain_s: Optional[float]) -> dict[str, Any]:
+    """One (seed, tool) row of the table, with everything behind it for compare.json."""
+    configurations = [t for t in arm.trials if t.status in SCORED and t.continues is None]
+    return {
+        "seed": arm.seed, "tool": arm.tool,
+        "best_val_accuracy": arm.winner_val_accuracy,
+        "test_accuracy": test["accuracy"] if test else None,
+        "test_macro_f1": test["macro_f1"] if test else None,
+        "trials_completed": len(configurations),
+        "trials_failed": sum(t.status == "failed" for t in arm.trials),
+        "search_wall_clock_s": round(arm.wall_clock_s, 2),
+        "time_to_95_s": _round(time_to_share(arm.trials)),
+        "retrain_s": _round(retrain_s),
+        "winner_trial": arm.winner_id, "winner_config": arm.winner_config,
+        "test": test, "notes": arm.notes, "error": None,
+        "trials": [asdict(t) for t in arm.trials],
+    }
+
+
+def failed_row(tool: str, seed: int, error: str) -> dict[str, Any]:
+    return {"seed": seed, "tool": tool, "best_val_accuracy": None, "test_accuracy": None, "test_macro_f1": None,
+            "trials_completed": 0, "trials_failed": 0, "search_wall_clock_s": None, "time_to_95_s": None,
+            "retrain_s": None, "winner_trial": None, "winner_config": None, "test": None, "notes": {},
+            "error": error, "trials": []}
+
+
+TABLE = (("best_val_accuracy", "best val acc", "pct"), ("test_accuracy", "test acc", "pct"),
+         ("test_macro_f1", "test macro-F1", "f3"), ("trials_completed", "trials", "n"),
+         ("search_wall_clock_s", "search s", "s"), ("time_to_95_s", "time to 95% s", "s"))
+
+
+def tool_means(rows: list[dict[str, Any]], tools: list[str]) -> list[dict[str, Any]]:
+    """Each tool's mean over the seeds of every table column (over the seeds that have it)."""
+    means = []
+    for tool in tools:
+        mine = [r for r in rows if r["tool"] == tool]
+        mean = {"seed": "mean", "tool": tool, "seeds": len(mine)}
+        for key, _, _ in TABLE:
+            values = [r[key] for r in mine if _finite(r[key])]
+            mean[key] = float(np.mean(values)) if values else None
+        means.append(mean)
+    return means
+
+
+def render_table(rows: list[dict[str, Any]], means: list[dict[str, Any]]) -> str:
+    header = "| seed | tool | " + " | ".join(title for _, title, _ in TABLE) + " |"
+    lines = [header, "|" + "---|" * (len(TABLE) + 2)]
+    for row in [*rows, *means]:
+        cells = [_cell(row.get(key), kind) for key, _, kind in TABLE]
+        tool = row["tool"] + (" (error)" if row.get("error") else "")
+        lines.append(f"| {row['seed']} | {tool} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(meta: dict[str, Any], table: str) -> str:
+    return "\n".join([
+        "# Tuner comparison", "",
+        f"Data `{meta['data']}`, split **{meta['split']}** ({meta['n_train']} train, {meta['n_val']} validation, "
+        f"{meta['n_test']} held-out test); budget {meta['budget_s']:.0f} s of wall-clock per arm; "
+        f"{meta['max_epochs']} epochs at most per trial; seeds {', '.join(map(str, meta['seeds']))}.", "",
+        "Best val acc: the tool's own winner, picked on validation. Test: that winner retrained on "
+        "train + validation and tested on the held-out split, by the same code for every tool. Trials: "
+        "completed or stopped early (KerasTuner: configurations). Time to 95%: when the best validation "
+        "accuracy so far first reached 95% of the arm's final best.", "",
+        table, ""])
+
+
+def _cell(value: Any, kind: str) -> str:
+    if not _finite(value):
+        return "n/a"
+    return {"pct": f"{100 * value:.1f}%", "f3": f"{value:.3f}", "n": f"{value:g}", "s": f"{value:.1f}"}[kind]
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    tools, budget_s, output = check_args(args)
+    data = load(args.data)
+    splits = make_splits(data, args.split)
+    ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s)
+    output.mkdir(parents=True, exist_ok=True)
+    log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
+             len(splits.train), len(splits.val), len(splits.test))
+    from fer_core.train import configure_tensorflow
+
+    configure_tensorflow(THREADS)  # before anything imports Keras in this process
+    meta = {"data": data.source, "split": splits.method, "n_train": len(splits.train), "n_val": len(splits.val),
+            "n_test": len(splits.test), "budget_s": budget_s, "max_epochs": args.max_epochs, "seeds": args.seeds,
+            "tools": tools, "threads": THREADS, "cpus": os.cpu_count(), "share_of_best": SHARE_OF_BEST}
+    rows: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        for tool in tools:
+            rows.append(run_arm(tool, ctx, seed, output / f"seed{seed}" / tool))
+            write_results(output, meta, rows, tools)
+    means = tool_means(rows, tools)
+    print(render_table(rows, means) + "\n")
+    print(json.dumps({"output": str(output), "rows": [_summary(r) for r in rows],
+                      "means": means}, default=_plain))
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+def run_arm(tool: str, ctx: Context, seed: int, arm_dir: Path) -> dict[str, Any]:
+    """Search with one tool (progress to stderr), then retrain and test its winner."""
+    import keras
+
+    log.info("seed %d, %s: searching for %.0f s", seed, tool, ctx.budget_s)
+    arm_dir.parent.mkdir(parents=True, exist_ok=True)  # each tool makes its own folder (FER Tune insists)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Tune's and the tools' progress: stdout is the table
+            arm = ARMS[tool](ctx, seed, arm_dir)
+    except Exception:  # noqa: BLE001 - one tool's crash must not lose the other arms
+        error = traceback.format_exc()
+        log.error("seed %d, %s: the search failed:\n%s", seed, tool, error)
+        return failed_row(tool, seed, error.strip().splitlines()[-1])
+    finally:
+        keras.backend.clear_session()
+    log.info("seed %d, %s: %d trials in %.1f s, best val accuracy %s; retraining its winner",
+             seed, tool, len(arm.trials), arm.wall_clock_s, arm.winner_val_accuracy)
+    if arm.winner_config is None:
+        return arm_row(arm, None, None)
+    clock = time.perf_counter()
+    test = retrain_and_test(arm.winner_config, ctx.splits)
+    return arm_row(arm, test, time.perf_counter() - clock)
+
+
+def write_results(output: Path, meta: dict[str, Any], rows: list[dict[str, Any]], tools: list[str]) -> None:
+    """compare.md and compare.json as they stand (rewritten after each arm)."""
+    from search.report import write_atomic
+
+    means = tool_means(rows, tools)
+    write_atomic(output / "compare.md", render_markdown(meta, render_table(rows, means)))
+    write_atomic(output / "compare.json", json.dumps({**meta, "rows": rows, "means": means}, indent=2,
+                                                     default=_plain))
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("seed", "tool", *(key for key, _, _ in TABLE), "error")}
+
+
+def _train_config(params: Optional[dict[str, Any]], max_epochs: int) -> Optional[dict[str, Any]]:
+    """A searched parameter dict as a full TrainConfig dict with the whole epoch budget."""
+    from search.space import to_config
+
+    if params is None:
+        return None
+    try:
+        return _with_epochs(to_config(params).to_dict(), max_epochs)
+    except ConfigError:
+        return None
+
+
+def _with_epochs(config: dict[str, Any], max_epochs: int) -> dict[str, Any]:
+    return {**config, "epochs": max_epochs}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 2)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, prog="compare_tuners"))

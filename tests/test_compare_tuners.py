@@ -1,0 +1,73 @@
+"""The tuner comparison: one real run of every arm, and one-line errors with status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+TOOLS = ("fertune", "kerastuner", "optuna", "ray_random")
+SMALL = ["--data", "synthetic:150", "--split", "subject", "--budget", "15s", "--max-epochs", "2", "--seeds", "42"]
+
+
+def _compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.compare_tuners", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--data", "synthetic:150", "--budget", "15s", "--tools", "fertune,hyperopt"], "unknown tool(s) hyperopt"),
+    (["--data", "synthetic:150", "--budget", "soon"], "--budget 'soon'"),
+    (["--data", "synthetic:150", "--budget", "15s", "--max-epochs", "0"], "--max-epochs 0"),
+    (["--data", "missing.csv", "--budget", "15s"], "no such file or folder"),
+    (["--data", "synthetic:150", "--budget", "15s", "--seeds", "x"], "--seeds: invalid int value"),
+])
+def test_bad_arguments_exit_2_with_one_line_and_no_output(tmp_path: Path, flags: list[str], expected: str) -> None:
+    output = tmp_path / "compare"
+    result = _compare(*flags, "--output", str(output), timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+    assert result.stdout == "" and not output.exists()
+
+
+@pytest.mark.slow
+def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
+    output = tmp_path / "compare"
+    result = _compare(*SMALL, "--tools", ",".join(TOOLS), "--output", str(output))
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [(r["seed"], r["tool"]) for r in summary["rows"]] == [(42, tool) for tool in TOOLS]
+    for row in summary["rows"]:
+        assert row["error"] is None, row
+        assert row["trials_completed"] >= 1, row
+        assert 0.0 <= row["best_val_accuracy"] <= 1.0 and 0.0 <= row["test_accuracy"] <= 1.0, row
+        assert 0.0 <= row["test_macro_f1"] <= 1.0, row
+        assert 0.0 <= row["time_to_95_s"] <= row["search_wall_clock_s"], row
+    assert [m["tool"] for m in summary["means"]] == list(TOOLS)
+    # the printed table, and compare.md with the same table
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 2 * len(TOOLS)  # header, one row per tool, one mean per tool
+    markdown = (output / "compare.md").read_text()
+    assert all(line in markdown for line in table)
+    # compare.json: the protocol, and every arm's trials with their finish times
+    report = json.loads((output / "compare.json").read_text())
+    assert report["split"] == "subject" and report["max_epochs"] == 2 and report["budget_s"] == 15.0
+    for row in report["rows"]:
+        assert row["trials"], row["tool"]
+        for trial in row["trials"]:
+            assert trial["status"] in ("completed", "stopped_early", "failed")
+            if trial["status"] != "failed":
+                assert 0.0 <= trial["finished_s"] <= row["search_wall_clock_s"] + 0.5, (row["tool"], trial)
+        assert row["winner_config"]["epochs"] == 2 and set(row["winner_config"]) >= {"conv_blocks", "schedule"}
+        assert row["test"]["n"] == report["n_test"]
+    from search.space import seed_point
+
+    fertune = next(r for r in report["rows"] if r["tool"] == "fertune")
+    seed = {k: v for k, v in seed_point().items() if k != "augment"}  # FER Tune tries it first, as search.run does
+    assert any(all(t["config"].get(k) == v for k, v in seed.items()) for t in fertune["trials"])
