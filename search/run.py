@@ -4,8 +4,9 @@ The story, top to bottom: check the command line and the data (bad input is one 
 and exit status 2, before anything starts); hold out the test split once; put the train
 and validation parts in Ray's object store; run a Tune search (Optuna TPE, the seed's
 recipe first, ASHA stopping poor trials) whose every trial is a ``fer_core`` training;
-retrain the best config and the seed's recipe on train + validation as Ray tasks; test
-both on the held-out split; export the best model; write the report.
+retrain the best configs and the seed's recipe on train + validation as Ray tasks; join
+the best into one model (their probabilities averaged, each also shown the mirror image)
+and test it and the seed's recipe on the held-out split; export it; write the report.
 """
 
 from __future__ import annotations
