@@ -3,7 +3,7 @@
 The story, top to bottom: check the command line and the data (bad input is one line
 and exit status 2, before anything starts); hold out the test split once; put the train
 and validation parts in Ray's object store; run a Tune search (Optuna TPE, the seed's
-recipe first, ASHA stopping poor trials) whose every trial is a ``fer_core`` training;
+recipe and a hand-tuned CNN first, ASHA stopping trials poor next to the recent ones) whose every trial is a ``fer_core`` training;
 retrain the best configs and the seed's recipe on train + validation as Ray tasks; join
 the best into one model (their probabilities averaged, each also shown the mirror image)
 and test it and the seed's recipe on the held-out split; export it; write the report.
@@ -39,6 +39,8 @@ EXPERIMENT_SAVE_PERIOD_S = "2"  # how often Tune saves its state: a killed drive
 EXIT_INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
 ASHA_REDUCTION_FACTOR = 3
 ASHA_GRACE_SHARE = 0.2  # first rung at a fifth of the epoch budget (4 of 20), the next at 3x that
+ASHA_WINDOW = 9  # a trial at a rung is judged against the last 9 trials that reached it ...
+ASHA_KEEP = 0.25  # ... and goes on if among their best quarter (search/scheduler.py)
 TRIAL_RETRIES = 2
 DEFAULT_ENSEMBLE = 3
 TRIAL_STOP_WAIT_S = 600  # longest epoch a stopped trial may finish before its worker is reused  # a trial whose node or worker dies is retried from its last checkpoint
@@ -206,25 +208,34 @@ def make_splits(data: Dataset, method: str) -> Splits:
 
 
 def build_searcher(args: argparse.Namespace, budget_s: Optional[float]):
-    """Optuna TPE over :func:`search.space.define_space`, the seed's recipe enqueued first."""
+    """Optuna TPE over :func:`search.space.define_space`; the seed's recipe, the hand-tuned CNN
+    and the user's ``--points`` are enqueued first."""
     import optuna
 
     from search.budget import BudgetedOptunaSearch
-    from search.space import define_space, seed_point
+    from search.space import define_space, hand_tuned_point, seed_point
 
     sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(1, args.trials // 5)))
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=args.max_epochs), metric=args.metric,
-                                mode="max", points_to_evaluate=[seed_point(), *read_points(args.points)], sampler=sampler, seed=args.seed,
+                                mode="max", points_to_evaluate=[seed_point(), hand_tuned_point(), *read_points(args.points)],
+                                sampler=sampler, seed=args.seed,
                                 deadline=time.time() + budget_s if budget_s else None)
+
+
+def build_scheduler(args: argparse.Namespace):
+    """ASHA's rungs (4 and 12 of 20 epochs), each judging a trial against the recent trials there."""
+    from search.scheduler import RecentASHAScheduler
+
+    return RecentASHAScheduler(metric=args.metric, mode="max", max_t=args.max_epochs,
+                               grace_period=max(1, round(args.max_epochs * ASHA_GRACE_SHARE)),
+                               reduction_factor=ASHA_REDUCTION_FACTOR, window=ASHA_WINDOW, keep=ASHA_KEEP)
 
 
 def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s: Optional[float]):
     """Run (or resume) the Tune search; return Tune's ExperimentAnalysis of all trials."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler
-
     from search.space import seed_point
     from search.tensorboard import TensorBoardCallback, write_hparams_config
     from search.trainable import SearchData, train_trial
@@ -245,9 +256,7 @@ def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s
                 num_samples=args.trials, trial_dirname_creator=_trial_dirname,
                 reuse_actors=True,  # a worker keeps TensorFlow loaded from one trial to the next
                 search_alg=build_searcher(args, budget_s),
-                scheduler=ASHAScheduler(metric=args.metric, mode="max", max_t=args.max_epochs,
-                                        grace_period=max(1, round(args.max_epochs * ASHA_GRACE_SHARE)),
-                                        reduction_factor=ASHA_REDUCTION_FACTOR),
+                scheduler=build_scheduler(args),
             ),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(run_dir),

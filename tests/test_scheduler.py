@@ -1,0 +1,85 @@
+"""Early stopping against the recent trials: Ray's ASHA bracket bookkeeping, another cutoff."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from search.scheduler import RecentASHAScheduler
+
+
+def _scheduler(**overrides) -> RecentASHAScheduler:
+    kwargs = dict(metric="val_accuracy", mode="max", max_t=20, grace_period=4, reduction_factor=3, window=3,
+                  keep=0.25)
+    return RecentASHAScheduler(**{**kwargs, **overrides})
+
+
+def _judge(bracket, trial_id: str, epoch: int, value: float) -> str:
+    return bracket.on_result(SimpleNamespace(trial_id=trial_id), epoch, value)
+
+
+def test_rungs_are_ashas() -> None:
+    assert _scheduler().rungs == [4, 12]
+    assert _scheduler(max_t=40, grace_period=2).rungs == [2, 6, 18]
+
+
+def test_a_trial_is_judged_against_the_recent_trials_only() -> None:
+    """Early poor trials no longer wave a mediocre one through once the search has improved."""
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    recent = _scheduler()._brackets[0]
+    plain = _Bracket(4, 20, 3, s=0)
+    history = [0.1, 0.15, 0.2, 0.25, 0.8, 0.85, 0.9]  # random start-up, then the sampler's good region
+    for i, value in enumerate(history):
+        _judge(recent, f"t{i}", 4, value)
+        _judge(plain, f"t{i}", 4, value)
+    # 0.82 beats two thirds of everything so far (ASHA goes on) but not the best quarter of the last 3
+    assert _judge(plain, "new", 4, 0.82) == TrialScheduler.CONTINUE
+    assert _judge(recent, "new", 4, 0.82) == TrialScheduler.STOP
+    assert recent.cutoff(recent._rungs[-1][1]) == pytest.approx(0.875)  # 75th percentile of 0.85, 0.9, 0.82
+    assert _judge(recent, "good", 4, 0.95) == TrialScheduler.CONTINUE
+    # between rungs nothing is judged; the next rung judges again
+    assert _judge(recent, "good", 5, 0.0) == TrialScheduler.CONTINUE
+    assert _judge(recent, "good", 12, 0.9) == TrialScheduler.CONTINUE  # first at its rung
+
+
+def test_the_first_trials_at_a_rung_are_judged_against_those_there_are() -> None:
+    bracket = _scheduler(window=9)._brackets[0]
+    assert _judge(bracket, "a", 4, 0.5) == TrialScheduler.CONTINUE  # nobody to compare with
+    assert _judge(bracket, "b", 4, 0.4) == TrialScheduler.STOP
+    assert _judge(bracket, "c", 4, 0.6) == TrialScheduler.CONTINUE
+
+
+@pytest.mark.parametrize("overrides, expected", [({"window": 0}, "window 0"), ({"keep": 0.0}, "keep 0.0"),
+                                                 ({"keep": 1.5}, "keep 1.5")])
+def test_bad_settings_are_refused(overrides: dict, expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        _scheduler(**overrides)
+
+
+def test_replay_counts_what_each_rule_would_have_run(tmp_path: Path, capsys) -> None:
+    from experiments.replay_pruning import main, replay
+
+    def trial(trial_id: str, values: list[float], status: str = "completed") -> dict:
+        return {"trial_id": trial_id, "status": status, "final_metric": values[-1],
+                "history": [{"val_accuracy": v, "train_seconds": 1.0, "val_seconds": 0.5} for v in values]}
+
+    # six poor start-up trials, then good ones: only a recent window stops the mediocre "m"
+    trials = [trial(f"p{i}", [0.1 + 0.01 * i] * 4 + [0.2] * 8) for i in range(6)]
+    trials += [trial("g1", [0.8] * 12), trial("g2", [0.9] * 12), trial("m", [0.7] * 12)]
+    plain = replay(trials, "val_accuracy", 12, 4, 3, None, None)
+    recent = replay(trials, "val_accuracy", 12, 4, 3, 3, 0.25)
+    assert recent["epochs"] < plain["epochs"]
+    assert "m" in plain["finished_ids"] and "m" not in recent["finished_ids"]
+    assert {"g1", "g2"} <= recent["finished_ids"]
+    assert recent["trial_seconds"] == pytest.approx(1.5 * recent["epochs"])
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"trials": trials, "metric": "val_accuracy", "max_epochs": 12}))
+    assert main([str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "last 9 trials, keep 0.25" in out and "ASHA (Ray)" in out
+    assert main([str(tmp_path / "missing.json")]) == 2
