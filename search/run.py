@@ -3,10 +3,10 @@
 The story, top to bottom: check the command line and the data (bad input is one line
 and exit status 2, before anything starts); hold out the test split once; put the train
 and validation parts in Ray's object store; run a Tune search (Optuna TPE, the seed's
-recipe and a hand-tuned CNN first, ASHA stopping trials poor next to the recent ones) whose every trial is a ``fer_core`` training;
-retrain the best configs and the seed's recipe on train + validation as Ray tasks; join
-the best into one model (their probabilities averaged, each also shown the mirror image)
-and test it and the seed's recipe on the held-out split; export it; write the report.
+recipe first, ASHA stopping trials that trail the recent ones) whose every trial is a
+``fer_core`` training; retrain the best configs and the seed's recipe on train +
+validation as Ray tasks; join the best into one model (their probabilities averaged,
+each also shown the mirror image) and test it and the seed's recipe on the held-out split; export it; write the report.
 """
 
 from __future__ import annotations
@@ -208,17 +208,16 @@ def make_splits(data: Dataset, method: str) -> Splits:
 
 
 def build_searcher(args: argparse.Namespace, budget_s: Optional[float]):
-    """Optuna TPE over :func:`search.space.define_space`; the seed's recipe, the hand-tuned CNN
-    and the user's ``--points`` are enqueued first."""
+    """Optuna TPE over :func:`search.space.define_space`, the seed's recipe and ``--points`` enqueued first."""
     import optuna
 
     from search.budget import BudgetedOptunaSearch
-    from search.space import define_space, hand_tuned_point, seed_point
+    from search.space import define_space, seed_point
 
     sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(1, args.trials // 5)))
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=args.max_epochs), metric=args.metric,
-                                mode="max", points_to_evaluate=[seed_point(), hand_tuned_point(), *read_points(args.points)],
+                                mode="max", points_to_evaluate=[seed_point(), *read_points(args.points)],
                                 sampler=sampler, seed=args.seed,
                                 deadline=time.time() + budget_s if budget_s else None)
 

@@ -4,8 +4,7 @@ It is an Optuna define-by-run function over :class:`fer_core.config.TrainConfig`
 names, so conditional choices stay honest: augmentation magnitudes exist only when
 augmentation is on, phase-2 settings only for the schedules that use them. The seed
 notebook's recipe is :func:`seed_point`, which the search evaluates first, so its best
-trial is never worse than the seed on validation; the second is :func:`hand_tuned_point`,
-a conventional hand-tuned CNN, so that a short search starts from a good model.
+trial is never worse than the seed on validation.
 """
 
 from __future__ import annotations
@@ -80,14 +79,6 @@ def seed_point() -> dict[str, Any]:
     point["augment"] = True
     point["l2"] = 1e-6  # the space's floor: the seed used none, and L2 is searched on a log scale
     return point
-
-
-def hand_tuned_point() -> dict[str, Any]:
-    """A conventional hand-tuned CNN, evaluated second: two 3x3 convolutions with batch norm
-    per block, 32/64/128 filters, global average pooling, dense 128 with dropout 0.4, the
-    seed's augmentation, Adam 1e-3 for three quarters of the epochs, then 1e-4."""
-    return {**seed_point(), "convs_per_block": 2, "padding": "same", "batch_norm": True, "head": "gap",
-            "dense_dropout": 0.4}
 
 
 def to_config(params: dict[str, Any]) -> TrainConfig:

@@ -57,17 +57,3 @@ def test_valid_padding_that_cannot_fit_becomes_same(blocks: int, convs: int, ker
     constants = define_space(trial, max_epochs=5)
     assert constants["padding"] == "same"
 
-
-def test_hand_tuned_point_is_the_conventional_cnn_and_is_enqueued_verbatim() -> None:
-    from search.space import hand_tuned_point
-
-    study = optuna.create_study()
-    study.enqueue_trial(hand_tuned_point())
-    trial = study.ask()
-    constants = define_space(trial, max_epochs=20)
-    config = to_config({**trial.params, **constants})
-    assert config.filters == (32, 64, 128) and config.convs_per_block == 2 and config.kernel_size == 3
-    assert config.batch_norm and config.head == "gap" and config.dense_units == 128
-    assert config.dense_dropout == 0.4 and config.augments and config.learning_rate == 1e-3
-    assert config.schedule == "two_phase" and config.phase2_factor == 0.1
-    check_fits(config, INPUT_SHAPE)
