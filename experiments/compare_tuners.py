@@ -2,6 +2,7 @@
 
     python -m experiments.compare_tuners --data ../shared/data/ck48 --split subject --budget 6m \\
         --seeds 42 43 --max-epochs 20 [--output DIR] [--tools fertune,kerastuner,optuna,ray_random]
+    python -m experiments.compare_tuners --merge A/compare.json B/compare.json [--output DIR]
 
 The protocol. The data set is loaded and split once (``search.run.make_splits``): the test
 split is held out by the fixed protocol seed and no tool sees it; every tool searches on
@@ -28,8 +29,10 @@ For every finished trial the harness records when it finished (seconds since the
 started) and its last reported validation accuracy; from these: the tool's own winner
 and its validation accuracy, the trials completed (stopped early included; for
 KerasTuner, configurations, since Hyperband runs a promoted configuration as a new trial),
-and the time at which the best validation accuracy so far first reached 95% of the
-arm's final best. Each winner is then retrained on train + validation with its full
+the time at which the best validation accuracy so far first reached 95% of the arm's
+final best, and the best validation accuracy of the trials finished when the budget ran
+out (the same cut for every tool: a tool without early stopping often finds its winner
+in a trial that was let run past the budget). Each winner is then retrained on train + validation with its full
 epoch budget and tested on the held-out split by one function for every tool
 (``search.run._retrain_task``), one at a time, outside every budget.
 
@@ -38,6 +41,11 @@ seeds), writes it to ``OUTPUT/compare.md`` and everything to ``OUTPUT/compare.js
 (rewritten after every arm), and prints as its last line one JSON object. Bad arguments
 print one line and exit with status 2; an arm that crashes is recorded with its error,
 the others still run, and the exit status is 1.
+
+``--merge`` searches nothing: it tables together the compare.json files of comparisons run
+with the same protocol (data, split, budget, epochs), e.g. one arm re-run with ``--seeds 43
+--tools ray_random`` after the machine restarted during it, and writes the merged
+compare.md and compare.json to ``--output``.
 """
 
 from __future__ import annotations
@@ -139,18 +147,24 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p = _Parser(prog="python -m experiments.compare_tuners", description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, help="CSV file, folder of class folders, or synthetic[:N]")
+    p.add_argument("--data", help="CSV file, folder of class folders, or synthetic[:N] (required unless --merge)")
     p.add_argument("--split", default="auto", help=f"held-out test split: {', '.join(SPLITS)} (default auto)")
-    p.add_argument("--budget", required=True, help="wall-clock budget of each arm, e.g. 6m, 90s")
+    p.add_argument("--budget", help="wall-clock budget of each arm, e.g. 6m, 90s (required unless --merge)")
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="sampler seeds, one search per tool each")
     p.add_argument("--max-epochs", type=int, default=20, help="epoch budget of one trial (default 20)")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)} (default all)")
     p.add_argument("--output", default=None, help="new or empty folder (default runs/compare-TIMESTAMP)")
+    p.add_argument("--merge", nargs="+", metavar="COMPARE_JSON", default=None,
+                   help="search nothing: table together earlier comparisons' compare.json files of the same "
+                        "protocol (data, split, budget, epochs), e.g. an arm re-run after an interruption")
     return p.parse_args(argv)
 
 
 def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path]:
     """The tools, the budget in seconds and the output folder; one-line errors otherwise."""
+    for flag, value in (("--data", args.data), ("--budget", args.budget)):
+        if value is None:
+            raise ConfigError(f"{flag} is required (unless --merge)")
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = [t for t in tools if t not in TOOLS]
     if unknown or not tools:
@@ -534,7 +548,18 @@ def retrain_and_test(config: dict[str, Any], splits: Splits) -> dict[str, Any]:
     return _retrain_task(config, splits.train.concat(splits.val), splits.test, THREADS)["metrics"]
 
 
-def arm_row(arm: ArmResult, test: Optional[dict[str, Any]], retrain_s: Optional[float]) -> dict[str, Any]:
+def best_by(trials: list[TrialResult], seconds: float) -> Optional[float]:
+    """The best validation accuracy of the trials that finished within ``seconds`` of the arm's start.
+
+    The tool's own winner may have finished after the budget (running trials are let finish);
+    this is what the arm had found when the budget ran out, the same cut for every tool.
+    """
+    within = [t.val_accuracy for t in trials if t.scored and t.finished_s <= seconds]
+    return max(within) if within else None
+
+
+def arm_row(arm: ArmResult, test: Optional[dict[str, Any]], retrain_s: Optional[float],
+            budget_s: float) -> dict[str, Any]:
     """One (seed, tool) row of the table, with everything behind it for compare.json."""
     configurations = [t for t in arm.trials if t.status in SCORED and t.continues is None]
     return {
@@ -546,6 +571,7 @@ def arm_row(arm: ArmResult, test: Optional[dict[str, Any]], retrain_s: Optional[
         "trials_failed": sum(t.status == "failed" for t in arm.trials),
         "search_wall_clock_s": round(arm.wall_clock_s, 2),
         "time_to_95_s": _round(time_to_share(arm.trials)),
+        "best_val_by_budget": best_by(arm.trials, budget_s),
         "retrain_s": _round(retrain_s),
         "winner_trial": arm.winner_id, "winner_config": arm.winner_config,
         "test": test, "notes": arm.notes, "error": None,
@@ -556,11 +582,13 @@ def arm_row(arm: ArmResult, test: Optional[dict[str, Any]], retrain_s: Optional[
 def failed_row(tool: str, seed: int, error: str) -> dict[str, Any]:
     return {"seed": seed, "tool": tool, "best_val_accuracy": None, "test_accuracy": None, "test_macro_f1": None,
             "trials_completed": 0, "trials_failed": 0, "search_wall_clock_s": None, "time_to_95_s": None,
+            "best_val_by_budget": None,
             "retrain_s": None, "winner_trial": None, "winner_config": None, "test": None, "notes": {},
             "error": error, "trials": []}
 
 
-TABLE = (("best_val_accuracy", "best val acc", "pct"), ("test_accuracy", "test acc", "pct"),
+TABLE = (("best_val_accuracy", "best val acc", "pct"), ("best_val_by_budget", "best val by budget", "pct"),
+         ("test_accuracy", "test acc", "pct"),
          ("test_macro_f1", "test macro-F1", "f3"), ("trials_completed", "trials", "n"),
          ("search_wall_clock_s", "search s", "s"), ("time_to_95_s", "time to 95% s", "s"))
 
@@ -597,7 +625,9 @@ def render_markdown(meta: dict[str, Any], table: str) -> str:
         "Best val acc: the tool's own winner, picked on validation. Test: that winner retrained on "
         "train + validation and tested on the held-out split, by the same code for every tool. Trials: "
         "completed or stopped early (KerasTuner: configurations). Time to 95%: when the best validation "
-        "accuracy so far first reached 95% of the arm's final best.", "",
+        "accuracy so far first reached 95% of the arm's final best. Best val by budget: the best validation "
+        "accuracy among the trials that had finished when the budget ran out (trials running then are let "
+        "finish, so the tool's own winner may come later).", "",
         table, ""])
 
 
@@ -611,6 +641,8 @@ def _cell(value: Any, kind: str) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    if args.merge is not None:
+        return merge(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     tools, budget_s, output = check_args(args)
@@ -638,6 +670,63 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 1 if any(r["error"] for r in rows) else 0
 
 
+PROTOCOL = ("data", "split", "n_train", "n_val", "n_test", "budget_s", "max_epochs")
+
+
+def merge(args: argparse.Namespace) -> int:
+    """One table from earlier comparisons' compare.json files; nothing is searched or trained."""
+    searching = [flag for flag, value in (("--data", args.data), ("--budget", args.budget)) if value is not None]
+    if searching:
+        raise ConfigError(f"--merge tables finished comparisons: {' and '.join(searching)} cannot go with it")
+    output = _output_dir(args.output)
+    meta: Optional[dict[str, Any]] = None
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    where: dict[tuple[int, str], str] = {}
+    for name in args.merge:
+        report = _read_comparison(name)
+        if meta is None:
+            meta = {k: v for k, v in report.items() if k not in ("rows", "means")}
+        for key in PROTOCOL:
+            if report[key] != meta[key]:
+                raise ConfigError(f"--merge {name}: {key} is {report[key]!r}, not {meta[key]!r} as in {args.merge[0]}")
+        for row in report["rows"]:
+            arm = (row["seed"], row["tool"])
+            if arm in rows:
+                raise ConfigError(f"--merge {name}: seed {arm[0]}, {arm[1]} is also in {where[arm]}")
+            if "best_val_by_budget" not in row:  # a comparison from before the column: its trials have it
+                trials = [TrialResult(**t) for t in row["trials"]]
+                row = {**row, "best_val_by_budget": best_by(trials, report["budget_s"])}
+            rows[arm], where[arm] = row, name
+    assert meta is not None  # argparse: --merge takes one file at least
+    tools = [t for t in TOOLS if any(tool == t for _, tool in rows)]
+    ordered = [rows[arm] for arm in sorted(rows, key=lambda a: (a[0], TOOLS.index(a[1])))]
+    meta = {**meta, "seeds": sorted({seed for seed, _ in rows}), "tools": tools, "merged": list(args.merge)}
+    output.mkdir(parents=True, exist_ok=True)
+    write_results(output, meta, ordered, tools)
+    means = tool_means(ordered, tools)
+    print(render_table(ordered, means) + "\n")
+    print(json.dumps({"output": str(output), "rows": [_summary(r) for r in ordered], "means": means},
+                     default=_plain))
+    return 1 if any(r["error"] for r in ordered) else 0
+
+
+def _read_comparison(name: str) -> dict[str, Any]:
+    try:
+        report = json.loads(Path(name).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--merge {name}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--merge {name}: not readable JSON ({exc})") from None
+    missing = [k for k in (*PROTOCOL, "rows") if not isinstance(report, dict) or k not in report]
+    if missing:
+        raise ConfigError(f"--merge {name}: not a compare.json (no {', '.join(missing)})")
+    for row in report["rows"]:
+        if not isinstance(row, dict) or not {"seed", "tool", "trials", "error"} <= set(row) \
+                or row["tool"] not in TOOLS:
+            raise ConfigError(f"--merge {name}: a row is not a comparison arm ({str(row)[:80]})")
+    return report
+
+
 def run_arm(tool: str, ctx: Context, seed: int, arm_dir: Path) -> dict[str, Any]:
     """Search with one tool (progress to stderr), then retrain and test its winner."""
     import keras
@@ -656,10 +745,10 @@ def run_arm(tool: str, ctx: Context, seed: int, arm_dir: Path) -> dict[str, Any]
     log.info("seed %d, %s: %d trials in %.1f s, best val accuracy %s; retraining its winner",
              seed, tool, len(arm.trials), arm.wall_clock_s, arm.winner_val_accuracy)
     if arm.winner_config is None:
-        return arm_row(arm, None, None)
+        return arm_row(arm, None, None, ctx.budget_s)
     clock = time.perf_counter()
     test = retrain_and_test(arm.winner_config, ctx.splits)
-    return arm_row(arm, test, time.perf_counter() - clock)
+    return arm_row(arm, test, time.perf_counter() - clock, ctx.budget_s)
 
 
 def write_results(output: Path, meta: dict[str, Any], rows: list[dict[str, Any]], tools: list[str]) -> None:

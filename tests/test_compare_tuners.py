@@ -26,6 +26,9 @@ def _compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     (["--data", "synthetic:150", "--budget", "15s", "--max-epochs", "0"], "--max-epochs 0"),
     (["--data", "missing.csv", "--budget", "15s"], "no such file or folder"),
     (["--data", "synthetic:150", "--budget", "15s", "--seeds", "x"], "--seeds: invalid int value"),
+    (["--budget", "15s"], "--data is required"),
+    (["--merge", "missing/compare.json"], "--merge missing/compare.json: no such file"),
+    (["--data", "synthetic:150", "--merge", "a.json"], "--data cannot go with it"),
 ])
 def test_bad_arguments_exit_2_with_one_line_and_no_output(tmp_path: Path, flags: list[str], expected: str) -> None:
     output = tmp_path / "compare"
@@ -68,6 +71,36 @@ def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
         assert row["test"]["n"] == report["n_test"]
     from search.space import seed_point
 
+    for row in report["rows"]:  # the budget's cut: the best of the trials finished by then, never above the best
+        within = [t["val_accuracy"] for t in row["trials"]
+                  if t["status"] != "failed" and t["finished_s"] <= report["budget_s"]]
+        assert row["best_val_by_budget"] == (max(within) if within else None), row["tool"]
+        assert row["best_val_by_budget"] is None or row["best_val_by_budget"] <= row["best_val_accuracy"]
+    _merge_gives_the_same_table(tmp_path, report, table)
     fertune = next(r for r in report["rows"] if r["tool"] == "fertune")
     seed = {k: v for k, v in seed_point().items() if k != "augment"}  # FER Tune tries it first, as search.run does
     assert any(all(t["config"].get(k) == v for k, v in seed.items()) for t in fertune["trials"])
+
+
+def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) -> None:
+    """The comparison cut in two (as if one arm were re-run alone) and merged back: the same table."""
+    parts = []
+    for name, rows in (("a", report["rows"][:1]), ("b", report["rows"][1:])):
+        part = tmp_path / name / "compare.json"
+        part.parent.mkdir()
+        cut = [{k: v for k, v in r.items() if k != "best_val_by_budget"} for r in rows]  # as before the column
+        part.write_text(json.dumps({**report, "rows": cut}))
+        parts.append(str(part))
+    merged = tmp_path / "merged"
+    result = _compare("--merge", *reversed(parts), "--output", str(merged), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [line for line in result.stdout.splitlines() if line.startswith("| ")] == table
+    assert json.loads((merged / "compare.json").read_text())["merged"] == list(reversed(parts))
+    # the same arm twice, or a comparison of another protocol: one line, status 2, nothing written
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**report, "budget_s": 30.0, "rows": []}))
+    for files, expected in (([parts[0], parts[0]], "seed 42, fertune is also in"),
+                            ([parts[0], str(other)], "budget_s is 30.0, not 15.0")):
+        result = _compare("--merge", *files, "--output", str(tmp_path / "refused"), timeout=120)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
