@@ -70,7 +70,7 @@ import numpy as np
 
 from fer_core.data import SPLITS, load
 from fer_core.errors import ConfigError, run_cli
-from search.run import Splits, make_splits, output_path, parse_duration
+from search.run import DEFAULT_MAX_EPOCHS, Splits, make_splits, output_path, parse_duration
 
 log = logging.getLogger("experiments.compare_tuners")
 
@@ -151,7 +151,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--split", default="auto", help=f"held-out test split: {', '.join(SPLITS)} (default auto)")
     p.add_argument("--budget", help="wall-clock budget of each arm, e.g. 6m, 90s (required unless --merge)")
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="sampler seeds, one search per tool each")
-    p.add_argument("--max-epochs", type=int, default=20, help="epoch budget of one trial (default 20)")
+    p.add_argument("--max-epochs", type=int, default=DEFAULT_MAX_EPOCHS,
+                   help=f"epoch budget of one trial (default {DEFAULT_MAX_EPOCHS}, as search.run)")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)} (default all)")
     p.add_argument("--output", default=None, help="new or empty folder (default runs/compare-TIMESTAMP)")
     p.add_argument("--merge", nargs="+", metavar="COMPARE_JSON", default=None,
