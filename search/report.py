@@ -53,11 +53,29 @@ def trial_record(trial, metric: str, max_epochs: int, node_ips: Optional[Mapping
     }
 
 
+def trial_file(trial, name: str) -> Optional[Path]:
+    """A file of the trial's folder, where Tune wrote it.
+
+    ``trial.local_path`` is in the current Ray session's folder, which Tune writes first and
+    syncs to the run's ``tune/`` folder (``trial.path``); it holds only the trials of this
+    session. After ``--resume`` the trials finished before the interruption are in the
+    run's folder alone.
+    """
+    for attribute in ("local_path", "path"):
+        try:
+            folder = getattr(trial, attribute, None)
+        except AssertionError:  # Tune's local_path needs a running Ray
+            folder = None
+        if folder and (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
 def trial_history(trial) -> list[dict[str, float]]:
     """The per-epoch results of a trial, read from its ``result.json`` (Tune's own log)."""
-    path = Path(trial.local_path or "") / "result.json"
+    path = trial_file(trial, "result.json")
     rows = []
-    if path.is_file():
+    if path is not None:
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
@@ -68,8 +86,8 @@ def trial_history(trial) -> list[dict[str, float]]:
 
 
 def _error_text(trial) -> str:
-    path = Path(trial.local_path or "") / "error.txt"
-    text = path.read_text() if path.is_file() else str(getattr(trial, "error_msg", "") or "unknown error")
+    path = trial_file(trial, "error.txt")
+    text = path.read_text() if path is not None else str(getattr(trial, "error_msg", "") or "unknown error")
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     # the last line of a traceback names the exception and its message
     return lines[-1][:500] if lines else "unknown error"

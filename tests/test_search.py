@@ -177,6 +177,16 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path: Path)
     after = _finished_trials(tune_dir)
     for trial_id, lines in before.items():
         assert after.get(trial_id) == lines, f"finished trial {trial_id} was run again"
+    # the trials finished before the kill keep their results: they can still be picked as the best
+    records = {t["trial_id"]: t for t in report["trials"]}
+    for trial_id in before:
+        record = records[trial_id]
+        last = json.loads((tune_dir / f"trial_{trial_id}" / "result.json").read_text().splitlines()[-1])
+        assert len(record["history"]) == record["epochs"] >= 1, record
+        assert record["final_metric"] == last["val_accuracy"], record
+    scored = [t for t in report["trials"] if t["status"] != "failed" and t["final_metric"] is not None]
+    best = max(scored, key=lambda t: (t["status"] == "completed", t["final_metric"]))
+    assert report["best_val_metric"] == best["final_metric"]
 
 
 @pytest.mark.slow
