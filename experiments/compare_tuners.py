@@ -32,8 +32,8 @@ KerasTuner, configurations, since Hyperband runs a promoted configuration as a n
 the time at which the best validation accuracy so far first reached 95% of the arm's
 final best, and the best validation accuracy of the trials finished when the budget ran
 out (the same cut for every tool: a tool without early stopping often finds its winner
-in a trial that was let run past the budget). Each winner is then retrained on train + validation with its full
-epoch budget and tested on the held-out split by one function for every tool
+in a trial that was let run past the budget). Each winner is then retrained on train +
+validation with its full epoch budget and tested on the held-out split by one function for every tool
 (``search.run._retrain_task``), one at a time, outside every budget.
 
 It prints one markdown table (one row per seed and tool, then each tool's mean over the
@@ -664,6 +664,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         for tool in tools:
             rows.append(run_arm(tool, ctx, seed, output / f"seed{seed}" / tool))
             write_results(output, meta, rows, tools)
+    return print_results(output, rows, tools)
+
+
+def print_results(output: Path, rows: list[dict[str, Any]], tools: list[str]) -> int:
+    """The table, then the one-line JSON summary, on stdout; the exit status (1 if an arm failed)."""
     means = tool_means(rows, tools)
     print(render_table(rows, means) + "\n")
     print(json.dumps({"output": str(output), "rows": [_summary(r) for r in rows],
@@ -704,11 +709,7 @@ def merge(args: argparse.Namespace) -> int:
     meta = {**meta, "seeds": sorted({seed for seed, _ in rows}), "tools": tools, "merged": list(args.merge)}
     output.mkdir(parents=True, exist_ok=True)
     write_results(output, meta, ordered, tools)
-    means = tool_means(ordered, tools)
-    print(render_table(ordered, means) + "\n")
-    print(json.dumps({"output": str(output), "rows": [_summary(r) for r in ordered], "means": means},
-                     default=_plain))
-    return 1 if any(r["error"] for r in ordered) else 0
+    return print_results(output, ordered, tools)
 
 
 def _read_comparison(name: str) -> dict[str, Any]:

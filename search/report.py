@@ -61,11 +61,7 @@ def trial_file(trial, name: str) -> Optional[Path]:
     session. After ``--resume`` the trials finished before the interruption are in the
     run's folder alone.
     """
-    for attribute in ("local_path", "path"):
-        try:
-            folder = getattr(trial, attribute, None)
-        except AssertionError:  # Tune's local_path needs a running Ray
-            folder = None
+    for folder in (trial.local_path, trial.path):
         if folder and (Path(folder) / name).is_file():
             return Path(folder) / name
     return None
