@@ -26,9 +26,10 @@ from typing import Optional
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
+from search.run import DEFAULT_ENSEMBLE
 from search.scheduler import _RecentBracket
 
-TOP = 3  # the ensemble's size: the best full-length trials a rule must not lose
+TOP = DEFAULT_ENSEMBLE  # the final model's members: the best full-length trials a rule must not lose
 ALL = 10**9  # a window longer than any search: every trial that reached the rung
 
 

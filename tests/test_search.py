@@ -37,6 +37,8 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--time-budget", "soon"], "--time-budget 'soon'"),
     (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
     (["--ensemble", "0"], "--ensemble 0: expected an integer >= 1"),
+    (["--final-epochs-scale", "0"], "--final-epochs-scale 0.0: expected a number > 0"),
+    (["--final-epochs-scale", "nan"], "--final-epochs-scale nan"),
     (["--resume"], "--resume needs --name"),
     (["--resume", "--name", "ghost"], "no run 'ghost'"),
     (["--data", "missing.csv"], "no such file or folder"),
@@ -103,9 +105,13 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     # exported model: all forms load and agree (the core's round trip is tested in test_train)
     card = json.loads((run / "best" / "model_card.json").read_text())
     assert card["metrics"]["test_accuracy"] == report["test_accuracy"]
-    # the final model: the 3 trials' configs (the default --ensemble), best first, averaged
+    # the final model: the 3 trials' configs (all there are, fewer than the default --ensemble),
+    # best first, averaged; each member trains for --final-epochs-scale times the trial's 2 epochs
     members = [m["trial_id"] for m in report["ensemble"]]
     assert len(set(members)) == 3 and [m["trial_id"] for m in card["ensemble"]] == members
+    final_epochs = round(2 * report["final_epochs_scale"])
+    assert final_epochs > 2 and all(m["epochs"] == final_epochs for m in report["ensemble"])
+    assert all(m["config"]["epochs"] == final_epochs for m in card["ensemble"])
     assert members[0] == report["best_trial_id"]
     vals = [m["val_metric"] for m in report["ensemble"]]
     assert vals == sorted(vals, reverse=True)
@@ -131,6 +137,7 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     assert "_hparams_/experiment" in _events(tb).PluginTagToContent("hparams")
     final = _events(tb / "final")
     assert "final/confusion_matrix" in final.Tags()["tensors"] and "final/train_loss" in final.Tags()["tensors"]
+    assert len(final.Tensors("final/train_loss")) == final_epochs
 
 
 def _finished_trials(tune_dir: Path) -> dict[str, int]:
@@ -235,3 +242,20 @@ def test_output_accepts_file_uris_and_refuses_other_schemes(tmp_path: Path) -> N
     assert output_path(str(tmp_path / "runs")) == tmp_path / "runs"
     result = _search("--output", "s3://bucket/runs", timeout=120)
     assert result.returncode == 2 and "other than file://" in result.stderr
+
+
+def _trial(trial_id: str, metric: float, val_loss: float, status: str = "completed", **config) -> dict:
+    return {"trial_id": trial_id, "status": status, "final_metric": metric, "config": {"lr": trial_id, **config},
+            "history": [{"val_accuracy": metric, "val_loss": val_loss}]}
+
+
+def test_pick_ensemble_breaks_ties_by_validation_loss_whatever_the_order() -> None:
+    from search.run import pick_ensemble
+
+    trials = [_trial("a", 0.90, 0.50), _trial("b", 0.94, 0.40), _trial("c", 0.94, 0.20),
+              _trial("d", 0.96, 0.90, status="stopped_early"), _trial("e", 0.92, float("nan")),
+              _trial("f", 0.92, 0.30), _trial("g", 0.94, 0.10, lr="c"), _trial("x", None, 0.1, status="failed")]
+    expected = ["g", "b", "f", "e"]  # c repeats g's config; completed trials before a stopped one
+    for order in (trials, trials[::-1], trials[3:] + trials[:3]):
+        assert [t["trial_id"] for t in pick_ensemble(order, 4)] == expected
+    assert [t["trial_id"] for t in pick_ensemble(trials, 10)] == ["g", "b", "f", "e", "a", "d"]
