@@ -43,7 +43,7 @@ ASHA_WINDOW = 9  # a trial at a rung is judged against the last 9 trials that re
 ASHA_KEEP = 0.25  # ... and goes on if among their best quarter (search/scheduler.py)
 TRIAL_RETRIES = 2
 # The final model averages the 5 best configs. On CK+ (subject split; two searches, each
-# retrained at 3 training seeds) 5 members beat 3 in 5 of the 6 pairs, by 0.7 points on average.
+# retrained at 3 training seeds) 5 members beat 3 in 4 of the 6 pairs (1 tie), by 0.8 points on average.
 DEFAULT_ENSEMBLE = 5
 # The final members train for this many times their trial's epochs (on train + validation).
 # A trial's budget is kept short for the search's sake; on CK+ (subject split, the 5 best configs
