@@ -16,6 +16,7 @@ per training, a table per scale, and as its last line one JSON object with all f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -42,21 +43,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _train_and_score(params: dict, scale: float, seed: int, data: str, split: str) -> list[list[float]]:
-    """One member: trained on the run's training part, validation probabilities back."""
-    import dataclasses
-
-    from fer_core.data import load
-    from fer_core.model import build_predictor
-    from fer_core.train import fit, predict_proba
-    from search.run import final_config, make_splits
-
-    splits = make_splits(load(data), split)
-    config = dataclasses.replace(final_config(params, scale), seed=seed)
-    model, _ = fit(config, splits.train, threads=1)
-    return predict_proba(build_predictor([model], mirror=True), splits.val.images).tolist()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -71,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer_core.data import load
     from fer_core.evaluate import evaluate_predictions
-    from search.run import final_config, make_splits, pick_ensemble
+    from search.run import _retrain_task, final_config, make_splits, pick_ensemble
 
     members = pick_ensemble(trials, args.members)
     if not members:
@@ -80,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     y, names = splits.val.labels, splits.val.class_names
     jobs = [(t, scale) for scale in args.scales for t in members]
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train_and_score, t["config"], scale, args.seed, data_source, split_method)
-                   for t, scale in jobs]
+        # search.run's own retrain: train on the training part, mirror TTA, score the validation part
+        futures = [pool.submit(_retrain_task, dataclasses.replace(final_config(t["config"], scale), seed=args.seed)
+                               .to_dict(), splits.train, splits.val, 1) for t, scale in jobs]
         probabilities = {}
         for (trial, scale), future in zip(jobs, futures):
-            probabilities[(trial["trial_id"], scale)] = np.asarray(future.result())
+            probabilities[(trial["trial_id"], scale)] = future.result()["probabilities"]
             accuracy = float((probabilities[(trial["trial_id"], scale)].argmax(1) == y).mean())
             log.info("trial %s x%g: validation accuracy %.3f", trial["trial_id"], scale, accuracy)
 
