@@ -2,7 +2,8 @@
 
 Keras 3 has no ``ImageDataGenerator``; the seed's rotation/shift/shear/zoom/flip become
 ``RandomRotation``, ``RandomTranslation``, ``RandomShear``, ``RandomZoom`` and
-``RandomFlip``, plus contrast and brightness. The pipeline runs inside ``tf.data`` on
+``RandomFlip``, plus contrast, brightness and random erasing (``RandomErasing``: a
+rectangle of noise over part of the face, so that no single region decides the class). The pipeline runs inside ``tf.data`` on
 training batches only, so exported models carry no augmentation at all.
 """
 
@@ -14,6 +15,7 @@ from typing import Optional
 from fer_core.config import TrainConfig
 
 FILL_MODE = "nearest"  # ImageDataGenerator's default, which the seed notebook used
+ERASING_SCALE = (0.02, 0.15)  # area share of the erased rectangle, roughly
 
 
 def build_augmenter(config: TrainConfig, seed: Optional[int] = None):
@@ -44,6 +46,10 @@ def build_augmenter(config: TrainConfig, seed: Optional[int] = None):
         stack.append(layers.RandomContrast(config.contrast, value_range=(0.0, 1.0), seed=seed + 5))
     if config.brightness > 0:
         stack.append(layers.RandomBrightness(config.brightness, value_range=(0.0, 1.0), seed=seed + 6))
+    if config.erasing > 0:
+        # each image is erased with a probability drawn from [0, erasing); the rectangle's
+        # sides are sqrt(U(scale)) of the image's, so it covers 2-15% of the face
+        stack.append(layers.RandomErasing(config.erasing, scale=ERASING_SCALE, value_range=(0.0, 1.0), seed=seed + 7))
     if not stack:
         return None
     return keras.Sequential(stack, name="augmentation")

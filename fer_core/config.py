@@ -56,6 +56,7 @@ class TrainConfig:
     flip: bool = True
     contrast: float = 0.0
     brightness: float = 0.0
+    erasing: float = 0.0  # up to this chance per image of one noise-filled rectangle, 2-15% of the face
     # optimisation
     learning_rate: float = 1e-3
     batch_size: int = 32
@@ -78,7 +79,7 @@ class TrainConfig:
         _check_choice(self, "normalize", NORMALIZATIONS)
         for name in ("conv_dropout", "dense_dropout", "label_smoothing"):
             _check_range(self, name, 0.0, 1.0, hi_open=True)
-        for name in ("shift", "zoom", "contrast", "brightness"):
+        for name in ("shift", "zoom", "contrast", "brightness", "erasing"):
             _check_range(self, name, 0.0, 1.0)
         _check_range(self, "shear", 0.0, 45.0)
         _check_range(self, "rotation", 0.0, 180.0)
@@ -103,7 +104,7 @@ class TrainConfig:
     def augments(self) -> bool:
         """Whether any augmentation is on."""
         return any((self.rotation, self.shift, self.shear, self.zoom, self.flip,
-                    self.contrast, self.brightness))
+                    self.contrast, self.brightness, self.erasing))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-ready dict of every field."""

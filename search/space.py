@@ -2,9 +2,18 @@
 
 It is an Optuna define-by-run function over :class:`fer_core.config.TrainConfig` field
 names, so conditional choices stay honest: augmentation magnitudes exist only when
-augmentation is on, phase-2 settings only for the schedules that use them. The seed
-notebook's recipe is :func:`seed_point`, which the search evaluates first, so its best
-trial is never worse than the seed on validation.
+augmentation is on. The seed notebook's recipe is :func:`seed_point`, which the search
+evaluates first, so its best trial is never worse than the seed on validation.
+
+What the space leaves out, it leaves out on evidence. In three 50-trial CK+ searches
+(seeds 0, 1, 2; subject split, 16-epoch budget) no trial with a global-average-pooling
+head (19 trials), a batch of 128 (13), 4 or 5 conv blocks (31), 64 dense units (13) or a
+cosine or plateau schedule (61) reached 90% validation accuracy: 0 of the 82 trials with
+any of them, against 20 of the other 68. On a few hundred faces and 16 epochs they cannot train (a batch of 128 is 5
+steps an epoch), and each random start-up trial spent on them taught the sampler less.
+The space keeps the seed recipe's flatten head and two-phase schedule, and searches the
+schedule's share and factor; the left-out settings stay :class:`TrainConfig` choices,
+for ``--points`` and the API.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
     """
     trial.suggest_categorical("normalize", ["none", "standardize"])
     # architecture
-    conv_blocks = trial.suggest_int("conv_blocks", 2, 5)
+    conv_blocks = trial.suggest_int("conv_blocks", 2, 3)
     trial.suggest_categorical("base_filters", [16, 32, 48, 64])
     trial.suggest_categorical("filter_growth", [1.0, 1.5, 2.0])
     convs_per_block = trial.suggest_int("convs_per_block", 1, 2)
@@ -36,12 +45,11 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
     trial.suggest_categorical("batch_norm", [True, False])
     trial.suggest_categorical("pooling", ["max", "avg"])
     trial.suggest_float("conv_dropout", 0.0, 0.5)
-    trial.suggest_categorical("head", ["flatten", "gap"])
-    trial.suggest_categorical("dense_units", [64, 128, 256, 512])
+    trial.suggest_categorical("dense_units", [128, 256, 512])
     trial.suggest_float("dense_dropout", 0.0, 0.6)
     trial.suggest_float("l2", 1e-6, 1e-3, log=True)
     # augmentation: all off, or each magnitude searched
-    constants: dict[str, Any] = {"epochs": max_epochs}
+    constants: dict[str, Any] = {"epochs": max_epochs, "head": "flatten", "schedule": "two_phase"}
     if trial.suggest_categorical("augment", [True, False]):
         trial.suggest_float("rotation", 0.0, 30.0)
         trial.suggest_float("shift", 0.0, 0.2)
@@ -50,17 +58,15 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
         trial.suggest_categorical("flip", [True, False])
         trial.suggest_float("contrast", 0.0, 0.4)
         trial.suggest_float("brightness", 0.0, 0.3)
+        trial.suggest_float("erasing", 0.0, 0.5)
     else:
-        constants.update(rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, flip=False, contrast=0.0, brightness=0.0)
+        constants.update(rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, flip=False, contrast=0.0, brightness=0.0,
+                         erasing=0.0)
     # optimisation
     trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
-    trial.suggest_categorical("batch_size", [16, 32, 64, 128])
-    schedule = trial.suggest_categorical("schedule", ["two_phase", "cosine", "plateau"])
-    if schedule == "two_phase":
-        trial.suggest_float("phase1_share", 0.5, 0.9)
-        trial.suggest_float("phase2_factor", 0.03, 0.3, log=True)
-    elif schedule == "plateau":
-        trial.suggest_float("phase2_factor", 0.03, 0.3, log=True)
+    trial.suggest_categorical("batch_size", [16, 32, 64])
+    trial.suggest_float("phase1_share", 0.5, 0.9)  # two phases: this share of the epochs at the base rate,
+    trial.suggest_float("phase2_factor", 0.03, 0.3, log=True)  # the rest at the rate times this
     trial.suggest_float("label_smoothing", 0.0, 0.2)
     trial.suggest_categorical("class_weight", ["none", "balanced"])
     if padding == "valid" and not _fits(conv_blocks, convs_per_block, kernel_size):
@@ -72,9 +78,9 @@ def seed_point() -> dict[str, Any]:
     """The seed notebook's recipe in the space's own parameter names (evaluated first)."""
     seed = TrainConfig()
     names = ("normalize", "conv_blocks", "base_filters", "filter_growth", "convs_per_block", "kernel_size", "padding",
-             "batch_norm", "pooling", "conv_dropout", "head", "dense_units", "dense_dropout", "rotation",
-             "shift", "shear", "zoom", "flip", "contrast", "brightness", "learning_rate", "batch_size",
-             "schedule", "phase1_share", "phase2_factor", "label_smoothing", "class_weight")
+             "batch_norm", "pooling", "conv_dropout", "dense_units", "dense_dropout", "rotation",
+             "shift", "shear", "zoom", "flip", "contrast", "brightness", "erasing", "learning_rate", "batch_size",
+             "phase1_share", "phase2_factor", "label_smoothing", "class_weight")
     point = {name: getattr(seed, name) for name in names}
     point["augment"] = True
     point["l2"] = 1e-6  # the space's floor: the seed used none, and L2 is searched on a log scale

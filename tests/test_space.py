@@ -28,8 +28,12 @@ def test_every_sampled_point_is_a_buildable_config() -> None:
         check_fits(config, INPUT_SHAPE)  # raises if the network could not be built
         assert config.epochs == 12
     # the space really varies what it claims to
-    for field in ("conv_blocks", "schedule", "batch_norm", "head", "class_weight", "padding"):
+    for field in ("conv_blocks", "batch_norm", "class_weight", "padding", "normalize", "batch_size", "erasing"):
         assert len({p[field] for p in points}) > 1, field
+    # and leaves out what it says it does (search.space's docstring gives the evidence)
+    assert {p["head"] for p in points} == {"flatten"} and {p["schedule"] for p in points} == {"two_phase"}
+    assert {p["batch_size"] for p in points} == {16, 32, 64} and {p["conv_blocks"] for p in points} == {2, 3}
+    assert {p["dense_units"] for p in points} == {128, 256, 512}
 
 
 def test_augmentation_switch_turns_every_magnitude_off() -> None:
@@ -50,10 +54,10 @@ def test_seed_point_is_enqueued_verbatim() -> None:
     assert to_config({**trial.params, **constants}) == TrainConfig(l2=1e-6)
 
 
-@pytest.mark.parametrize("blocks, convs, kernel", [(5, 2, 5), (4, 2, 3), (5, 1, 3)])
-def test_valid_padding_that_cannot_fit_becomes_same(blocks: int, convs: int, kernel: int) -> None:
+@pytest.mark.parametrize("blocks, convs, kernel, padding", [(3, 2, 5, "same"), (3, 2, 3, "valid"), (2, 2, 5, "valid")])
+def test_valid_padding_that_cannot_fit_becomes_same(blocks: int, convs: int, kernel: int, padding: str) -> None:
     trial = optuna.trial.FixedTrial({**seed_point(), "conv_blocks": blocks, "convs_per_block": convs,
                                      "kernel_size": kernel, "padding": "valid"})
     constants = define_space(trial, max_epochs=5)
-    assert constants["padding"] == "same"
+    assert constants.get("padding", "valid") == padding
 

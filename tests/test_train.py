@@ -50,7 +50,8 @@ def test_each_augmentation_field_adds_its_layer() -> None:
 
     none = dict(rotation=0, shift=0, shear=0, zoom=0, flip=False)
     names = {"rotation": "RandomRotation", "shift": "RandomTranslation", "shear": "RandomShear",
-             "zoom": "RandomZoom", "contrast": "RandomContrast", "brightness": "RandomBrightness"}
+             "zoom": "RandomZoom", "contrast": "RandomContrast", "brightness": "RandomBrightness",
+             "erasing": "RandomErasing"}
     for field, layer in names.items():
         augmenter = build_augmenter(TrainConfig(**{**none, field: 0.1}))
         assert [type(x).__name__ for x in augmenter.layers] == [layer]
