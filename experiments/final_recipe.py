@@ -69,16 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         # search.run's own retrain: train on the training part, mirror TTA, score the validation part
         futures = [pool.submit(_retrain_task, dataclasses.replace(final_config(t["config"], scale), seed=args.seed)
                                .to_dict(), splits.train, splits.val, 1) for t, scale in jobs]
-        probabilities = {}
+        probabilities, accuracy = {}, {}
         for (trial, scale), future in zip(jobs, futures):
-            probabilities[(trial["trial_id"], scale)] = future.result()["probabilities"]
-            accuracy = float((probabilities[(trial["trial_id"], scale)].argmax(1) == y).mean())
-            log.info("trial %s x%g: validation accuracy %.3f", trial["trial_id"], scale, accuracy)
+            key = (trial["trial_id"], scale)
+            probabilities[key] = future.result()["probabilities"]
+            accuracy[key] = float((probabilities[key].argmax(1) == y).mean())
+            log.info("trial %s x%g: validation accuracy %.3f", trial["trial_id"], scale, accuracy[key])
 
     results = {}
     for scale in args.scales:
-        members_acc = {t["trial_id"]: float((probabilities[(t["trial_id"], scale)].argmax(1) == y).mean())
-                       for t in members}
+        members_acc = {t["trial_id"]: accuracy[(t["trial_id"], scale)] for t in members}
         mean = np.mean([probabilities[(t["trial_id"], scale)] for t in members], axis=0)
         ensemble = evaluate_predictions(y, mean.argmax(1), names)
         epochs = {t["trial_id"]: final_config(t["config"], scale).epochs for t in members}

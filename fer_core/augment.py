@@ -3,8 +3,9 @@
 Keras 3 has no ``ImageDataGenerator``; the seed's rotation/shift/shear/zoom/flip become
 ``RandomRotation``, ``RandomTranslation``, ``RandomShear``, ``RandomZoom`` and
 ``RandomFlip``, plus contrast, brightness and random erasing (``RandomErasing``: a
-rectangle of noise over part of the face, so that no single region decides the class). The pipeline runs inside ``tf.data`` on
-training batches only, so exported models carry no augmentation at all.
+rectangle of noise over part of the face, so that no single region decides the class).
+The pipeline runs inside ``tf.data`` on training batches only, so exported models carry
+no augmentation at all.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ What the space leaves out, it leaves out on evidence. In three 50-trial CK+ sear
 (seeds 0, 1, 2; subject split, 16-epoch budget) no trial with a global-average-pooling
 head (19 trials), a batch of 128 (13), 4 or 5 conv blocks (31), 64 dense units (13) or a
 cosine or plateau schedule (61) reached 90% validation accuracy: 0 of the 82 trials with
-any of them, against 20 of the other 68. On a few hundred faces and 16 epochs they cannot train (a batch of 128 is 5
-steps an epoch), and each random start-up trial spent on them taught the sampler less.
+any of them, against 20 of the other 68. On a few hundred faces and 16 epochs they
+cannot train (a batch of 128 is 5 steps an epoch), and each random start-up trial spent
+on them taught the sampler less.
 The space keeps the seed recipe's flatten head and two-phase schedule, and searches the
 schedule's share and factor; the left-out settings stay :class:`TrainConfig` choices,
 for ``--points`` and the API.
@@ -75,16 +76,26 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
 
 
 def seed_point() -> dict[str, Any]:
-    """The seed notebook's recipe in the space's own parameter names (evaluated first)."""
+    """The seed notebook's recipe in the space's own parameter names (evaluated first).
+
+    The names are the ones :func:`define_space` asks for, answered from the seed's
+    config, so the point follows the space when the space changes."""
     seed = TrainConfig()
-    names = ("normalize", "conv_blocks", "base_filters", "filter_growth", "convs_per_block", "kernel_size", "padding",
-             "batch_norm", "pooling", "conv_dropout", "dense_units", "dense_dropout", "rotation",
-             "shift", "shear", "zoom", "flip", "contrast", "brightness", "erasing", "learning_rate", "batch_size",
-             "phase1_share", "phase2_factor", "label_smoothing", "class_weight")
-    point = {name: getattr(seed, name) for name in names}
-    point["augment"] = True
-    point["l2"] = 1e-6  # the space's floor: the seed used none, and L2 is searched on a log scale
-    return point
+    answers = {"augment": True, "l2": 1e-6}  # l2: the space's floor; the seed used none, searched on a log scale
+
+    class _SeedAnswers:
+        def __init__(self) -> None:
+            self.params: dict[str, Any] = {}
+
+        def _answer(self, name: str, *_args: Any, **_kwargs: Any) -> Any:
+            self.params[name] = answers[name] if name in answers else getattr(seed, name)
+            return self.params[name]
+
+        suggest_int = suggest_float = suggest_categorical = _answer
+
+    trial = _SeedAnswers()
+    define_space(trial, max_epochs=seed.epochs)
+    return trial.params
 
 
 def to_config(params: dict[str, Any]) -> TrainConfig:
