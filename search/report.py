@@ -160,6 +160,8 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         "|---|---|---|---|",
         *[f"| {m['trial_id']} | {m['val_metric']:.4f} | {pct(m['test_accuracy'])} | {m['test_macro_f1']:.3f} |"
           for m in report["ensemble"]],
+        *[f"\nTrial {d['trial_id']} left the final model: its retrain {d['reason']}, at seeds "
+          f"{', '.join(map(str, d['seeds']))}." for d in report.get("ensemble_dropped", [])],
         "",
         "## Per class (final model)",
         "",

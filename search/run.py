@@ -54,6 +54,10 @@ DEFAULT_FINAL_EPOCHS_SCALE = 2.0
 # same test accuracy (90.8%, F1 0.858 against 0.851) in 1661 s of search against 1999 s.
 DEFAULT_MAX_EPOCHS = 16
 TRIAL_STOP_WAIT_S = 600  # longest epoch a stopped trial may finish before its worker is reused  # a trial whose node or worker dies is retried from its last checkpoint
+# A final member that did not learn (see member_learned) is retrained once at its seed plus
+# this; if it fails again it leaves the ensemble. On CK+ (seed 1) a member whose trial scored
+# 91.7% on validation predicted a single class after its retrain: 24.6% on test.
+RESEED_OFFSET = 1000
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
                 "points")
@@ -166,8 +170,10 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
     Keys are the search space's parameter names (``TrainConfig`` fields and
     ``augment``); a typo or a bad value is an error naming the file and the point.
     """
+    import optuna
+
     from fer_core.config import TrainConfig
-    from search.space import seed_point, to_config
+    from search.space import define_space, seed_point, to_config
 
     if path is None:
         return []
@@ -189,8 +195,13 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
         merged = {**seed_point(), **{k: v for k, v in point.items() if k in known}}
         try:
             to_config(merged)
-        except ConfigError as exc:
+            held = define_space(optuna.trial.FixedTrial(merged), max_epochs=1)
+        except (ConfigError, ValueError) as exc:
             raise ConfigError(f"--points {path}, point {i}: {exc}") from None
+        for name, value in held.items():  # the space holds these constant: the point gets the space's value
+            if name in point and point[name] != value:
+                log.warning("--points %s, point %d: %s=%r is held at %r by the search space", path, i, name,
+                            point[name], value)
         completed.append(merged)
     return completed
 
@@ -304,9 +315,12 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, args: argparse.Na
     Each task has the resources of one trial, so a GPU node serves it when trials use
     GPUs. ``mirror`` says, by name, whether the test also averages each face's mirror
     image (default yes). Returns, by name: ``weights``, ``history``, the test
-    ``metrics`` and the test ``probabilities``.
+    ``metrics`` and the test ``probabilities``; or, for a training whose loss stopped
+    being finite, only ``diverged`` (the reason), so one such config does not cost the others.
     """
     import ray
+
+    from fer_core.train import TrainingDiverged
 
     mirror = mirror or {}
     task = ray.remote(_retrain_task).options(num_cpus=args.cpus_per_trial, num_gpus=args.gpus_per_trial)
@@ -314,7 +328,87 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, args: argparse.Na
     refs = {name: task.remote(config, train_all, splits.test, max(1, int(args.cpus_per_trial)),
                               mirror=mirror.get(name, True))
             for name, config in configs.items()}
-    return {name: ray.get(ref) for name, ref in refs.items()}
+    results = {}
+    for name, ref in refs.items():
+        try:
+            results[name] = ray.get(ref)
+        except TrainingDiverged as exc:  # Ray re-raises the task's error as an instance of its class
+            results[name] = {"diverged": str(exc).strip().splitlines()[-1]}
+    return results
+
+
+def member_learned(history: list[dict], trial_history: list[dict], majority: float) -> bool:
+    """Whether a final member's training went as its trial's did, judged without the test split.
+
+    Its last epoch's training accuracy must cover at least half of the way from the
+    majority-class share of its training data to its trial's last training accuracy; a
+    member that settles on one class stays near the majority share. A trial that itself
+    learned nothing sets no bar.
+    """
+    final = history[-1].get("train_accuracy") if history else None
+    if not isinstance(final, (int, float)) or not math.isfinite(final):
+        return False
+    trial = trial_history[-1].get("train_accuracy") if trial_history else None
+    trial = trial if isinstance(trial, (int, float)) and math.isfinite(trial) else 1.0
+    return trial <= majority or final - majority >= 0.5 * (trial - majority)
+
+
+def retrain_members(members: list[dict], configs: list, splits: Splits, args: argparse.Namespace,
+                    extra: dict[str, dict] | None = None) -> tuple[list[dict], list[dict], dict]:
+    """Retrain the final members (and the ``extra`` named configs, alongside) on train + validation.
+
+    A member that diverged, or did not learn (:func:`member_learned`), is retrained once at
+    its seed plus :data:`RESEED_OFFSET`; if that fails too it is dropped. When no member
+    learned at all, the ones that produced weights are kept rather than export nothing.
+    Returns ``(kept, dropped, extra_results)``: kept best first, each a dict of ``trial``,
+    the ``config`` it trained with, its ``result`` and its ``attempts`` (1 or 2); dropped as
+    ``{"trial_id", "reason", "seeds"}`` (the seeds it trained at).
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from fer_core.train import TrainingDiverged
+
+    labels = splits.train.concat(splits.val).labels
+    majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
+    names = [f"member{i}" for i in range(len(members))]
+    first = retrain_and_test({**{n: c.to_dict() for n, c in zip(names, configs)}, **(extra or {})},
+                             splits, args, mirror={name: False for name in extra or {}})
+    outcome = {n: (m, c, first[n]) for n, m, c in zip(names, members, configs)}
+
+    def failure(trial: dict, result: dict) -> Optional[str]:
+        if "diverged" in result:
+            return f"diverged ({result['diverged']})"
+        if not member_learned(result["history"], trial.get("history") or [], majority):
+            accuracy = result["history"][-1].get("train_accuracy") if result["history"] else float("nan")
+            return f"did not learn (final training accuracy {accuracy:.3f}, majority class {majority:.3f})"
+        return None
+
+    retry = {n: f for n, (m, _, r) in outcome.items() if (f := failure(m, r))}
+    if retry:
+        for name, reason in retry.items():
+            log.warning("final member %s (trial %s) %s; retraining it at another seed",
+                        name, outcome[name][0]["trial_id"], reason)
+        reseeded = {n: dataclasses.replace(outcome[n][1], seed=outcome[n][1].seed + RESEED_OFFSET) for n in retry}
+        second = retrain_and_test({n: c.to_dict() for n, c in reseeded.items()}, splits, args)
+        for name, config in reseeded.items():
+            outcome[name] = (outcome[name][0], config, second[name])
+    reasons = {n: failure(m, r) for n, (m, _, r) in outcome.items()}
+    keep = [n for n in names if not reasons[n]]
+    if not keep:
+        keep = [n for n in names if "diverged" not in outcome[n][2]]
+        if not keep:
+            raise TrainingDiverged("every final member diverged, twice: " + "; ".join(map(str, reasons.values())))
+        log.warning("no final member learned; keeping the %d that trained", len(keep))
+    kept = [{"trial": outcome[n][0], "config": outcome[n][1], "result": outcome[n][2],
+             "attempts": 2 if n in retry else 1} for n in keep]
+    dropped = [{"trial_id": outcome[n][0]["trial_id"], "reason": reasons[n],
+                "seeds": [configs[i].seed] + ([outcome[n][1].seed] if n in retry else [])}
+               for i, n in enumerate(names) if n not in keep]
+    for row in dropped:
+        log.warning("final member from trial %s dropped: %s", row["trial_id"], row["reason"])
+    return kept, dropped, {name: first[name] for name in extra or {}}
 
 
 def _retrain_task(config: dict, train: Dataset, test: Dataset, threads: int, mirror: bool = True) -> dict:
@@ -440,7 +534,7 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
     from fer_core.evaluate import SEED_BASELINE_ACCURACY, evaluate_predictions
     from fer_core.export import export_model
     from fer_core.model import build_cnn, build_predictor
-    from fer_core.train import predict_proba
+    from fer_core.train import TrainingDiverged, predict_proba
     from search.report import plot_confusion, write_report
     from search.space import to_config
     from search.tensorboard import write_final_run
@@ -450,20 +544,21 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
     log.info("retraining the %d best configs (trials %s) and the seed's recipe on train + validation",
              len(members), ", ".join(t["trial_id"] for t in members))
     clock = time.perf_counter()
-    names = [f"member{i}" for i in range(len(members))]
-    member_configs = [final_config(t["config"], args.final_epochs_scale) for t in members]
-    retrained = retrain_and_test({**{name: config.to_dict() for name, config in zip(names, member_configs)},
-                                  "seed": TrainConfig().to_dict()}, splits, args, mirror={"seed": False})
+    kept, dropped, extra = retrain_members(
+        members, [final_config(t["config"], args.final_epochs_scale) for t in members], splits, args,
+        extra={"seed": TrainConfig().to_dict()})
+    if "diverged" in extra["seed"]:
+        raise TrainingDiverged(f"the seed's recipe diverged in its retrain: {extra['seed']['diverged']}")
     # the final model: the members' probabilities, each on the face and its mirror, averaged
     networks = []
-    for name, config in zip(names, member_configs):
-        network = build_cnn(config, splits.train.images.shape[1:], data.n_classes, name=name)
-        network.set_weights(retrained[name]["weights"])
+    for i, member in enumerate(kept):
+        network = build_cnn(member["config"], splits.train.images.shape[1:], data.n_classes, name=f"member{i}")
+        network.set_weights(member["result"]["weights"])
         networks.append(network)
     model = build_predictor(networks, mirror=True)
     probabilities = predict_proba(model, splits.test.images)
     test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)
-    seed_test = retrained["seed"]["metrics"]
+    seed_test = extra["seed"]["metrics"]
     timings["retrain_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -472,11 +567,11 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
                  | {"split": splits.method},
                  data_fingerprint=splits.train.concat(splits.val).fingerprint(),
                  extra={"trained_on": f"{data.source}: train + validation of the {splits.method} split",
-                        "ensemble": [{"trial_id": t["trial_id"], "config": config.to_dict()}
-                                     for t, config in zip(members, member_configs)],
+                        "ensemble": [{"trial_id": m["trial"]["trial_id"], "config": m["config"].to_dict()}
+                                     for m in kept],
                         "test_time_augmentation": "mean of each member's probabilities on the image and its "
                                                   "left-right mirror"})
-    write_final_run(run_dir / TENSORBOARD_DIR / "final", retrained[names[0]]["history"],
+    write_final_run(run_dir / TENSORBOARD_DIR / "final", kept[0]["result"]["history"],
                     data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
     timings["export_s"] = time.perf_counter() - clock
     report = {
@@ -493,10 +588,12 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
         "best_trial_id": best["trial_id"], "best_val_metric": best["final_metric"],
         "best_config": best_config.to_dict(),
         "final_epochs_scale": args.final_epochs_scale,
-        "ensemble": [{"trial_id": t["trial_id"], "val_metric": t["final_metric"], "epochs": config.epochs,
-                      "test_accuracy": retrained[name]["metrics"]["accuracy"],
-                      "test_macro_f1": retrained[name]["metrics"]["macro_f1"]}
-                     for name, t, config in zip(names, members, member_configs)],
+        "ensemble": [{"trial_id": m["trial"]["trial_id"], "val_metric": m["trial"]["final_metric"],
+                      "epochs": m["config"].epochs, "seed": m["config"].seed, "attempts": m["attempts"],
+                      "test_accuracy": m["result"]["metrics"]["accuracy"],
+                      "test_macro_f1": m["result"]["metrics"]["macro_f1"]}
+                     for m in kept],
+        "ensemble_dropped": dropped,
         "search_wall_clock_s": round(search_seconds, 1),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "test": test, "seed_recipe_test": seed_test,
@@ -504,7 +601,7 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
         "exported": {"dir": BEST_DIR, "keras": f"{BEST_DIR}/model.keras", "saved_model": f"{BEST_DIR}/saved_model",
                      "tflite": f"{BEST_DIR}/model.tflite", "model_card": f"{BEST_DIR}/model_card.json"},
     }
-    write_report(run_dir, report, retrained[names[0]]["history"], args.metric)
+    write_report(run_dir, report, kept[0]["result"]["history"], args.metric)
     return report
 
 

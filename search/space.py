@@ -13,8 +13,15 @@ any of them, against 20 of the other 68. On a few hundred faces and 16 epochs th
 cannot train (a batch of 128 is 5 steps an epoch), and each random start-up trial spent
 on them taught the sampler less.
 The space keeps the seed recipe's flatten head and two-phase schedule, and searches the
-schedule's share and factor; the left-out settings stay :class:`TrainConfig` choices,
-for ``--points`` and the API.
+schedule's share and factor.
+
+Every trial standardizes each face (zero mean, unit variance, inside the model). In five
+50-trial CK+ searches (subject split) none of the 81 trials on raw pixels reached 90%
+validation accuracy, against 36 of the 169 on standardized faces; half of the random
+start-up trials went to raw pixels. The seed's recipe is therefore tried first on
+standardized faces too (the report still tests the recipe itself, on raw pixels).
+
+The left-out settings stay :class:`TrainConfig` choices, for the API.
 """
 
 from __future__ import annotations
@@ -35,7 +42,6 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
     turned to ``same`` where ``valid`` padding would shrink the feature map away (so no
     trial is spent on a network that cannot be built).
     """
-    trial.suggest_categorical("normalize", ["none", "standardize"])
     # architecture
     conv_blocks = trial.suggest_int("conv_blocks", 2, 3)
     trial.suggest_categorical("base_filters", [16, 32, 48, 64])
@@ -50,7 +56,8 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
     trial.suggest_float("dense_dropout", 0.0, 0.6)
     trial.suggest_float("l2", 1e-6, 1e-3, log=True)
     # augmentation: all off, or each magnitude searched
-    constants: dict[str, Any] = {"epochs": max_epochs, "head": "flatten", "schedule": "two_phase"}
+    constants: dict[str, Any] = {"epochs": max_epochs, "head": "flatten", "schedule": "two_phase",
+                                 "normalize": "standardize"}
     if trial.suggest_categorical("augment", [True, False]):
         trial.suggest_float("rotation", 0.0, 30.0)
         trial.suggest_float("shift", 0.0, 0.2)
@@ -79,7 +86,8 @@ def seed_point() -> dict[str, Any]:
     """The seed notebook's recipe in the space's own parameter names (evaluated first).
 
     The names are the ones :func:`define_space` asks for, answered from the seed's
-    config, so the point follows the space when the space changes."""
+    config, so the point follows the space when the space changes. What the space holds
+    constant (standardized input) it holds for this point too."""
     seed = TrainConfig()
     answers = {"augment": True, "l2": 1e-6}  # l2: the space's floor; the seed used none, searched on a log scale
 

@@ -28,10 +28,11 @@ def test_every_sampled_point_is_a_buildable_config() -> None:
         check_fits(config, INPUT_SHAPE)  # raises if the network could not be built
         assert config.epochs == 12
     # the space really varies what it claims to
-    for field in ("conv_blocks", "batch_norm", "class_weight", "padding", "normalize", "batch_size", "erasing"):
+    for field in ("conv_blocks", "batch_norm", "class_weight", "padding", "batch_size", "erasing"):
         assert len({p[field] for p in points}) > 1, field
     # and leaves out what it says it does (search.space's docstring gives the evidence)
     assert {p["head"] for p in points} == {"flatten"} and {p["schedule"] for p in points} == {"two_phase"}
+    assert {p["normalize"] for p in points} == {"standardize"}
     assert {p["batch_size"] for p in points} == {16, 32, 64} and {p["conv_blocks"] for p in points} == {2, 3}
     assert {p["dense_units"] for p in points} == {128, 256, 512}
 
@@ -43,15 +44,15 @@ def test_augmentation_switch_turns_every_magnitude_off() -> None:
 
 def test_seed_point_is_the_seed_recipe() -> None:
     config = to_config({**seed_point(), "epochs": TrainConfig().epochs})
-    assert config == TrainConfig(l2=1e-6)
+    assert config == TrainConfig(l2=1e-6)  # the recipe's own input (raw pixels) where the point is used alone
 
 
-def test_seed_point_is_enqueued_verbatim() -> None:
+def test_seed_point_is_enqueued_verbatim_on_standardized_faces() -> None:
     study = optuna.create_study()
     study.enqueue_trial(seed_point())
     trial = study.ask()
     constants = define_space(trial, max_epochs=20)
-    assert to_config({**trial.params, **constants}) == TrainConfig(l2=1e-6)
+    assert to_config({**trial.params, **constants}) == TrainConfig(l2=1e-6, normalize="standardize")
 
 
 @pytest.mark.parametrize("blocks, convs, kernel, padding", [(3, 2, 5, "same"), (3, 2, 3, "valid"), (2, 2, 5, "valid")])

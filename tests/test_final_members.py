@@ -1,0 +1,58 @@
+"""The final members' guard: a retrain that diverges or learns nothing is retried, then dropped."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+
+
+def test_member_learned_compares_training_accuracy_with_its_trials() -> None:
+    from search.run import member_learned
+
+    trial = [{"train_accuracy": 0.5}, {"train_accuracy": 0.95}]
+    # the bar is half way from the majority share (0.25) to the trial's last training accuracy: 0.6
+    assert member_learned([{"train_accuracy": 0.99}], trial, 0.25)
+    assert member_learned([{"train_accuracy": 0.61}], trial, 0.25)
+    assert not member_learned([{"train_accuracy": 0.59}], trial, 0.25)
+    assert not member_learned([{"train_accuracy": 0.246}], trial, 0.25)  # settled on one class
+    assert not member_learned([{"train_accuracy": math.nan}], trial, 0.25)
+    assert not member_learned([], trial, 0.25)
+    # a trial that learned nothing sets no bar above the majority share; no trial history, a bar at 1
+    assert member_learned([{"train_accuracy": 0.2}], [{"train_accuracy": 0.15}], 0.25)
+    assert member_learned([{"train_accuracy": 0.24}], [{"train_accuracy": 0.25}], 0.25)
+    assert not member_learned([{"train_accuracy": 0.6}], [], 0.25)
+    assert member_learned([{"train_accuracy": 0.7}], [], 0.25)
+
+
+@pytest.mark.slow
+def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_dropped() -> None:
+    import ray
+
+    from fer_core.config import TrainConfig
+    from fer_core.data import load
+    from search.run import RESEED_OFFSET, make_splits, retrain_members
+
+    splits = make_splits(load("synthetic:300"), "subject")
+    small = dict(conv_blocks=2, base_filters=8, dense_units=32, epochs=6, batch_size=16, normalize="standardize",
+                 rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, flip=False, seed=7)
+    configs = [TrainConfig(**small, learning_rate=3e-3),  # learns
+               TrainConfig(**small, learning_rate=1e-12),  # stays where it started: chance
+               TrainConfig(**small, learning_rate=1e9, batch_norm=False)]  # the loss leaves the numbers
+    trials = [{"trial_id": name, "history": [{"train_accuracy": 0.5}]} for name in ("good", "frozen", "exploding")]
+    args = argparse.Namespace(cpus_per_trial=1, gpus_per_trial=0)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        kept, dropped, extra = retrain_members(trials, configs, splits, args,
+                                               extra={"seed": TrainConfig(**small).to_dict()})
+    finally:
+        ray.shutdown()
+    assert [m["trial"]["trial_id"] for m in kept] == ["good"] and kept[0]["attempts"] == 1
+    assert kept[0]["config"].seed == 7 and len(kept[0]["result"]["history"]) == 6
+    assert {d["trial_id"]: d["seeds"] for d in dropped} == {"frozen": [7, 7 + RESEED_OFFSET],
+                                                            "exploding": [7, 7 + RESEED_OFFSET]}
+    reasons = {d["trial_id"]: d["reason"] for d in dropped}
+    assert reasons["frozen"].startswith("did not learn (final training accuracy")
+    assert reasons["exploding"].startswith("diverged")
+    assert set(extra) == {"seed"} and 0.0 <= extra["seed"]["metrics"]["accuracy"] <= 1.0
