@@ -170,8 +170,6 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
     Keys are the search space's parameter names (``TrainConfig`` fields and
     ``augment``); a typo or a bad value is an error naming the file and the point.
     """
-    import optuna
-
     from fer_core.config import TrainConfig
     from search.space import define_space, seed_point, to_config
 
@@ -195,8 +193,8 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
         merged = {**seed_point(), **{k: v for k, v in point.items() if k in known}}
         try:
             to_config(merged)
-            held = define_space(optuna.trial.FixedTrial(merged), max_epochs=1)
-        except (ConfigError, ValueError) as exc:
+            held = define_space(_point_trial(merged), max_epochs=1)
+        except ConfigError as exc:
             raise ConfigError(f"--points {path}, point {i}: {exc}") from None
         for name, value in held.items():  # the space holds these constant: the point gets the space's value
             if name in point and point[name] != value:
@@ -204,6 +202,20 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
                             point[name], value)
         completed.append(merged)
     return completed
+
+
+def _point_trial(params: dict[str, Any]):
+    """An Optuna ``FixedTrial`` of ``params`` whose choice outside the space is a ConfigError naming it."""
+    import optuna
+
+    class PointTrial(optuna.trial.FixedTrial):
+        def suggest_categorical(self, name, choices):
+            if params.get(name) not in choices:
+                raise ConfigError(f"{name}={params.get(name)!r} is not among the search space's choices "
+                                  f"{', '.join(map(repr, choices))}")
+            return super().suggest_categorical(name, choices)
+
+    return PointTrial(params)
 
 
 def restore_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:

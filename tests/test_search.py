@@ -215,6 +215,7 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_search_completes(tmp_
 @pytest.mark.parametrize("content, expected", [
     ('[{"learning_rat": 0.1}]', "point 1: unknown parameter(s) learning_rat"),
     ('{"schedule": "sometimes"}', "point 1: config field schedule='sometimes'"),
+    ('[{}, {"batch_size": 128}]', "point 2: batch_size=128 is not among the search space's choices 16, 32, 64"),
     ("[1, 2]", "expected a JSON object or a list of objects"),
     ("{oops", "not JSON"),
 ])
