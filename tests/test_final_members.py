@@ -56,3 +56,23 @@ def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_d
     assert reasons["frozen"].startswith("did not learn (final training accuracy")
     assert reasons["exploding"].startswith("diverged")
     assert set(extra) == {"seed"} and 0.0 <= extra["seed"]["metrics"]["accuracy"] <= 1.0
+
+
+def test_report_names_a_dropped_member_and_why() -> None:
+    import numpy as np
+
+    from fer_core.evaluate import evaluate_predictions
+    from search.report import render_markdown
+
+    labels = np.array([0, 1, 1, 0])
+    test = evaluate_predictions(labels, np.array([0, 1, 0, 0]), ["anger", "happy"])
+    member = {"trial_id": "kept1", "val_metric": 0.9, "test_accuracy": 0.75, "test_macro_f1": 0.73}
+    report = {"name": "r", "data": "synthetic:4", "n_images": 4, "split": "subject", "n_train": 2, "n_val": 1,
+              "n_test": 4, "metric": "val_accuracy", "trials_completed": 2, "trials_stopped_early": 0,
+              "trials_failed": 0, "search_wall_clock_s": 1.0, "test": test, "seed_recipe_test": test,
+              "seed_baseline_accuracy": 0.7, "ensemble": [member], "best_config": {}, "trials": [],
+              "ensemble_dropped": [{"trial_id": "gone2", "reason": "diverged (loss became nan)", "seeds": [42, 1042]}]}
+    markdown = render_markdown(report, {})
+    assert "averages the class probabilities of the 1 best trials'" in markdown and "| kept1 |" in markdown
+    assert "Trial gone2 left the final model: its retrain diverged (loss became nan), at seeds 42, 1042." in markdown
+    assert "left the final model" not in render_markdown({**report, "ensemble_dropped": []}, {})
