@@ -184,13 +184,14 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
     points = [loaded] if isinstance(loaded, dict) else loaded
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ConfigError(f"--points {path}: expected a JSON object or a list of objects")
-    known = set(seed_point()) | {f for f in TrainConfig().to_dict() if f != "epochs"}
+    seed = seed_point()
+    known = set(seed) | {f for f in TrainConfig().to_dict() if f != "epochs"}
     completed = []
     for i, point in enumerate(points, start=1):
         unknown = sorted(set(point) - known)
         if unknown:
             raise ConfigError(f"--points {path}, point {i}: unknown parameter(s) {', '.join(unknown)}")
-        merged = {**seed_point(), **{k: v for k, v in point.items() if k in known}}
+        merged = {**seed, **{k: v for k, v in point.items() if k in known}}
         try:
             to_config(merged)
             held = define_space(_point_trial(merged), max_epochs=1)

@@ -88,20 +88,11 @@ def seed_point() -> dict[str, Any]:
     The names are the ones :func:`define_space` asks for, answered from the seed's
     config, so the point follows the space when the space changes. What the space holds
     constant (standardized input) it holds for this point too."""
+    import optuna
+
     seed = TrainConfig()
-    answers = {"augment": True, "l2": 1e-6}  # l2: the space's floor; the seed used none, searched on a log scale
-
-    class _SeedAnswers:
-        def __init__(self) -> None:
-            self.params: dict[str, Any] = {}
-
-        def _answer(self, name: str, *_args: Any, **_kwargs: Any) -> Any:
-            self.params[name] = answers[name] if name in answers else getattr(seed, name)
-            return self.params[name]
-
-        suggest_int = suggest_float = suggest_categorical = _answer
-
-    trial = _SeedAnswers()
+    # l2: the space's floor; the seed used none, and L2 is searched on a log scale
+    trial = optuna.trial.FixedTrial({**seed.to_dict(), "augment": True, "l2": 1e-6})
     define_space(trial, max_epochs=seed.epochs)
     return trial.params
 
