@@ -1,7 +1,7 @@
 """Compare FER Tune with KerasTuner, Optuna and Ray Tune's random search on equal terms.
 
     python -m experiments.compare_tuners --data ../shared/data/ck48 --split subject --budget 6m \\
-        --seeds 42 43 --max-epochs 20 [--output DIR] [--tools fertune,kerastuner,optuna,ray_random]
+        --seeds 42 43 --max-epochs 20 [--retrains 3] [--output DIR] [--tools fertune,kerastuner,optuna,ray_random]
     python -m experiments.compare_tuners --merge A/compare.json B/compare.json [--output DIR]
 
 The protocol. The data set is loaded and split once (``search.run.make_splits``): the test
@@ -34,7 +34,10 @@ final best, and the best validation accuracy of the trials finished when the bud
 out (the same cut for every tool: a tool without early stopping often finds its winner
 in a trial that was let run past the budget). Each winner is then retrained on train +
 validation with its full epoch budget and tested on the held-out split by one function for every tool
-(``search.run._retrain_task``), one at a time, outside every budget.
+(``search.run._retrain_task``), one at a time, outside every budget: ``--retrains`` times
+(default 3), at the config's training seed and the next ones, and the table gives the mean
+test figures and the range of test accuracy. One training of one winner moves by several
+points on a few hundred test faces, which would otherwise decide the test column.
 
 It prints one markdown table (one row per seed and tool, then each tool's mean over the
 seeds), writes it to ``OUTPUT/compare.md`` and everything to ``OUTPUT/compare.json``
@@ -45,7 +48,7 @@ the others still run, and the exit status is 1.
 ``--merge`` searches nothing: it tables together the compare.json files of comparisons run
 with the same protocol (data, split, budget, epochs), e.g. one arm re-run with ``--seeds 43
 --tools ray_random`` after the machine restarted during it, and writes the merged
-compare.md and compare.json to ``--output``.
+compare.md and compare.json to ``--output``. A compare.json from before ``--retrains`` counts as one retrain.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ TRIAL_CAP = "1000"  # the Ray arms' trial count: the budget, not this, ends them
 HYPERBAND_FACTOR = 3
 SHARE_OF_BEST = 0.95  # "time to 95%": when the best so far first reached this share of the final best
 SCORED = ("completed", "stopped_early")
+DEFAULT_RETRAINS = 3
 KT_MODEL = "model.keras"  # a KerasTuner trial's model and optimizer state, for the trial that continues it
 KT_HISTORY = "history.json"
 
@@ -97,6 +101,7 @@ class Context:
     max_epochs: int
     budget_text: str
     budget_s: float
+    retrains: int = 1
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="sampler seeds, one search per tool each")
     p.add_argument("--max-epochs", type=int, default=DEFAULT_MAX_EPOCHS,
                    help=f"epoch budget of one trial (default {DEFAULT_MAX_EPOCHS}, as search.run)")
+    p.add_argument("--retrains", type=int, default=DEFAULT_RETRAINS,
+                   help=f"trainings of each winner for its test figures, at successive seeds (default {DEFAULT_RETRAINS})")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)} (default all)")
     p.add_argument("--output", default=None, help="new or empty folder (default runs/compare-TIMESTAMP)")
     p.add_argument("--merge", nargs="+", metavar="COMPARE_JSON", default=None,
@@ -182,6 +189,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path]:
         raise ConfigError(str(exc).replace("--time-budget", "--budget")) from None
     if args.max_epochs < 1:
         raise ConfigError(f"--max-epochs {args.max_epochs}: expected an integer >= 1")
+    if args.retrains < 1:
+        raise ConfigError(f"--retrains {args.retrains}: expected an integer >= 1")
     if args.split not in SPLITS:
         raise ConfigError(f"--split {args.split!r}: expected one of {', '.join(SPLITS)}")
     if len(set(args.seeds)) != len(args.seeds):
@@ -559,15 +568,21 @@ def best_by(trials: list[TrialResult], seconds: float) -> Optional[float]:
     return max(within) if within else None
 
 
-def arm_row(arm: ArmResult, test: Optional[dict[str, Any]], retrain_s: Optional[float],
+def arm_row(arm: ArmResult, tests: list[dict[str, Any]], retrain_s: Optional[float],
             budget_s: float) -> dict[str, Any]:
-    """One (seed, tool) row of the table, with everything behind it for compare.json."""
+    """One (seed, tool) row of the table, with everything behind it for compare.json.
+
+    ``tests`` holds the test metrics of each retrain of the winner (none without a winner):
+    the row's test figures are their means, with the range of their accuracies.
+    """
     configurations = [t for t in arm.trials if t.status in SCORED and t.continues is None]
+    accuracies = [t["accuracy"] for t in tests]
     return {
         "seed": arm.seed, "tool": arm.tool,
         "best_val_accuracy": arm.winner_val_accuracy,
-        "test_accuracy": test["accuracy"] if test else None,
-        "test_macro_f1": test["macro_f1"] if test else None,
+        "test_accuracy": float(np.mean(accuracies)) if tests else None,
+        "test_macro_f1": float(np.mean([t["macro_f1"] for t in tests])) if tests else None,
+        "test_accuracy_range": [min(accuracies), max(accuracies)] if tests else None,
         "trials_completed": len(configurations),
         "trials_failed": sum(t.status == "failed" for t in arm.trials),
         "search_wall_clock_s": round(arm.wall_clock_s, 2),
@@ -575,7 +590,7 @@ def arm_row(arm: ArmResult, test: Optional[dict[str, Any]], retrain_s: Optional[
         "best_val_by_budget": best_by(arm.trials, budget_s),
         "retrain_s": _round(retrain_s),
         "winner_trial": arm.winner_id, "winner_config": arm.winner_config,
-        "test": test, "notes": arm.notes, "error": None,
+        "tests": tests, "notes": arm.notes, "error": None,
         "trials": [asdict(t) for t in arm.trials],
     }
 
@@ -584,12 +599,13 @@ def failed_row(tool: str, seed: int, error: str) -> dict[str, Any]:
     return {"seed": seed, "tool": tool, "best_val_accuracy": None, "test_accuracy": None, "test_macro_f1": None,
             "trials_completed": 0, "trials_failed": 0, "search_wall_clock_s": None, "time_to_95_s": None,
             "best_val_by_budget": None,
-            "retrain_s": None, "winner_trial": None, "winner_config": None, "test": None, "notes": {},
+            "test_accuracy_range": None,
+            "retrain_s": None, "winner_trial": None, "winner_config": None, "tests": [], "notes": {},
             "error": error, "trials": []}
 
 
 TABLE = (("best_val_accuracy", "best val acc", "pct"), ("best_val_by_budget", "best val by budget", "pct"),
-         ("test_accuracy", "test acc", "pct"),
+         ("test_accuracy", "test acc", "pct"), ("test_accuracy_range", "test acc range", "range"),
          ("test_macro_f1", "test macro-F1", "f3"), ("trials_completed", "trials", "n"),
          ("search_wall_clock_s", "search s", "s"), ("time_to_95_s", "time to 95% s", "s"))
 
@@ -624,7 +640,9 @@ def render_markdown(meta: dict[str, Any], table: str) -> str:
         f"{meta['n_test']} held-out test); budget {meta['budget_s']:.0f} s of wall-clock per arm; "
         f"{meta['max_epochs']} epochs at most per trial; seeds {', '.join(map(str, meta['seeds']))}.", "",
         "Best val acc: the tool's own winner, picked on validation. Test: that winner retrained on "
-        "train + validation and tested on the held-out split, by the same code for every tool. Trials: "
+        f"train + validation and tested on the held-out split, by the same code for every tool, "
+        f"{meta.get('retrains', 1)} time(s) at successive training seeds: the mean, and the range of "
+        "accuracy (the mean rows average the seeds' means). Trials: "
         "completed or stopped early (KerasTuner: configurations). Time to 95%: when the best validation "
         "accuracy so far first reached 95% of the arm's final best. Best val by budget: the best validation "
         "accuracy among the trials that had finished when the budget ran out (trials running then are let "
@@ -633,6 +651,9 @@ def render_markdown(meta: dict[str, Any], table: str) -> str:
 
 
 def _cell(value: Any, kind: str) -> str:
+    if kind == "range":
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_finite, value))
+        return f"{100 * value[0]:.1f}-{100 * value[1]:.1f}%" if ok else "n/a"
     if not _finite(value):
         return "n/a"
     return {"pct": f"{100 * value:.1f}%", "f3": f"{value:.3f}", "n": f"{value:g}", "s": f"{value:.1f}"}[kind]
@@ -649,7 +670,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     tools, budget_s, output = check_args(args)
     data = load(args.data)
     splits = make_splits(data, args.split)
-    ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s)
+    ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s, args.retrains)
     output.mkdir(parents=True, exist_ok=True)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
@@ -657,7 +678,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     configure_tensorflow(THREADS)  # before anything imports Keras in this process
     meta = {"data": data.source, "split": splits.method, "n_train": len(splits.train), "n_val": len(splits.val),
-            "n_test": len(splits.test), "budget_s": budget_s, "max_epochs": args.max_epochs, "seeds": args.seeds,
+            "n_test": len(splits.test), "budget_s": budget_s, "max_epochs": args.max_epochs,
+            "retrains": args.retrains, "seeds": args.seeds,
             "tools": tools, "threads": THREADS, "cpus": os.cpu_count(), "share_of_best": SHARE_OF_BEST}
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
@@ -676,7 +698,8 @@ def print_results(output: Path, rows: list[dict[str, Any]], tools: list[str]) ->
     return 1 if any(r["error"] for r in rows) else 0
 
 
-PROTOCOL = ("data", "split", "n_train", "n_val", "n_test", "budget_s", "max_epochs")
+PROTOCOL = ("data", "split", "n_train", "n_val", "n_test", "budget_s", "max_epochs", "retrains")
+PROTOCOL_DEFAULTS = {"retrains": 1}  # what a compare.json from before the key did
 
 
 def merge(args: argparse.Namespace) -> int:
@@ -690,6 +713,7 @@ def merge(args: argparse.Namespace) -> int:
     where: dict[tuple[int, str], str] = {}
     for name in args.merge:
         report = _read_comparison(name)
+        report = {**PROTOCOL_DEFAULTS, **report}
         if meta is None:
             meta = {k: v for k, v in report.items() if k not in ("rows", "means")}
         for key in PROTOCOL:
@@ -719,7 +743,8 @@ def _read_comparison(name: str) -> dict[str, Any]:
         raise ConfigError(f"--merge {name}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"--merge {name}: not readable JSON ({exc})") from None
-    missing = [k for k in (*PROTOCOL, "rows") if not isinstance(report, dict) or k not in report]
+    missing = [k for k in (*PROTOCOL, "rows") if not isinstance(report, dict)
+               or (k not in report and k not in PROTOCOL_DEFAULTS)]
     if missing:
         raise ConfigError(f"--merge {name}: not a compare.json (no {', '.join(missing)})")
     for row in report["rows"]:
@@ -747,10 +772,12 @@ def run_arm(tool: str, ctx: Context, seed: int, arm_dir: Path) -> dict[str, Any]
     log.info("seed %d, %s: %d trials in %.1f s, best val accuracy %s; retraining its winner",
              seed, tool, len(arm.trials), arm.wall_clock_s, arm.winner_val_accuracy)
     if arm.winner_config is None:
-        return arm_row(arm, None, None, ctx.budget_s)
+        return arm_row(arm, [], None, ctx.budget_s)
     clock = time.perf_counter()
-    test = retrain_and_test(arm.winner_config, ctx.splits)
-    return arm_row(arm, test, time.perf_counter() - clock, ctx.budget_s)
+    seed = arm.winner_config["seed"]
+    tests = [retrain_and_test({**arm.winner_config, "seed": seed + i}, ctx.splits) for i in range(ctx.retrains)]
+    log.info("seed %d, %s: test accuracy %s", arm.seed, tool, ", ".join(f"{t['accuracy']:.3f}" for t in tests))
+    return arm_row(arm, tests, time.perf_counter() - clock, ctx.budget_s)
 
 
 def write_results(output: Path, meta: dict[str, Any], rows: list[dict[str, Any]], tools: list[str]) -> None:

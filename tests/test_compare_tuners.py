@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT
 
 TOOLS = ("fertune", "kerastuner", "optuna", "ray_random")
-SMALL = ["--data", "synthetic:150", "--split", "subject", "--budget", "15s", "--max-epochs", "2", "--seeds", "42"]
+SMALL = ["--data", "synthetic:150", "--split", "subject", "--budget", "15s", "--max-epochs", "2", "--seeds", "42",
+         "--retrains", "2"]
 
 
 def _compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -24,6 +25,7 @@ def _compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     (["--data", "synthetic:150", "--budget", "15s", "--tools", "fertune,hyperopt"], "unknown tool(s) hyperopt"),
     (["--data", "synthetic:150", "--budget", "soon"], "--budget 'soon'"),
     (["--data", "synthetic:150", "--budget", "15s", "--max-epochs", "0"], "--max-epochs 0"),
+    (["--data", "synthetic:150", "--budget", "15s", "--retrains", "0"], "--retrains 0: expected an integer >= 1"),
     (["--data", "missing.csv", "--budget", "15s"], "no such file or folder"),
     (["--data", "synthetic:150", "--budget", "15s", "--seeds", "x"], "--seeds: invalid int value"),
     (["--budget", "15s"], "--data is required"),
@@ -61,6 +63,7 @@ def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
     # compare.json: the protocol, and every arm's trials with their finish times
     report = json.loads((output / "compare.json").read_text())
     assert report["split"] == "subject" and report["max_epochs"] == 2 and report["budget_s"] == 15.0
+    assert report["retrains"] == 2
     for row in report["rows"]:
         assert row["trials"], row["tool"]
         for trial in row["trials"]:
@@ -68,7 +71,12 @@ def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
             if trial["status"] != "failed":
                 assert 0.0 <= trial["finished_s"] <= row["search_wall_clock_s"] + 0.5, (row["tool"], trial)
         assert row["winner_config"]["epochs"] == 2 and set(row["winner_config"]) >= {"conv_blocks", "schedule"}
-        assert row["test"]["n"] == report["n_test"]
+        # the winner trained twice, at its seed and the next; the row's test figures are the two's mean
+        assert [t["n"] for t in row["tests"]] == [report["n_test"]] * 2, row["tool"]
+        accuracies = [t["accuracy"] for t in row["tests"]]
+        assert row["test_accuracy"] == pytest.approx(sum(accuracies) / 2)
+        assert row["test_macro_f1"] == pytest.approx(sum(t["macro_f1"] for t in row["tests"]) / 2)
+        assert row["test_accuracy_range"] == [min(accuracies), max(accuracies)]
     from search.space import seed_point
 
     for row in report["rows"]:  # the budget's cut: the best of the trials finished by then, never above the best
@@ -99,8 +107,11 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
     # the same arm twice, or a comparison of another protocol: one line, status 2, nothing written
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**report, "budget_s": 30.0, "rows": []}))
+    older = tmp_path / "older.json"  # from before --retrains: one retrain per winner
+    older.write_text(json.dumps({k: v for k, v in report.items() if k != "retrains"} | {"rows": []}))
     for files, expected in (([parts[0], parts[0]], "seed 42, fertune is also in"),
-                            ([parts[0], str(other)], "budget_s is 30.0, not 15.0")):
+                            ([parts[0], str(other)], "budget_s is 30.0, not 15.0"),
+                            ([parts[0], str(older)], "retrains is 1, not 2")):
         result = _compare("--merge", *files, "--output", str(tmp_path / "refused"), timeout=120)
         assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
