@@ -1,16 +1,26 @@
-"""How long should the final members train? Compare epoch scales on validation, not test.
+"""How should the final members train? Compare recipes without the test split.
 
     python -m experiments.final_recipe runs/NAME/report.json --scales 1 2 --seed 43
+    python -m experiments.final_recipe runs/NAME/report.json --scales 2 --folds 5 \\
+        --variant flip:flip=true --variant mild:flip=true,rotation=10,shift=0.1,zoom=0.1
 
 Takes a finished run's report, the run's ``--members`` best configs (as ``search.run``
-picks them), and trains each on the run's training part alone, at ``--seed`` (pick one no
-trial used, so the configs' lucky draws do not favour the search's own epoch count), for
-each scale times its trial's epochs. Each network, and the members' average, is scored on
-the validation part with mirror test-time augmentation; the test split is never read.
-This is how ``search.run``'s default ``--final-epochs-scale`` was chosen.
+picks them), and trains each at ``--seed`` (pick one no trial used, so the configs' lucky
+draws do not favour the search's own settings), for each scale times its trial's epochs
+and for each variant: the config as found (``as-found``) and each ``--variant
+NAME:FIELD=VALUE[,FIELD=VALUE...]``, the same config with those fields changed.
+
+Each network, and the members' average, is scored with mirror test-time augmentation,
+never on the test split. Without ``--folds`` the networks train on the run's training
+part and are scored on its validation part: the faces the search picked its configs
+on. With ``--folds K`` they are scored by K-fold cross-validation over train + validation
+(by subject where the data has subjects, stratified by class): every network is trained K
+times, and its figure is the mean over the folds, on about 5 times the faces, most of
+them not the ones the configs were picked on. This is how ``search.run``'s default
+``--final-epochs-scale`` was chosen.
 
 Trainings run in parallel, one process with one TensorFlow thread per CPU. Prints one line
-per training, a table per scale, and as its last line one JSON object with all figures.
+per training, one table, and as its last line one JSON object with all figures.
 """
 
 from __future__ import annotations
@@ -31,16 +41,47 @@ from fer_core.errors import ConfigError, run_cli
 
 log = logging.getLogger("experiments.final_recipe")
 
+AS_FOUND = "as-found"
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.final_recipe", description=__doc__.split("\n")[0])
     p.add_argument("report", help="a finished run's report.json")
     p.add_argument("--members", type=int, default=5, help="how many of the run's best configs (default 5)")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0], help="epoch scales to compare (default 1 2)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=VALUE[,...]",
+                   help="also train each config with these config fields changed (repeatable)")
+    p.add_argument("--folds", type=int, default=0,
+                   help="score by K-fold cross-validation over train + validation (default: train, then validation)")
     p.add_argument("--seed", type=int, default=43, help="training seed (default 43; the search trained at 42)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel trainings (default: CPUs)")
     p.add_argument("--data", default=None, help="the data set, if it moved since the run (default: the report's)")
     return p.parse_args(argv)
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:FIELD=VALUE[,FIELD=VALUE...]`` as (name, changes); fields are checked by the config."""
+    name, _, body = text.partition(":")
+    pairs = [item.partition("=") for item in body.split(",") if item.strip()]
+    if not name.strip() or name.strip() == AS_FOUND or not pairs or any(not k.strip() or not eq or not v.strip()
+                                                                       for k, eq, v in pairs):
+        raise ConfigError(f"--variant {text!r}: expected NAME:FIELD=VALUE[,FIELD=VALUE...] "
+                          f"(NAME not {AS_FOUND!r}), e.g. flip:flip=true,rotation=10")
+    return name.strip(), {k.strip(): v.strip() for k, _, v in pairs}
+
+
+def folds_of(rest, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K (train, score) index pairs over ``rest``: by subject when it has subject ids."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if rest.groups is not None:
+        if len(set(rest.groups.tolist())) < k:
+            raise ConfigError(f"--folds {k}: the data has only {len(set(rest.groups.tolist()))} subjects")
+        return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(rest.images, rest.labels,
+                                                                                  rest.groups))
+    if np.bincount(rest.labels).min() < k:
+        raise ConfigError(f"--folds {k}: a class has fewer than {k} faces")
+    return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(rest.images, rest.labels))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"{path}: not a run's report.json ({exc.__class__.__name__}: {exc})") from None
     if args.members < 1 or args.workers < 1 or any(s <= 0 for s in args.scales):
         raise ConfigError("--members and --workers must be >= 1 and every --scales value > 0")
+    if args.folds == 1 or args.folds < 0:
+        raise ConfigError(f"--folds {args.folds}: expected 2 or more (or 0: train, then validation)")
+    variants = {AS_FOUND: {}}
+    for text in args.variant:
+        name, changes = parse_variant(text)
+        if name in variants:
+            raise ConfigError(f"--variant {text!r}: the name {name!r} is given twice")
+        variants[name] = changes
 
+    from fer_core.config import TrainConfig
     from fer_core.data import load
     from fer_core.evaluate import evaluate_predictions
     from search.run import _retrain_task, final_config, make_splits, pick_ensemble
@@ -62,35 +112,56 @@ def main(argv: list[str] | None = None) -> int:
     members = pick_ensemble(trials, args.members)
     if not members:
         raise ConfigError(f"{path}: no finished trial to take a config from")
+    configs = {}
+    for name, changes in variants.items():
+        for trial in members:
+            for scale in args.scales:
+                config = dataclasses.replace(final_config(trial["config"], scale), seed=args.seed).to_dict()
+                try:
+                    configs[(trial["trial_id"], scale, name)] = TrainConfig.from_dict({**config, **changes}).to_dict()
+                except ConfigError as exc:
+                    raise ConfigError(f"--variant {name}: {exc}") from None
     splits = make_splits(load(data_source), split_method)
-    y, names = splits.val.labels, splits.val.class_names
-    jobs = [(t, scale) for scale in args.scales for t in members]
+    if args.folds:
+        rest = splits.train.concat(splits.val)
+        parts = [(rest.subset(a), rest.subset(b)) for a, b in folds_of(rest, args.folds, args.seed)]
+        scored_on = f"{args.folds}-fold cross-validation over {len(rest)} train + validation faces"
+    else:
+        parts = [(splits.train, splits.val)]
+        scored_on = f"{len(splits.val)} validation faces, trained on {len(splits.train)} training faces"
+    jobs = [(key, fold) for key in configs for fold in range(len(parts))]
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn")) as pool:
-        # search.run's own retrain: train on the training part, mirror TTA, score the validation part
-        futures = [pool.submit(_retrain_task, dataclasses.replace(final_config(t["config"], scale), seed=args.seed)
-                               .to_dict(), splits.train, splits.val, 1) for t, scale in jobs]
-        probabilities, accuracy = {}, {}
-        for (trial, scale), future in zip(jobs, futures):
-            key = (trial["trial_id"], scale)
-            probabilities[key] = future.result()["probabilities"]
-            accuracy[key] = float((probabilities[key].argmax(1) == y).mean())
-            log.info("trial %s x%g: validation accuracy %.3f", trial["trial_id"], scale, accuracy[key])
+        # search.run's own retrain: train, mirror TTA, score
+        futures = [pool.submit(_retrain_task, configs[key], *parts[fold], 1) for key, fold in jobs]
+        probabilities = {}
+        for (key, fold), future in zip(jobs, futures):
+            probabilities[(key, fold)] = future.result()["probabilities"]
+            accuracy = float((probabilities[(key, fold)].argmax(1) == parts[fold][1].labels).mean())
+            log.info("trial %s x%g %s fold %d: accuracy %.3f", *key, fold, accuracy)
 
-    results = {}
-    for scale in args.scales:
-        members_acc = {t["trial_id"]: accuracy[(t["trial_id"], scale)] for t in members}
-        mean = np.mean([probabilities[(t["trial_id"], scale)] for t in members], axis=0)
-        ensemble = evaluate_predictions(y, mean.argmax(1), names)
-        epochs = {t["trial_id"]: final_config(t["config"], scale).epochs for t in members}
-        results[f"{scale:g}"] = {"members": members_acc, "epochs": epochs, "member_mean": float(np.mean(list(members_acc.values()))),
-                                 "ensemble_accuracy": ensemble["accuracy"], "ensemble_macro_f1": ensemble["macro_f1"]}
-    print(f"{len(members)} best configs of {path}, trained on {len(splits.train)} training faces at seed "
-          f"{args.seed}, scored on {len(y)} validation faces ({split_method} split)")
-    print(f"{'scale':>6} {'member mean':>12} {'ensemble':>9} {'ens. F1':>8}  members")
-    for scale, row in results.items():
-        print(f"{scale:>6} {row['member_mean']:>12.3f} {row['ensemble_accuracy']:>9.3f} {row['ensemble_macro_f1']:>8.3f}  "
-              + " ".join(f"{k}:{v:.3f}" for k, v in row["members"].items()))
-    print(json.dumps({"report": str(path), "seed": args.seed, "n_val": len(y), "scales": results}))
+    rows = []
+    for name in variants:
+        for scale in args.scales:
+            keys = [(t["trial_id"], scale, name) for t in members]
+            member_acc = {key[0]: float(np.mean([(probabilities[(key, f)].argmax(1) == part[1].labels).mean()
+                                                 for f, part in enumerate(parts)])) for key in keys}
+            ensembles = [evaluate_predictions(part[1].labels,
+                                              np.mean([probabilities[(key, f)] for key in keys], axis=0).argmax(1),
+                                              part[1].class_names) for f, part in enumerate(parts)]
+            rows.append({"scale": scale, "variant": name, "changes": variants[name], "members": member_acc,
+                         "epochs": {t["trial_id"]: configs[(t["trial_id"], scale, name)]["epochs"] for t in members},
+                         "member_mean": float(np.mean(list(member_acc.values()))),
+                         "ensemble_accuracy": float(np.mean([e["accuracy"] for e in ensembles])),
+                         "ensemble_macro_f1": float(np.mean([e["macro_f1"] for e in ensembles])),
+                         "ensemble_by_fold": [e["accuracy"] for e in ensembles]})
+    print(f"{len(members)} best configs of {path}, trained at seed {args.seed}, scored on {scored_on} "
+          f"({split_method} split)")
+    print(f"{'scale':>6} {'variant':>12} {'member mean':>12} {'ensemble':>9} {'ens. F1':>8}  members")
+    for row in rows:
+        print(f"{row['scale']:>6g} {row['variant']:>12} {row['member_mean']:>12.3f} {row['ensemble_accuracy']:>9.3f} "
+              f"{row['ensemble_macro_f1']:>8.3f}  " + " ".join(f"{k}:{v:.3f}" for k, v in row["members"].items()))
+    print(json.dumps({"report": str(path), "seed": args.seed, "folds": args.folds, "scored_on": scored_on,
+                      "n_scored": sum(len(p[1]) for p in parts), "rows": rows}))
     return 0
 
 

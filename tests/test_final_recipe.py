@@ -26,29 +26,70 @@ def test_a_file_that_is_not_a_report_exits_2_with_one_line(tmp_path: Path) -> No
     assert len(lines) == 1 and str(path) in lines[0] and "not a run's report.json" in lines[0]
 
 
-@pytest.mark.slow
-def test_scales_train_each_member_for_that_many_times_its_epochs(tmp_path: Path) -> None:
-    def trial(trial_id: str, metric: float, **config) -> dict:
-        config = {"conv_blocks": 2, "base_filters": 8, "dense_units": 16, "epochs": 2, **config}
-        return {"trial_id": trial_id, "status": "completed", "final_metric": metric, "config": config,
-                "history": [{"val_accuracy": metric, "val_loss": 1.0}]}
+def _trial(trial_id: str, metric: float, **config) -> dict:
+    config = {"conv_blocks": 2, "base_filters": 8, "dense_units": 16, "epochs": 2, **config}
+    return {"trial_id": trial_id, "status": "completed", "final_metric": metric, "config": config,
+            "history": [{"val_accuracy": metric, "val_loss": 1.0}]}
 
-    trials = [trial("a", 0.8), trial("b", 0.9, learning_rate=3e-3), trial("c", 0.5, base_filters=4),
+
+def _report(tmp_path: Path) -> Path:
+    trials = [_trial("a", 0.8), _trial("b", 0.9, learning_rate=3e-3), _trial("c", 0.5, base_filters=4),
               {"trial_id": "d", "status": "failed", "final_metric": None, "config": {}, "history": []}]
     path = tmp_path / "report.json"
     path.write_text(json.dumps({"data": "synthetic:300", "split": "subject", "trials": trials}))
-    result = _run(str(path), "--members", "2", "--scales", "1", "1.5", "--workers", "2")
+    return path
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--variant", "flip"], "--variant 'flip': expected NAME:FIELD=VALUE"),
+    (["--variant", "as-found:flip=true"], "(NAME not 'as-found')"),
+    (["--variant", "x:flip=true", "--variant", "x:zoom=0.1"], "the name 'x' is given twice"),
+    (["--variant", "x:rotaton=10"], "--variant x: unknown config field(s) rotaton"),
+    (["--variant", "x:zoom=2"], "--variant x: config field zoom=2.0: expected a number in [0.0, 1.0]"),
+    (["--folds", "1"], "--folds 1: expected 2 or more"),
+])
+def test_bad_variants_and_folds_exit_2_with_one_line(tmp_path: Path, flags: list[str], expected: str) -> None:
+    result = _run(str(_report(tmp_path)), *flags)
+    assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_scales_train_each_member_for_that_many_times_its_epochs(tmp_path: Path) -> None:
+    result = _run(str(_report(tmp_path)), "--members", "2", "--scales", "1", "1.5", "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
 
     from fer_core.data import load
     from search.run import make_splits
 
-    assert figures["n_val"] == len(make_splits(load("synthetic:300"), "subject").val)
-    assert set(figures["scales"]) == {"1", "1.5"}
-    for scale, epochs in (("1", 2), ("1.5", 3)):
-        row = figures["scales"][scale]
+    assert figures["folds"] == 0 and figures["n_scored"] == len(make_splits(load("synthetic:300"), "subject").val)
+    assert [(r["scale"], r["variant"]) for r in figures["rows"]] == [(1.0, "as-found"), (1.5, "as-found")]
+    for row, epochs in zip(figures["rows"], (2, 3)):
         assert row["epochs"] == {"b": epochs, "a": epochs}  # the 2 best configs, not c
         assert all(0.0 <= v <= 1.0 for v in row["members"].values())
         assert row["member_mean"] == pytest.approx(sum(row["members"].values()) / 2)
-        assert 0.0 <= row["ensemble_accuracy"] <= 1.0
+        assert 0.0 <= row["ensemble_accuracy"] <= 1.0 and row["ensemble_by_fold"] == [row["ensemble_accuracy"]]
+
+
+@pytest.mark.slow
+def test_folds_score_each_variant_on_every_face_of_train_and_validation(tmp_path: Path) -> None:
+    result = _run(str(_report(tmp_path)), "--members", "1", "--scales", "1", "--folds", "3",
+                  "--variant", "aug:flip=true,rotation=10", "--workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+
+    from fer_core.data import load
+    from search.run import make_splits
+
+    splits = make_splits(load("synthetic:300"), "subject")
+    assert figures["folds"] == 3 and figures["n_scored"] == len(splits.train) + len(splits.val)
+    assert [(r["variant"], r["changes"]) for r in figures["rows"]] == [
+        ("as-found", {}), ("aug", {"flip": "true", "rotation": "10"})]
+    for row in figures["rows"]:
+        assert len(row["ensemble_by_fold"]) == 3 and all(0.0 <= a <= 1.0 for a in row["ensemble_by_fold"])
+        # one member: its mean over the folds is the ensemble's
+        assert row["members"]["b"] == pytest.approx(row["ensemble_accuracy"])
+    # each fold's training logged once per variant
+    assert sum("fold" in line for line in result.stderr.splitlines()) == 6
