@@ -726,6 +726,9 @@ def merge(args: argparse.Namespace) -> int:
             if "best_val_by_budget" not in row:  # a comparison from before the column: its trials have it
                 trials = [TrialResult(**t) for t in row["trials"]]
                 row = {**row, "best_val_by_budget": best_by(trials, report["budget_s"])}
+            if "test_accuracy_range" not in row:  # from before --retrains: its one retrain
+                accuracy = row.get("test_accuracy")
+                row = {**row, "test_accuracy_range": [accuracy, accuracy] if _finite(accuracy) else None}
             rows[arm], where[arm] = row, name
     assert meta is not None  # argparse: --merge takes one file at least
     tools = [t for t in TOOLS if any(tool == t for _, tool in rows)]

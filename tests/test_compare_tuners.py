@@ -107,8 +107,14 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
     # the same arm twice, or a comparison of another protocol: one line, status 2, nothing written
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**report, "budget_s": 30.0, "rows": []}))
-    older = tmp_path / "older.json"  # from before --retrains: one retrain per winner
-    older.write_text(json.dumps({k: v for k, v in report.items() if k != "retrains"} | {"rows": []}))
+    older = tmp_path / "older.json"  # from before --retrains: one retrain per winner, no range column
+    old_row = {k: v for k, v in report["rows"][0].items() if k != "test_accuracy_range"}
+    older.write_text(json.dumps({k: v for k, v in report.items() if k != "retrains"} | {"rows": [old_row]}))
+    result = _compare("--merge", str(older), "--output", str(tmp_path / "from_older"), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    accuracy = f"{100 * old_row['test_accuracy']:.1f}%"
+    assert f"| {accuracy} | {accuracy[:-1]}-{accuracy} |" in result.stdout
+    assert json.loads((tmp_path / "from_older" / "compare.json").read_text())["retrains"] == 1
     for files, expected in (([parts[0], parts[0]], "seed 42, fertune is also in"),
                             ([parts[0], str(other)], "budget_s is 30.0, not 15.0"),
                             ([parts[0], str(older)], "retrains is 1, not 2")):
