@@ -101,7 +101,7 @@ class Context:
     max_epochs: int
     budget_text: str
     budget_s: float
-    retrains: int = 1
+    retrains: int
 
 
 @dataclass(frozen=True)

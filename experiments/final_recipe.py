@@ -133,18 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn")) as pool:
         # search.run's own retrain: train, mirror TTA, score
         futures = [pool.submit(_retrain_task, configs[key], *parts[fold], 1) for key, fold in jobs]
-        probabilities = {}
+        probabilities, accuracy = {}, {}
         for (key, fold), future in zip(jobs, futures):
             probabilities[(key, fold)] = future.result()["probabilities"]
-            accuracy = float((probabilities[(key, fold)].argmax(1) == parts[fold][1].labels).mean())
-            log.info("trial %s x%g %s fold %d: accuracy %.3f", *key, fold, accuracy)
+            accuracy[(key, fold)] = float((probabilities[(key, fold)].argmax(1) == parts[fold][1].labels).mean())
+            log.info("trial %s x%g %s fold %d: accuracy %.3f", *key, fold, accuracy[(key, fold)])
 
     rows = []
     for name in variants:
         for scale in args.scales:
             keys = [(t["trial_id"], scale, name) for t in members]
-            member_acc = {key[0]: float(np.mean([(probabilities[(key, f)].argmax(1) == part[1].labels).mean()
-                                                 for f, part in enumerate(parts)])) for key in keys}
+            member_acc = {key[0]: float(np.mean([accuracy[(key, f)] for f in range(len(parts))])) for key in keys}
             ensembles = [evaluate_predictions(part[1].labels,
                                               np.mean([probabilities[(key, f)] for key in keys], axis=0).argmax(1),
                                               part[1].class_names) for f, part in enumerate(parts)]
