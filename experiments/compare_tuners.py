@@ -14,7 +14,10 @@ loaded and, for the Ray arms, the local cluster started) and stops when its sear
 
 - ``fertune``: FER Tune itself, exactly as ``python -m search.run`` runs it: Optuna TPE with
   the seed's recipe first, ASHA, on Ray; one CPU and one TensorFlow thread per trial, as
-  many trials at once as there are CPUs.
+  many trials at once as there are CPUs; then, inside the same budget (the search stops
+  starting trials at 65% of it), the cross-validated confirmation of its best configs
+  (``search/confirm.py``), whose best is its winner. Its "best val acc" is that winner's
+  validation accuracy, which need not be the highest of its trials.
 - ``kerastuner``: KerasTuner's Hyperband (``max_epochs`` = ``--max-epochs``, factor 3,
   brackets repeated until the budget), in this process with TensorFlow on every core. The
   space goes through a shim that turns Optuna's ``suggest_*`` into ``hp.Int``/``hp.Float``/
@@ -229,10 +232,15 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     search_run._start_ray(None)
     try:
         started = time.time()
-        analysis = search_run.run_search(args, run_dir, ctx.splits, ctx.budget_s)
-        wall = time.time() - started
+        analysis = search_run.run_search(args, run_dir, ctx.splits, search_run.search_budget(args, ctx.budget_s))
         records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]
-        return _ray_arm("fertune", seed, wall, records, analysis.trials, started, ctx.max_epochs)
+        # its confirmation by cross-validation is part of its search: inside the same budget
+        confirmation = search_run.confirm_best(records, ctx.splits, args, run_dir, started + ctx.budget_s)
+        wall = time.time() - started
+        arm = _ray_arm("fertune", seed, wall, records, analysis.trials, started, ctx.max_epochs,
+                       best=confirmation.ranked[0] if confirmation.ranked else None)
+        arm.notes["confirmation"] = confirmation.summary()
+        return arm
     finally:
         ray.shutdown()
 
@@ -277,8 +285,11 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
 
 
 def _ray_arm(tool: str, seed: int, wall: float, records: list[dict], trials: list, started: float,
-             max_epochs: int) -> ArmResult:
-    """A Ray arm's trials, finish times (when Tune got each trial's last result) and winner."""
+             max_epochs: int, best: Optional[dict] = None) -> ArmResult:
+    """A Ray arm's trials, finish times (when Tune got each trial's last result) and winner.
+
+    The winner is ``best`` when given (FER Tune's, after its confirmation), else the trial
+    with the best validation accuracy."""
     from search.run import pick_best
 
     results = []
@@ -288,7 +299,7 @@ def _ray_arm(tool: str, seed: int, wall: float, records: list[dict], trials: lis
             trial_id=record["trial_id"], finished_s=finished - started if math.isfinite(finished) else None,
             val_accuracy=record["final_metric"], epochs=record["epochs"], status=record["status"],
             config=_train_config(record["config"], max_epochs), error=record["error"]))
-    best = pick_best(records)
+    best = best or pick_best(records)
     return ArmResult(tool, seed, wall, results, best and best["trial_id"], best and best["final_metric"],
                      best and _train_config(best["config"], max_epochs))
 

@@ -70,20 +70,6 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), {k.strip(): v.strip() for k, _, v in pairs}
 
 
-def folds_of(rest, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """K (train, score) index pairs over ``rest``: by subject when it has subject ids."""
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
-    if rest.groups is not None:
-        if len(set(rest.groups.tolist())) < k:
-            raise ConfigError(f"--folds {k}: the data has only {len(set(rest.groups.tolist()))} subjects")
-        return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(rest.images, rest.labels,
-                                                                                  rest.groups))
-    if np.bincount(rest.labels).min() < k:
-        raise ConfigError(f"--folds {k}: a class has fewer than {k} faces")
-    return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(rest.images, rest.labels))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -107,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from fer_core.config import TrainConfig
     from fer_core.data import load
     from fer_core.evaluate import evaluate_predictions
+    from search.confirm import folds_of
     from search.run import _retrain_task, final_config, make_splits, pick_ensemble
 
     members = pick_ensemble(trials, args.members)
@@ -124,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     splits = make_splits(load(data_source), split_method)
     if args.folds:
         rest = splits.train.concat(splits.val)
-        parts = [(rest.subset(a), rest.subset(b)) for a, b in folds_of(rest, args.folds, args.seed)]
+        try:
+            parts = [(rest.subset(a), rest.subset(b)) for a, b in folds_of(rest, args.folds, args.seed)]
+        except ConfigError as exc:
+            raise ConfigError(f"--folds {args.folds}: {exc}") from None
         scored_on = f"{args.folds}-fold cross-validation over {len(rest)} train + validation faces"
     else:
         parts = [(splits.train, splits.val)]

@@ -163,6 +163,7 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         *[f"\nTrial {d['trial_id']} left the final model: its retrain {d['reason']}, at seeds "
           f"{', '.join(map(str, d['seeds']))}." for d in report.get("ensemble_dropped", [])],
         "",
+        *_confirmation_lines(report.get("confirmation"), pct),
         "## Per class (final model)",
         "",
         "| class | precision | recall | F1 | support |",
@@ -181,6 +182,30 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         extra = f" ({t['error']})" if t["error"] else ""
         lines.append(f"| {t['trial_id']} | {t['status']}{extra} | {t['epochs']} | {best} | {t['node_ip']} |")
     return "\n".join(lines) + "\n"
+
+
+def _confirmation_lines(confirmation: Optional[Mapping[str, Any]], pct) -> list[str]:
+    """The cross-validated re-ranking of the leading configs (search/confirm.py), if the run had one."""
+    if not confirmation:
+        return []
+    if confirmation.get("skipped"):
+        return [f"The best configs were not cross-validated ({confirmation['skipped']}): they are ranked by "
+                "their validation figures.", ""]
+    lines = ["## Confirmation by cross-validation", "",
+             f"The leading configs, each trained {confirmation['folds']} times on folds of train + validation "
+             f"and scored on the {confirmation['n_scored']} faces left out in turn "
+             f"({confirmation['seconds']:.0f} s); the final model takes them in this order:", "",
+             "| trial | validation | cross-validated accuracy | cross-validated macro-F1 | per fold |",
+             "|---|---|---|---|---|"]
+    for row in confirmation["trials"]:
+        if "cv_accuracy" in row:
+            folds = ", ".join(pct(a) for a in row["fold_accuracy"])
+            lines.append(f"| {row['trial_id']} | {row['val_metric']:.4f} | {pct(row['cv_accuracy'])} | "
+                         f"{row['cv_macro_f1']:.3f} | {folds} |")
+        else:
+            lines.append(f"| {row['trial_id']} | {row['val_metric']:.4f} | "
+                         f"{'diverged' if 'diverged' in row else 'not confirmed'} | | |")
+    return lines + [""]
 
 
 # ----------------------------------------------------------------------------- plots

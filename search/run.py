@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 from fer_core.data import SPLITS, Dataset, load, resolve_split, split
 from fer_core.errors import ConfigError, FerInputError, run_cli
+from search.confirm import BUDGET_SHARE, DEFAULT_CONFIRM, DEFAULT_FOLDS
 
 log = logging.getLogger("search.run")
 
@@ -60,7 +61,9 @@ TRIAL_STOP_WAIT_S = 600  # longest epoch a stopped trial may finish before its w
 RESEED_OFFSET = 1000
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points")
+                "points", "confirm", "confirm_folds")
+# run-defining arguments added since the first runs: a run.json without them ran without confirmation
+RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3}
 
 
 # ----------------------------------------------------------------------------- command line
@@ -82,10 +85,17 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--final-epochs-scale", type=float, default=DEFAULT_FINAL_EPOCHS_SCALE,
                    help="the final members train for this many times their trial's epochs "
                         f"(default {DEFAULT_FINAL_EPOCHS_SCALE:g})")
+    p.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM,
+                   help="after the search, cross-validate this many of the best configs over train + validation "
+                        f"and pick the final members by that (default {DEFAULT_CONFIRM}; 0: by validation alone)")
+    p.add_argument("--confirm-folds", type=int, default=DEFAULT_FOLDS,
+                   help=f"folds of that cross-validation, by subject where there are subject ids (default {DEFAULT_FOLDS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of training (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
-    p.add_argument("--time-budget", default=None, help="stop starting trials after this long, e.g. 30m, 2h, 90s")
+    p.add_argument("--time-budget", default=None,
+                   help="stop starting trials after this long, e.g. 30m, 2h, 90s; with --confirm the search "
+                        f"stops starting trials at {1 - BUDGET_SHARE:.0%} of it and the confirmation fits in the rest")
     p.add_argument("--address", default=None, help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--output", default="runs", help="folder of runs (default runs/)")
     p.add_argument("--name", default=None, help="name of this run (default: a timestamp)")
@@ -123,6 +133,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--ensemble {args.ensemble}: expected an integer >= 1")
     if not (args.final_epochs_scale > 0 and math.isfinite(args.final_epochs_scale)):
         raise ConfigError(f"--final-epochs-scale {args.final_epochs_scale}: expected a number > 0")
+    if args.confirm < 0 or args.confirm == 1:
+        raise ConfigError(f"--confirm {args.confirm}: expected 0 (no confirmation) or an integer >= 2")
+    if args.confirm_folds < 2:
+        raise ConfigError(f"--confirm-folds {args.confirm_folds}: expected an integer >= 2")
     if args.resume and args.name is None:
         raise ConfigError("--resume needs --name NAME: the run to continue")
     parse_duration(args.time_budget)
@@ -223,7 +237,7 @@ def restore_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
     """On --resume, take the run-defining arguments from the run's ``run.json``."""
     saved = json.loads((run_dir / RUN_FILE).read_text())
     for key in RUN_DEFINING:
-        setattr(args, key, saved["args"][key])
+        setattr(args, key, saved["args"][key] if key in saved["args"] else RUN_DEFINING_BEFORE[key])
     return args
 
 
@@ -424,8 +438,12 @@ def retrain_members(members: list[dict], configs: list, splits: Splits, args: ar
     return kept, dropped, {name: first[name] for name in extra or {}}
 
 
-def _retrain_task(config: dict, train: Dataset, test: Dataset, threads: int, mirror: bool = True) -> dict:
-    """Train ``config`` on ``train`` (its full epoch budget, no validation) and test it."""
+def _retrain_task(config: dict, train: Dataset, test: Dataset, threads: int, mirror: bool = True,
+                  weights: bool = True) -> dict:
+    """Train ``config`` on ``train`` (its full epoch budget, no validation) and test it.
+
+    The result has the network's ``weights`` (unless ``weights`` is false), its
+    ``history``, the test ``probabilities`` and ``metrics``."""
     from fer_core.config import TrainConfig
     from fer_core.evaluate import evaluate_predictions
     from fer_core.model import build_predictor
@@ -433,7 +451,7 @@ def _retrain_task(config: dict, train: Dataset, test: Dataset, threads: int, mir
 
     model, history = fit(TrainConfig.from_dict(config), train, threads=threads)
     probabilities = predict_proba(build_predictor([model], mirror=mirror), test.images)
-    return {"weights": model.get_weights(), "history": history, "probabilities": probabilities,
+    return {"weights": model.get_weights() if weights else None, "history": history, "probabilities": probabilities,
             "metrics": evaluate_predictions(test.labels, probabilities.argmax(axis=1), test.class_names)}
 
 
@@ -471,6 +489,32 @@ def pick_ensemble(trials: list[dict], size: int) -> list[dict]:
     return picked
 
 
+def search_budget(args: argparse.Namespace, budget_s: Optional[float]) -> Optional[float]:
+    """The search's share of ``--time-budget``: all of it, less the confirmation's share."""
+    return budget_s * (1 - BUDGET_SHARE) if budget_s and args.confirm else budget_s
+
+
+def confirm_best(trials: list[dict], splits: Splits, args: argparse.Namespace, run_dir: Path,
+                 deadline: Optional[float] = None):
+    """The ``--confirm`` best configs, cross-validated and ranked by it (:mod:`search.confirm`)."""
+    from search.confirm import Confirmation, confirm
+
+    if not args.confirm:
+        return Confirmation(args.confirm_folds, 0, pick_ensemble(trials, args.ensemble), {}, 0.0, "--confirm 0")
+    return confirm(pick_ensemble(trials, args.confirm), splits, args, run_dir, deadline)
+
+
+def pick_members(trials: list[dict], ranked: list[dict], size: int) -> list[dict]:
+    """The ``size`` final members: ``ranked`` first, then the search's next best configs."""
+    members = list(ranked[:size])
+    for trial in pick_ensemble(trials, size + len(members)):
+        if len(members) == size:
+            break
+        if all(trial["config"] != other["config"] for other in members):
+            members.append(trial)
+    return members
+
+
 def pick_best(trials: list[dict]) -> Optional[dict]:
     """The best trial: highest final metric, preferring trials that ran their whole budget."""
     picked = pick_ensemble(trials, 1)
@@ -498,6 +542,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     data = load(args.data)
     splits = make_splits(data, args.split)
     timings = {"load_s": time.perf_counter() - clock}
+    if args.confirm:  # too few subjects for the folds: say so now, not after the search
+        from search.confirm import folds_of
+
+        try:
+            folds_of(splits.train.concat(splits.val), args.confirm_folds, args.seed)
+        except ConfigError as exc:
+            raise ConfigError(f"--confirm-folds {args.confirm_folds}: {exc}") from None
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
 
@@ -513,7 +564,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     _start_ray(args.address)
     timings["ray_start_s"] = time.perf_counter() - clock
     started = time.time()
-    analysis = run_search(args, run_dir, splits, budget_s)
+    analysis = run_search(args, run_dir, splits, search_budget(args, budget_s))
     timings["search_s"] = time.time() - started
     state["search_seconds"] += timings["search_s"]
     _write_state(run_dir, state)
@@ -525,22 +576,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     node_ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
     trials = [trial_record(t, args.metric, args.max_epochs, node_ips) for t in analysis.trials]
     unfinished = [t for t in trials if t["status"] == "unfinished"]
-    budget_spent = budget_s is not None and time.time() - started >= budget_s
+    searched_s = search_budget(args, budget_s)
+    budget_spent = searched_s is not None and time.time() - started >= searched_s
     if unfinished or (len(trials) < args.trials and not budget_spent):
         log.warning("search interrupted with %d of %d trials finished; continue it with: "
                     "python -m search.run --output %s --name %s --resume",
                     len(trials) - len(unfinished), args.trials, args.output, args.name)
         return EXIT_INTERRUPTED
-    best = pick_best(trials)
-    if best is None:
+    if pick_best(trials) is None:
         print(f"search.run: every one of {len(trials)} trials failed; see {run_dir / TUNE_DIR}", file=sys.stderr)
         return 1
-    report = finish(args, run_dir, data, splits, trials, best, state["search_seconds"], timings)
+    confirmation = confirm_best(trials, splits, args, run_dir, started + budget_s if budget_s else None)
+    timings["confirm_s"] = confirmation.seconds
+    report = finish(args, run_dir, data, splits, trials, confirmation, state["search_seconds"], timings)
     _print_summary(report, run_dir)
     return 0
 
 
-def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict], best: dict,
+def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict], confirmation,
            search_seconds: float, timings: dict[str, float]) -> dict:
     """Retrain, test, export, write TensorBoard's final run and the report; return the report."""
     from fer_core.config import TrainConfig
@@ -552,7 +605,8 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
     from search.space import to_config
     from search.tensorboard import write_final_run
 
-    members = pick_ensemble(trials, args.ensemble)
+    members = pick_members(trials, confirmation.ranked, args.ensemble)
+    best = confirmation.ranked[0]
     best_config = to_config(best["config"])
     log.info("retraining the %d best configs (trials %s) and the seed's recipe on train + validation",
              len(members), ", ".join(t["trial_id"] for t in members))
@@ -599,7 +653,7 @@ def finish(args, run_dir: Path, data: Dataset, splits: Splits, trials: list[dict
         "trials_stopped_early": sum(t["status"] == "stopped_early" for t in trials),
         "trials_failed": sum(t["status"] == "failed" for t in trials),
         "best_trial_id": best["trial_id"], "best_val_metric": best["final_metric"],
-        "best_config": best_config.to_dict(),
+        "best_config": best_config.to_dict(), "confirmation": confirmation.summary(),
         "final_epochs_scale": args.final_epochs_scale,
         "ensemble": [{"trial_id": m["trial"]["trial_id"], "val_metric": m["trial"]["final_metric"],
                       "epochs": m["config"].epochs, "seed": m["config"].seed, "attempts": m["attempts"],

@@ -39,6 +39,10 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--ensemble", "0"], "--ensemble 0: expected an integer >= 1"),
     (["--final-epochs-scale", "0"], "--final-epochs-scale 0.0: expected a number > 0"),
     (["--final-epochs-scale", "nan"], "--final-epochs-scale nan"),
+    (["--confirm", "1"], "--confirm 1: expected 0 (no confirmation) or an integer >= 2"),
+    (["--confirm", "-2"], "--confirm -2"),
+    (["--confirm-folds", "1"], "--confirm-folds 1: expected an integer >= 2"),
+    (["--data", "synthetic:150", "--confirm-folds", "500"], "--confirm-folds 500: 500 folds: train + validation has only"),
     (["--resume"], "--resume needs --name"),
     (["--resume", "--name", "ghost"], "no run 'ghost'"),
     (["--data", "missing.csv"], "no such file or folder"),
@@ -113,9 +117,17 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     final_epochs = round(2 * report["final_epochs_scale"])
     assert final_epochs > 2 and all(m["epochs"] == final_epochs for m in report["ensemble"])
     assert all(m["config"]["epochs"] == final_epochs for m in card["ensemble"])
-    assert members[0] == report["best_trial_id"] or report["best_trial_id"] in dropped
-    vals = [m["val_metric"] for m in report["ensemble"]]
-    assert vals == sorted(vals, reverse=True)
+    # the 3 configs, cross-validated (3 folds by default) over train + validation, rank the members
+    confirmation = report["confirmation"]
+    assert confirmation["skipped"] is None and confirmation["folds"] == 3
+    assert confirmation["n_scored"] == report["n_train"] + report["n_val"]
+    order = [row["trial_id"] for row in confirmation["trials"]]
+    assert sorted(order) == sorted(t["trial_id"] for t in report["trials"])
+    cv = [row["cv_accuracy"] for row in confirmation["trials"]]
+    assert cv == sorted(cv, reverse=True) and all(len(row["fold_accuracy"]) == 3 for row in confirmation["trials"])
+    assert report["best_trial_id"] == order[0] and members == [t for t in order if t not in dropped]
+    _cross_validation_matches_the_saved_predictions(run, confirmation)
+    assert "## Confirmation by cross-validation" in markdown
     from fer_core.data import load
     from fer_core.export import load_predictors
 
@@ -139,6 +151,26 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     final = _events(tb / "final")
     assert "final/confusion_matrix" in final.Tags()["tensors"] and "final/train_loss" in final.Tags()["tensors"]
     assert len(final.Tensors("final/train_loss")) == final_epochs
+
+
+def _cross_validation_matches_the_saved_predictions(run: Path, confirmation: dict) -> None:
+    """confirm.json's out-of-fold predictions, put back on the faces they scored, give the report's figures."""
+    from fer_core.data import load
+    from search.confirm import folds_of
+    from search.run import make_splits
+
+    splits = make_splits(load("synthetic:300"), "subject")
+    rest = splits.train.concat(splits.val)
+    saved = json.loads((run / "confirm.json").read_text())
+    assert saved["folds"] == 3 and len(saved["done"]) == 3 * len(confirmation["trials"])
+    parts = folds_of(rest, 3, 0)
+    for row in confirmation["trials"]:
+        predicted = np.full(len(rest), -1)
+        for fold, (_, scored) in enumerate(parts):
+            predicted[scored] = saved["done"][f"{row['trial_id']}/{fold}"]["predictions"]
+        assert (predicted >= 0).all()
+        assert row["cv_accuracy"] == pytest.approx(float((predicted == rest.labels).mean()))
+        assert row["fold_accuracy"] == pytest.approx([float((predicted[s] == rest.labels[s]).mean()) for _, s in parts])
 
 
 def _finished_trials(tune_dir: Path) -> dict[str, int]:
@@ -192,9 +224,10 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path: Path)
         last = json.loads((tune_dir / f"trial_{trial_id}" / "result.json").read_text().splitlines()[-1])
         assert len(record["history"]) == record["epochs"] >= 1, record
         assert record["final_metric"] == last["val_accuracy"], record
-    scored = [t for t in report["trials"] if t["status"] != "failed" and t["final_metric"] is not None]
-    best = max(scored, key=lambda t: (t["status"] == "completed", t["final_metric"]))
-    assert report["best_val_metric"] == best["final_metric"]
+    confirmed = [row["trial_id"] for row in report["confirmation"]["trials"]]
+    assert set(before) <= set(confirmed) or len(confirmed) == 6  # all were candidates, or the 6 best
+    assert report["best_trial_id"] == confirmed[0]
+    assert report["best_val_metric"] == records[confirmed[0]]["final_metric"]
 
 
 @pytest.mark.slow
@@ -248,6 +281,9 @@ def test_time_budget_stops_starting_trials_and_still_reports(tmp_path: Path) -> 
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert 1 <= len(report["trials"]) < 50
     assert all(t["status"] in ("completed", "stopped_early") for t in report["trials"])  # none cut off midway
+    # the search kept 35% of the budget for the confirmation, which took what fitted, or nothing
+    confirmation = report["confirmation"]
+    assert confirmation["skipped"] or len([r for r in confirmation["trials"] if "cv_accuracy" in r]) >= 2
 
 
 def test_output_accepts_file_uris_and_refuses_other_schemes(tmp_path: Path) -> None:
@@ -274,3 +310,70 @@ def test_pick_ensemble_breaks_ties_by_validation_loss_whatever_the_order() -> No
     for order in (trials, trials[::-1], trials[3:] + trials[:3]):
         assert [t["trial_id"] for t in pick_ensemble(order, 4)] == expected
     assert [t["trial_id"] for t in pick_ensemble(trials, 10)] == ["g", "b", "f", "e", "a", "d"]
+
+
+def test_pick_members_takes_the_confirmed_order_then_the_search_s() -> None:
+    from search.run import pick_members
+
+    trials = [_trial("a", 0.96, 0.1), _trial("b", 0.94, 0.2), _trial("c", 0.92, 0.3), _trial("d", 0.90, 0.4),
+              _trial("e", 0.90, 0.5, lr="a")]
+    ranked = [trials[2], trials[0]]  # c beat a in the cross-validation; b and d were not confirmed
+    assert [t["trial_id"] for t in pick_members(trials, ranked, 4)] == ["c", "a", "b", "d"]  # e repeats a's config
+    assert [t["trial_id"] for t in pick_members(trials, ranked, 1)] == ["c"]
+
+
+def test_how_many_configs_fit_the_time_left() -> None:
+    from search.confirm import how_many_fit
+
+    # 3 folds each, 2 at a time: 30 s, 60 s, then 90 s of trainings per config
+    assert how_many_fit([20.0, 20.0, 20.0, 20.0], folds=3, slots=2, seconds=100) == 3
+    assert how_many_fit([20.0, 20.0, 20.0, 20.0], folds=3, slots=2, seconds=29) == 0
+    assert how_many_fit([20.0, 100.0, 1.0], folds=3, slots=2, seconds=100) == 1  # the order is kept
+    assert how_many_fit([20.0] * 3, folds=3, slots=1, seconds=1e9) == 3
+
+
+def test_estimated_seconds_scale_the_trial_s_epochs_to_a_fold() -> None:
+    from search.confirm import TASK_OVERHEAD_S, estimated_seconds
+
+    trial = {"config": {"epochs": 10}, "history": [{"train_seconds": 2.0, "val_seconds": 0.5}] * 3}
+    # a fold trains on 2/3 of 900 faces, the trial trained on 600: the same epoch time
+    assert estimated_seconds(trial, 3, 900, 600) == pytest.approx(10 * 2.5 + TASK_OVERHEAD_S)
+    assert estimated_seconds(trial, 2, 1200, 600) == pytest.approx(10 * 2.5 + TASK_OVERHEAD_S)
+
+
+def test_confirmation_resumes_from_its_saved_trainings_and_ranks_by_them(tmp_path: Path) -> None:
+    """Every (config, fold) training already in confirm.json: nothing is trained again, the saved
+    predictions decide the order, and a file from another split is not trusted."""
+    import argparse
+
+    import ray
+
+    from fer_core.data import load
+    from search.confirm import CONFIRM_FILE, confirm, folds_of
+    from search.run import make_splits
+    from search.space import seed_point
+
+    splits = make_splits(load("synthetic:120"), "subject")
+    rest = splits.train.concat(splits.val)
+    parts = folds_of(rest, 2, 7)
+    args = argparse.Namespace(confirm_folds=2, seed=7, metric="val_accuracy", cpus_per_trial=1, gpus_per_trial=0)
+    candidates = [{"trial_id": "a", "final_metric": 0.9, "config": seed_point(), "history": []},
+                  {"trial_id": "b", "final_metric": 0.5, "config": {**seed_point(), "dropout": 0.3}, "history": []}]
+    wrong = (rest.labels[parts[1][1]] + 1) % rest.n_classes
+    done = {"a/0": {"predictions": [0] * len(parts[0][1])}, "a/1": {"predictions": wrong.tolist()},
+            "b/0": {"predictions": rest.labels[parts[0][1]].tolist()},
+            "b/1": {"predictions": rest.labels[parts[1][1]].tolist()}}
+    (tmp_path / CONFIRM_FILE).write_text(json.dumps({"folds": 2, "seed": 7, "n_rest": len(rest), "done": done}))
+    result = confirm(candidates, splits, args, tmp_path)
+    assert not ray.is_initialized()  # nothing was trained
+    assert [t["trial_id"] for t in result.ranked] == ["b", "a"]
+    assert result.scores["b"]["cv_accuracy"] == 1.0 and result.scores["b"]["fold_accuracy"] == [1.0, 1.0]
+    zeros = float((rest.labels[parts[0][1]] == 0).mean())
+    assert result.scores["a"]["fold_accuracy"] == pytest.approx([zeros, 0.0])
+    summary = result.summary()
+    assert [row["trial_id"] for row in summary["trials"]] == ["b", "a"] and summary["n_scored"] == len(rest)
+    from search.confirm import _read_saved
+
+    assert _read_saved(tmp_path / CONFIRM_FILE, 2, 8, len(rest)) == {}  # another fold seed: other folds
+    assert _read_saved(tmp_path / CONFIRM_FILE, 3, 7, len(rest)) == {}
+    assert len(_read_saved(tmp_path / CONFIRM_FILE, 2, 7, len(rest))) == 4

@@ -1,0 +1,225 @@
+"""Confirm the search's leading configs by cross-validation before the final model is built.
+
+The search ranks its trials on one validation part. On CK+ that part is 156 faces, about
+52 sequences from 17 subjects: one sequence moves a trial by 1.9 points, and the best of
+50 trials is partly the luckiest. After the search the ``--confirm`` best distinct configs
+(as :func:`search.run.pick_ensemble` ranks them) are therefore each trained K times
+(``--confirm-folds``), on K-1 folds of train + validation (split by subject where the data
+has subject ids, stratified by class) for their trial's epochs, and scored on the fold
+left out with the final model's mirror test-time augmentation. The out-of-fold
+predictions cover every train + validation face, about 5 times the faces and subjects
+of the validation part, most of them faces no config was picked on; they give each
+config a cross-validated accuracy and macro-F1. The final members and the best trial are
+the best by that figure (the one ``--metric`` names), the search's own figure breaking ties.
+The test split is not read.
+
+Trainings run as Ray tasks with one trial's resources. Each finished training's
+predictions are saved in the run folder's ``confirm.json`` at once, so an interrupted run
+continued with ``--resume`` redoes none. Under ``--time-budget`` the search keeps
+:data:`BUDGET_SHARE` of the budget for the confirmation and confirms as many configs as
+fit in what is left, judged by the epoch times their trials measured; with fewer than two
+it confirms none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fer_core.data import Dataset
+from fer_core.errors import ConfigError
+
+log = logging.getLogger("search.confirm")
+
+CONFIRM_FILE = "confirm.json"
+# 6 configs x 3 folds: 18 trainings of a trial's length, about 5 minutes on 2 CPUs on CK+
+DEFAULT_CONFIRM = 6
+DEFAULT_FOLDS = 3
+BUDGET_SHARE = 0.35  # of a --time-budget, kept for the confirmation
+TASK_OVERHEAD_S = 4.0  # a training's set-up (model build, graph tracing) and scoring, beyond its epochs
+
+
+def folds_of(rest: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K (train, score) index pairs over ``rest``: by subject when it has subject ids."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if rest.groups is not None:
+        subjects = len(set(rest.groups.tolist()))
+        if subjects < k:
+            raise ConfigError(f"{k} folds: train + validation has only {subjects} subjects")
+        return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(rest.images, rest.labels,
+                                                                                  rest.groups))
+    if np.bincount(rest.labels).min() < k:
+        raise ConfigError(f"{k} folds: a class of train + validation has fewer than {k} faces")
+    return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(rest.images, rest.labels))
+
+
+def estimated_seconds(trial: dict, folds: int, n_rest: int, n_train: int) -> float:
+    """One fold's training of ``trial``'s config, from the seconds per epoch its trial measured.
+
+    A fold trains on (K-1)/K of train + validation, the trial on the training part: the
+    epoch time is scaled by the ratio of the two.
+    """
+    from search.space import to_config
+
+    seconds = [row["train_seconds"] + row.get("val_seconds", 0.0) for row in trial.get("history") or []
+               if isinstance(row.get("train_seconds"), (int, float)) and math.isfinite(row["train_seconds"])]
+    per_epoch = float(np.median(seconds)) if seconds else 0.0
+    size = (folds - 1) / folds * n_rest / max(1, n_train)
+    return to_config(trial["config"]).epochs * per_epoch * size + TASK_OVERHEAD_S
+
+
+def how_many_fit(estimates: Sequence[float], folds: int, slots: int, seconds: float) -> int:
+    """The most leading configs whose ``folds`` trainings each, ``slots`` at a time, fit in ``seconds``."""
+    count, total = 0, 0.0
+    for estimate in estimates:
+        total += estimate * folds
+        if total / max(1, slots) > seconds:
+            break
+        count += 1
+    return count
+
+
+@dataclasses.dataclass
+class Confirmation:
+    """The outcome: cross-validated scores by trial id, and the candidates ranked by them."""
+
+    folds: int
+    n_scored: int
+    ranked: list[dict]
+    scores: dict[str, dict[str, Any]]
+    seconds: float
+    skipped: Optional[str] = None
+
+    def summary(self) -> dict[str, Any]:
+        """What the report keeps: per candidate, its validation and cross-validated figures."""
+        return {"folds": self.folds, "n_scored": self.n_scored, "seconds": round(self.seconds, 1),
+                "skipped": self.skipped,
+                "trials": [{"trial_id": t["trial_id"], "val_metric": t["final_metric"],
+                            **self.scores.get(t["trial_id"], {})}
+                           for t in self.ranked]}
+
+
+def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optional[float] = None,
+            slots: Optional[int] = None) -> Confirmation:
+    """Cross-validate ``candidates`` (best first by the search) and rank them by the result.
+
+    ``args`` carries ``confirm_folds``, ``seed``, ``metric``, ``cpus_per_trial`` and
+    ``gpus_per_trial``. With ``deadline`` (a ``time.time()``) only the leading candidates
+    whose trainings fit before it are confirmed (``slots`` at a time, default: the
+    cluster's CPUs over a trial's); the others follow them in the search's order.
+    """
+    import ray
+
+    from search.space import to_config
+
+    started = time.time()
+    k = args.confirm_folds
+    rest = splits.train.concat(splits.val)
+    if len(candidates) < 2:
+        return Confirmation(k, 0, list(candidates), {}, 0.0, "fewer than 2 configs to compare")
+    if deadline is not None:
+        slots = slots or max(1, int(ray.cluster_resources().get("CPU", 1) // args.cpus_per_trial))
+        estimates = [estimated_seconds(t, k, len(rest), len(splits.train)) for t in candidates]
+        fit = how_many_fit(estimates, k, slots, deadline - started)
+        if fit < 2:
+            log.info("confirmation skipped: %.0f s left of the time budget, 2 configs need about %.0f s",
+                     deadline - started, sum(estimates[:2]) * k / slots)
+            return Confirmation(k, 0, list(candidates), {}, 0.0, "the time budget left too little for 2 configs")
+        if fit < len(candidates):
+            log.info("confirming %d of %d configs: what fits in the %.0f s left of the time budget",
+                     fit, len(candidates), deadline - started)
+        candidates, unconfirmed = candidates[:fit], candidates[fit:]
+    else:
+        unconfirmed = []
+    parts = folds_of(rest, k, args.seed)
+    path = run_dir / CONFIRM_FILE
+    done = _read_saved(path, k, args.seed, len(rest))
+    jobs = [(t["trial_id"], f) for t in candidates for f in range(k) if f"{t['trial_id']}/{f}" not in done]
+    if jobs:
+        log.info("confirming the %d best configs by %d-fold cross-validation over %d train + validation faces "
+                 "(%d trainings%s)", len(candidates), k, len(rest), len(jobs),
+                 f", {len(candidates) * k - len(jobs)} saved" if done else "")
+        _run_jobs(jobs, {t["trial_id"]: t for t in candidates}, rest, parts, args, path, done)
+    scores = {}
+    for trial in candidates:
+        trial_id = trial["trial_id"]
+        results = [done[f"{trial_id}/{f}"] for f in range(k)]
+        if any("diverged" in r for r in results):
+            scores[trial_id] = {"diverged": next(r["diverged"] for r in results if "diverged" in r)}
+            continue
+        predicted = np.empty(len(rest), dtype=np.int64)
+        for (_, score_idx), result in zip(parts, results):
+            predicted[score_idx] = result["predictions"]
+        scores[trial_id] = {**_figures(rest, predicted),
+                            "fold_accuracy": [float(np.mean(np.asarray(r["predictions"]) == rest.labels[idx]))
+                                              for (_, idx), r in zip(parts, results)],
+                            "epochs": to_config(trial["config"]).epochs}
+    key = "cv_macro_f1" if args.metric == "val_macro_f1" else "cv_accuracy"
+    ranked = sorted(candidates, key=lambda t: -scores[t["trial_id"]].get(key, -1.0))  # stable: search order on ties
+    for trial in ranked:
+        score = scores[trial["trial_id"]]
+        log.info("trial %s: validation %.3f, cross-validated accuracy %s, macro-F1 %s", trial["trial_id"],
+                 trial["final_metric"], _fmt(score.get("cv_accuracy")), _fmt(score.get("cv_macro_f1")))
+    return Confirmation(k, len(rest), ranked + unconfirmed, scores, time.time() - started)
+
+
+def _run_jobs(jobs: list[tuple[str, int]], trials: dict[str, dict], rest: Dataset, parts, args, path: Path,
+              done: dict[str, dict]) -> None:
+    """Train the (trial, fold) jobs as Ray tasks, saving each result to ``path`` as it arrives."""
+    import ray
+
+    from fer_core.train import TrainingDiverged
+    from search.run import _retrain_task
+    from search.space import to_config
+
+    fold_refs = [(ray.put(rest.subset(a)), ray.put(rest.subset(b))) for a, b in parts]
+    task = ray.remote(_retrain_task).options(num_cpus=args.cpus_per_trial, num_gpus=args.gpus_per_trial)
+    threads = max(1, int(args.cpus_per_trial))
+    pending = {task.remote(to_config(trials[t]["config"]).to_dict(), *fold_refs[f], threads, mirror=True,
+                           weights=False): (t, f) for t, f in jobs}
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        trial_id, fold = pending.pop(ref)
+        try:
+            result = ray.get(ref)
+            done[f"{trial_id}/{fold}"] = {"predictions": result["probabilities"].argmax(axis=1).tolist()}
+        except TrainingDiverged as exc:
+            done[f"{trial_id}/{fold}"] = {"diverged": str(exc).strip().splitlines()[-1]}
+        _save(path, args.confirm_folds, args.seed, len(rest), done)
+
+
+def _figures(rest: Dataset, predicted: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    return {"cv_accuracy": float(np.mean(predicted == rest.labels)),
+            "cv_macro_f1": float(f1_score(rest.labels, predicted, average="macro",
+                                          labels=np.arange(rest.n_classes), zero_division=0))}
+
+
+def _read_saved(path: Path, folds: int, seed: int, n_rest: int) -> dict[str, dict]:
+    """The trainings an earlier attempt of this run finished, if it split the same way."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if saved.get("folds") != folds or saved.get("seed") != seed or saved.get("n_rest") != n_rest:
+        return {}
+    return dict(saved.get("done", {}))
+
+
+def _save(path: Path, folds: int, seed: int, n_rest: int, done: dict[str, dict]) -> None:
+    from search.report import write_atomic
+
+    write_atomic(path, json.dumps({"folds": folds, "seed": seed, "n_rest": n_rest, "done": done}))
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
