@@ -377,3 +377,15 @@ def test_confirmation_resumes_from_its_saved_trainings_and_ranks_by_them(tmp_pat
     assert _read_saved(tmp_path / CONFIRM_FILE, 2, 8, len(rest)) == {}  # another fold seed: other folds
     assert _read_saved(tmp_path / CONFIRM_FILE, 3, 7, len(rest)) == {}
     assert len(_read_saved(tmp_path / CONFIRM_FILE, 2, 7, len(rest))) == 4
+
+
+def test_resume_of_a_run_from_before_confirm_keeps_it_without_confirmation(tmp_path: Path) -> None:
+    from search.run import RUN_DEFINING, RUN_FILE, parse_args, restore_args
+
+    args = parse_args(["--name", "old", "--resume", "--output", str(tmp_path)])
+    saved = {k: getattr(parse_args([]), k) for k in RUN_DEFINING if k not in ("confirm", "confirm_folds")}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / RUN_FILE).write_text(json.dumps({"args": {**saved, "trials": 7}}))
+    restored = restore_args(args, tmp_path / "old")
+    assert restored.trials == 7 and restored.confirm == 0 and restored.confirm_folds == 3
+    assert parse_args([]).confirm == 6  # a new run confirms
