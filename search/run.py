@@ -4,8 +4,9 @@ The story, top to bottom: check the command line and the data (bad input is one 
 and exit status 2, before anything starts); hold out the test split once; put the train
 and validation parts in Ray's object store; run a Tune search (Optuna TPE, the seed's
 recipe first, ASHA stopping trials that trail the recent ones) whose every trial is a
-``fer_core`` training; retrain the best configs and the seed's recipe on train +
-validation as Ray tasks; join the best into one model (their probabilities averaged,
+``fer_core`` training; confirm the leading configs by cross-validation over train +
+validation (``search/confirm.py``), which ranks them; retrain the best configs and the
+seed's recipe on train + validation as Ray tasks; join the best into one model (their probabilities averaged,
 each also shown the mirror image) and test it and the seed's recipe on the held-out split; export it; write the report.
 """
 
@@ -89,13 +90,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="after the search, cross-validate this many of the best configs over train + validation "
                         f"and pick the final members by that (default {DEFAULT_CONFIRM}; 0: by validation alone)")
     p.add_argument("--confirm-folds", type=int, default=DEFAULT_FOLDS,
-                   help=f"folds of that cross-validation, by subject where there are subject ids (default {DEFAULT_FOLDS})")
+                   help="folds of that cross-validation, by subject where there are subject ids "
+                        f"(default {DEFAULT_FOLDS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of training (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
     p.add_argument("--time-budget", default=None,
                    help="stop starting trials after this long, e.g. 30m, 2h, 90s; with --confirm the search "
-                        f"stops starting trials at {1 - BUDGET_SHARE:.0%} of it and the confirmation fits in the rest")
+                        f"stops starting trials at {100 * (1 - BUDGET_SHARE):.0f}%% of it and the confirmation fits in "
+                        "the rest")
     p.add_argument("--address", default=None, help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--output", default="runs", help="folder of runs (default runs/)")
     p.add_argument("--name", default=None, help="name of this run (default: a timestamp)")

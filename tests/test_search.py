@@ -42,7 +42,8 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--confirm", "1"], "--confirm 1: expected 0 (no confirmation) or an integer >= 2"),
     (["--confirm", "-2"], "--confirm -2"),
     (["--confirm-folds", "1"], "--confirm-folds 1: expected an integer >= 2"),
-    (["--data", "synthetic:150", "--confirm-folds", "500"], "--confirm-folds 500: 500 folds: train + validation has only"),
+    (["--data", "synthetic:150", "--confirm-folds", "500"],
+     "--confirm-folds 500: 500 folds: train + validation has only"),
     (["--resume"], "--resume needs --name"),
     (["--resume", "--name", "ghost"], "no run 'ghost'"),
     (["--data", "missing.csv"], "no such file or folder"),
@@ -55,6 +56,14 @@ def test_bad_flags_exit_2_with_one_line_and_no_output(tmp_path: Path, flags: lis
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
     assert not output.exists()
+
+
+def test_help_lists_every_flag() -> None:
+    result = _search("--help", timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for flag in ("--trials", "--confirm", "--confirm-folds", "--time-budget", "--resume"):
+        assert flag in result.stdout
+    assert "65% of it" in result.stdout
 
 
 def test_subject_split_without_subject_ids_exits_2(tmp_path: Path, no_subjects_csv: Path) -> None:
