@@ -367,7 +367,7 @@ def test_confirmation_resumes_from_its_saved_trainings_and_ranks_by_them(tmp_pat
     parts = folds_of(rest, 2, 7)
     args = argparse.Namespace(confirm_folds=2, seed=7, metric="val_accuracy", cpus_per_trial=1, gpus_per_trial=0)
     candidates = [{"trial_id": "a", "final_metric": 0.9, "config": seed_point(), "history": []},
-                  {"trial_id": "b", "final_metric": 0.5, "config": {**seed_point(), "dropout": 0.3}, "history": []}]
+                  {"trial_id": "b", "final_metric": 0.5, "config": {**seed_point(), "dense_dropout": 0.3}, "history": []}]
     wrong = (rest.labels[parts[1][1]] + 1) % rest.n_classes
     done = {"a/0": {"predictions": [0] * len(parts[0][1])}, "a/1": {"predictions": wrong.tolist()},
             "b/0": {"predictions": rest.labels[parts[0][1]].tolist()},
