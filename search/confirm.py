@@ -39,7 +39,7 @@ from fer_core.errors import ConfigError
 log = logging.getLogger("search.confirm")
 
 CONFIRM_FILE = "confirm.json"
-# 6 configs x 3 folds: 18 trainings of a trial's length, about 5 minutes on 2 CPUs on CK+
+# 6 configs x 3 folds: 18 trainings of a trial's length, 37-182 s on 2 CPUs on CK+ (seeds 1-3)
 DEFAULT_CONFIRM = 6
 DEFAULT_FOLDS = 3
 BUDGET_SHARE = 0.35  # of a --time-budget, kept for the confirmation
