@@ -70,6 +70,25 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), {k.strip(): v.strip() for k, _, v in pairs}
 
 
+def train_on_folds(configs: dict, parts: list, workers: int) -> dict:
+    """Train every config on every (train, score) part and score it: ``{(key, fold): probabilities}``.
+
+    ``search.run``'s own retrain (mirror test-time augmentation), in ``workers`` processes
+    with one TensorFlow thread each; one log line per training.
+    """
+    from search.run import _retrain_task
+
+    jobs = [(key, fold) for key in configs for fold in range(len(parts))]
+    probabilities = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_retrain_task, configs[key], *parts[fold], 1, True, False) for key, fold in jobs]
+        for (key, fold), future in zip(jobs, futures):
+            probabilities[(key, fold)] = future.result()["probabilities"]
+            log.info("%s fold %d: accuracy %.3f", key, fold,
+                     (probabilities[(key, fold)].argmax(1) == parts[fold][1].labels).mean())
+    return probabilities
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -94,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from fer_core.data import load
     from fer_core.evaluate import evaluate_predictions
     from search.confirm import folds_of
-    from search.run import _retrain_task, final_config, make_splits, pick_ensemble
+    from search.run import final_config, make_splits, pick_ensemble
 
     members = pick_ensemble(trials, args.members)
     if not members:
@@ -119,15 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parts = [(splits.train, splits.val)]
         scored_on = f"{len(splits.val)} validation faces, trained on {len(splits.train)} training faces"
-    jobs = [(key, fold) for key in configs for fold in range(len(parts))]
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn")) as pool:
-        # search.run's own retrain: train, mirror TTA, score
-        futures = [pool.submit(_retrain_task, configs[key], *parts[fold], 1) for key, fold in jobs]
-        probabilities, accuracy = {}, {}
-        for (key, fold), future in zip(jobs, futures):
-            probabilities[(key, fold)] = future.result()["probabilities"]
-            accuracy[(key, fold)] = float((probabilities[(key, fold)].argmax(1) == parts[fold][1].labels).mean())
-            log.info("trial %s x%g %s fold %d: accuracy %.3f", *key, fold, accuracy[(key, fold)])
+    probabilities = train_on_folds(configs, parts, args.workers)
+    accuracy = {(key, fold): float((p.argmax(1) == parts[fold][1].labels).mean())
+                for (key, fold), p in probabilities.items()}
 
     rows = []
     for name in variants:

@@ -11,7 +11,8 @@ through the comparisons' own figures. Prints one line per winner (validation, cr
 and test accuracy), the rank correlation (Spearman) of each figure with the test accuracy,
 and as its last line one JSON object.
 
-Trainings run in parallel, one process with one TensorFlow thread per CPU.
+Trainings run in parallel, one process with one TensorFlow thread per CPU
+(``experiments.final_recipe.train_on_folds``).
 """
 
 from __future__ import annotations
@@ -21,15 +22,12 @@ import json
 import logging
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from fer_core.errors import ConfigError, run_cli
 
-log = logging.getLogger("experiments.rescore_winners")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer_core.data import load
     from search.confirm import folds_of
-    from search.run import _retrain_task, make_splits
+    from experiments.final_recipe import train_on_folds
+    from search.run import make_splits
 
     splits = make_splits(load(protocol["data"]), protocol["split"])
     rest = splits.train.concat(splits.val)
@@ -86,14 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         parts = [(rest.subset(a), rest.subset(b)) for a, b in folds_of(rest, args.folds, args.seed)]
     except ConfigError as exc:
         raise ConfigError(f"--folds {args.folds}: {exc}") from None
-    jobs = [(i, f) for i in range(len(winners)) for f in range(len(parts))]
-    right: dict[tuple[int, int], np.ndarray] = {}
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_retrain_task, winners[i]["config"], *parts[f], 1, True, False) for i, f in jobs]
-        for (i, f), future in zip(jobs, futures):
-            right[(i, f)] = future.result()["probabilities"].argmax(1) == parts[f][1].labels
-            log.info("seed %s %s fold %d: accuracy %.3f", winners[i]["seed"], winners[i]["tool"], f,
-                     right[(i, f)].mean())
+    probabilities = train_on_folds({(w["seed"], w["tool"], i): w["config"] for i, w in enumerate(winners)},
+                                   parts, args.workers)
+    right = {(key[2], f): p.argmax(1) == parts[f][1].labels for (key, f), p in probabilities.items()}
     for i, winner in enumerate(winners):
         winner["cv_accuracy"] = float(np.concatenate([right[(i, f)] for f in range(len(parts))]).mean())
     tests = [w["test_accuracy"] for w in winners]

@@ -118,6 +118,7 @@ def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optio
     """
     import ray
 
+    from fer_core.evaluate import evaluate_predictions
     from search.space import to_config
 
     started = time.time()
@@ -158,7 +159,8 @@ def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optio
         predicted = np.empty(len(rest), dtype=np.int64)
         for (_, score_idx), result in zip(parts, results):
             predicted[score_idx] = result["predictions"]
-        scores[trial_id] = {**_figures(rest, predicted),
+        figures = evaluate_predictions(rest.labels, predicted, rest.class_names)
+        scores[trial_id] = {"cv_accuracy": figures["accuracy"], "cv_macro_f1": figures["macro_f1"],
                             "fold_accuracy": [float(np.mean(np.asarray(r["predictions"]) == rest.labels[idx]))
                                               for (_, idx), r in zip(parts, results)],
                             "epochs": to_config(trial["config"]).epochs}
@@ -194,14 +196,6 @@ def _run_jobs(jobs: list[tuple[str, int]], trials: dict[str, dict], rest: Datase
         except TrainingDiverged as exc:
             done[f"{trial_id}/{fold}"] = {"diverged": str(exc).strip().splitlines()[-1]}
         _save(path, args.confirm_folds, args.seed, len(rest), done)
-
-
-def _figures(rest: Dataset, predicted: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
-    return {"cv_accuracy": float(np.mean(predicted == rest.labels)),
-            "cv_macro_f1": float(f1_score(rest.labels, predicted, average="macro",
-                                          labels=np.arange(rest.n_classes), zero_division=0))}
 
 
 def _read_saved(path: Path, folds: int, seed: int, n_rest: int) -> dict[str, dict]:
