@@ -211,8 +211,18 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
 
 
 def predict_proba(model, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Class probabilities for ``images`` (``float32 [N,48,48,1]``), without augmentation."""
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+    """Class probabilities for ``images`` (``float32 [N,48,48,1]``), without augmentation.
+
+    Batch by batch through ``predict_on_batch``: ``predict`` sets up a data pipeline and
+    a progress callback on every call, which costs more than the network itself on a
+    validation set of a few hundred faces (0.057 s against 0.011 s for 156 faces on a
+    2-block CNN, one thread), and it runs after every epoch of every trial.
+    """
+    if len(images) == 0:  # Keras' predict fails on no input
+        return np.zeros((0, *model.output_shape[1:]), dtype=np.float32)
+    parts = [np.asarray(model.predict_on_batch(images[start:start + batch_size]))
+             for start in range(0, len(images), batch_size)]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 class _EpochReporter:

@@ -99,6 +99,26 @@ def test_training_on_synthetic_faces_beats_chance_and_reports_every_epoch(faces)
     assert history[-1] == reports[-1].to_dict()
 
 
+def test_predict_proba_in_batches_matches_keras_predict(faces) -> None:
+    """Batch by batch (last batch short, a single batch, no faces) it gives Keras' own
+    ``predict`` figures, row for row."""
+    import keras
+
+    from fer_core.model import build_cnn
+    from fer_core.train import predict_proba
+
+    _, val = faces
+    keras.utils.set_random_seed(3)
+    model = build_cnn(TrainConfig(**SMALL, batch_norm=True), n_classes=val.n_classes)
+    expected = np.asarray(model.predict(val.images, verbose=0))
+    assert len(val) > 7
+    for batch_size in (7, len(val), 1000):
+        got = predict_proba(model, val.images, batch_size=batch_size)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"batch_size={batch_size}")
+    assert predict_proba(model, val.images[:0]).shape == (0, val.n_classes)
+
+
 @pytest.mark.slow
 def test_hook_can_stop_training_early(faces) -> None:
     from fer_core.train import fit
