@@ -10,6 +10,11 @@ draws do not favour the search's own settings), for each scale times its trial's
 and for each variant: the config as found (``as-found``) and each ``--variant
 NAME:FIELD=VALUE[,FIELD=VALUE...]``, the same config with those fields changed.
 
+With ``--copies N`` each network trains N times, at seeds ``--seed`` to ``--seed + N - 1``:
+the members' average then takes every copy, and is also reported one copy at a time (the
+ensemble ``search.run`` builds), so the two say what training each config more than once
+adds.
+
 Each network, and the members' average, is scored with mirror test-time augmentation,
 never on the test split. Without ``--folds`` the networks train on the run's training
 part and are scored on its validation part: the faces the search picked its configs
@@ -54,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--folds", type=int, default=0,
                    help="score by K-fold cross-validation over train + validation (default: train, then validation)")
     p.add_argument("--seed", type=int, default=43, help="training seed (default 43; the search trained at 42)")
+    p.add_argument("--copies", type=int, default=1,
+                   help="train each config this many times, at seeds --seed, --seed + 1, ...; the ensemble "
+                        "averages all copies, and is also scored one copy at a time (default 1)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel trainings (default: CPUs)")
     p.add_argument("--data", default=None, help="the data set, if it moved since the run (default: the report's)")
     return p.parse_args(argv)
@@ -98,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         trials, data_source, split_method = report["trials"], args.data or report["data"], report["split"]
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{path}: not a run's report.json ({exc.__class__.__name__}: {exc})") from None
-    if args.members < 1 or args.workers < 1 or any(s <= 0 for s in args.scales):
-        raise ConfigError("--members and --workers must be >= 1 and every --scales value > 0")
+    if args.members < 1 or args.workers < 1 or args.copies < 1 or any(s <= 0 for s in args.scales):
+        raise ConfigError("--members, --workers and --copies must be >= 1 and every --scales value > 0")
     if args.folds == 1 or args.folds < 0:
         raise ConfigError(f"--folds {args.folds}: expected 2 or more (or 0: train, then validation)")
     variants = {AS_FOUND: {}}
@@ -122,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, changes in variants.items():
         for trial in members:
             for scale in args.scales:
-                config = dataclasses.replace(final_config(trial["config"], scale), seed=args.seed).to_dict()
-                try:
-                    configs[(trial["trial_id"], scale, name)] = TrainConfig.from_dict({**config, **changes}).to_dict()
-                except ConfigError as exc:
-                    raise ConfigError(f"--variant {name}: {exc}") from None
+                for copy in range(args.copies):
+                    config = dataclasses.replace(final_config(trial["config"], scale), seed=args.seed + copy).to_dict()
+                    try:
+                        configs[(trial["trial_id"], scale, name, copy)] = TrainConfig.from_dict(
+                            {**config, **changes}).to_dict()
+                    except ConfigError as exc:
+                        raise ConfigError(f"--variant {name}: {exc}") from None
     splits = make_splits(load(data_source), split_method)
     if args.folds:
         rest = splits.train.concat(splits.val)
@@ -145,24 +155,38 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in variants:
         for scale in args.scales:
-            keys = [(t["trial_id"], scale, name) for t in members]
-            member_acc = {key[0]: float(np.mean([accuracy[(key, f)] for f in range(len(parts))])) for key in keys}
-            ensembles = [evaluate_predictions(part[1].labels,
-                                              np.mean([probabilities[(key, f)] for key in keys], axis=0).argmax(1),
-                                              part[1].class_names) for f, part in enumerate(parts)]
+            copies = range(args.copies)
+            member_acc = {t["trial_id"]: float(np.mean([accuracy[((t["trial_id"], scale, name, c), f)]
+                                                        for f in range(len(parts)) for c in copies]))
+                          for t in members}
+
+            def ensemble(keys: list) -> list[dict]:
+                return [evaluate_predictions(part[1].labels,
+                                             np.mean([probabilities[(key, f)] for key in keys], axis=0).argmax(1),
+                                             part[1].class_names) for f, part in enumerate(parts)]
+
+            every = ensemble([(t["trial_id"], scale, name, c) for t in members for c in copies])
+            one_copy = [ensemble([(t["trial_id"], scale, name, c) for t in members]) for c in copies]
             rows.append({"scale": scale, "variant": name, "changes": variants[name], "members": member_acc,
-                         "epochs": {t["trial_id"]: configs[(t["trial_id"], scale, name)]["epochs"] for t in members},
+                         "epochs": {t["trial_id"]: configs[(t["trial_id"], scale, name, 0)]["epochs"]
+                                    for t in members},
                          "member_mean": float(np.mean(list(member_acc.values()))),
-                         "ensemble_accuracy": float(np.mean([e["accuracy"] for e in ensembles])),
-                         "ensemble_macro_f1": float(np.mean([e["macro_f1"] for e in ensembles])),
-                         "ensemble_by_fold": [e["accuracy"] for e in ensembles]})
-    print(f"{len(members)} best configs of {path}, trained at seed {args.seed}, scored on {scored_on} "
+                         "ensemble_accuracy": float(np.mean([e["accuracy"] for e in every])),
+                         "ensemble_macro_f1": float(np.mean([e["macro_f1"] for e in every])),
+                         "ensemble_by_fold": [e["accuracy"] for e in every],
+                         # the ensemble of one copy of each config, averaged over the copies
+                         "one_copy_ensemble_accuracy": float(np.mean([e["accuracy"] for c in one_copy for e in c])),
+                         "one_copy_ensemble_macro_f1": float(np.mean([e["macro_f1"] for c in one_copy for e in c]))})
+    seeds = f"seed {args.seed}" if args.copies == 1 else f"seeds {args.seed}-{args.seed + args.copies - 1}"
+    print(f"{len(members)} best configs of {path}, trained at {seeds}, scored on {scored_on} "
           f"({split_method} split)")
-    print(f"{'scale':>6} {'variant':>12} {'member mean':>12} {'ensemble':>9} {'ens. F1':>8}  members")
+    print(f"{'scale':>6} {'variant':>12} {'member mean':>12} {'ensemble':>9} {'ens. F1':>8} {'one copy':>9}  members")
     for row in rows:
         print(f"{row['scale']:>6g} {row['variant']:>12} {row['member_mean']:>12.3f} {row['ensemble_accuracy']:>9.3f} "
-              f"{row['ensemble_macro_f1']:>8.3f}  " + " ".join(f"{k}:{v:.3f}" for k, v in row["members"].items()))
-    print(json.dumps({"report": str(path), "seed": args.seed, "folds": args.folds, "scored_on": scored_on,
+              f"{row['ensemble_macro_f1']:>8.3f} {row['one_copy_ensemble_accuracy']:>9.3f}  "
+              + " ".join(f"{k}:{v:.3f}" for k, v in row["members"].items()))
+    print(json.dumps({"report": str(path), "seed": args.seed, "copies": args.copies, "folds": args.folds,
+                      "scored_on": scored_on,
                       "n_scored": sum(len(p[1]) for p in parts), "rows": rows}))
     return 0
 

@@ -47,6 +47,7 @@ def _report(tmp_path: Path) -> Path:
     (["--variant", "x:rotaton=10"], "--variant x: unknown config field(s) rotaton"),
     (["--variant", "x:zoom=2"], "--variant x: config field zoom=2.0: expected a number in [0.0, 1.0]"),
     (["--folds", "1"], "--folds 1: expected 2 or more"),
+    (["--copies", "0"], "--copies must be >= 1"),
 ])
 def test_bad_variants_and_folds_exit_2_with_one_line(tmp_path: Path, flags: list[str], expected: str) -> None:
     result = _run(str(_report(tmp_path)), *flags)
@@ -57,9 +58,13 @@ def test_bad_variants_and_folds_exit_2_with_one_line(tmp_path: Path, flags: list
 
 @pytest.mark.slow
 def test_scales_train_each_member_for_that_many_times_its_epochs(tmp_path: Path) -> None:
-    result = _run(str(_report(tmp_path)), "--members", "2", "--scales", "1", "1.5", "--workers", "2")
+    result = _run(str(_report(tmp_path)), "--members", "2", "--scales", "1", "1.5", "--copies", "2", "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
+    # each of the 2 configs, at each scale, trained once per copy (seeds 43 and 44)
+    trained = sorted(line.split(" fold ")[0] for line in result.stderr.splitlines() if " fold 0: " in line)
+    assert trained == sorted(f"('{t}', {s}, 'as-found', {c})" for t in "ab" for s in (1.0, 1.5) for c in (0, 1))
+    assert "trained at seeds 43-44" in result.stdout and figures["copies"] == 2
 
     from fer_core.data import load
     from search.run import make_splits
@@ -71,6 +76,7 @@ def test_scales_train_each_member_for_that_many_times_its_epochs(tmp_path: Path)
         assert all(0.0 <= v <= 1.0 for v in row["members"].values())
         assert row["member_mean"] == pytest.approx(sum(row["members"].values()) / 2)
         assert 0.0 <= row["ensemble_accuracy"] <= 1.0 and row["ensemble_by_fold"] == [row["ensemble_accuracy"]]
+        assert 0.0 <= row["one_copy_ensemble_accuracy"] <= 1.0
 
 
 @pytest.mark.slow
