@@ -43,6 +43,9 @@ CONFIRM_FILE = "confirm.json"
 DEFAULT_CONFIRM = 6
 DEFAULT_FOLDS = 3
 BUDGET_SHARE = 0.35  # of a --time-budget, kept for the confirmation
+# out-of-fold class probabilities are saved to this many decimals (about 40 kB a config on CK+),
+# for studies of how to average the configs (experiments.member_choice)
+PROBABILITY_DECIMALS = 4
 TASK_OVERHEAD_S = 4.0  # a training's set-up (model build, graph tracing) and scoring, beyond its epochs
 
 
@@ -192,7 +195,9 @@ def _run_jobs(jobs: list[tuple[str, int]], trials: dict[str, dict], rest: Datase
         trial_id, fold = pending.pop(ref)
         try:
             result = ray.get(ref)
-            done[f"{trial_id}/{fold}"] = {"predictions": result["probabilities"].argmax(axis=1).tolist()}
+            probabilities = result["probabilities"]
+            done[f"{trial_id}/{fold}"] = {"predictions": probabilities.argmax(axis=1).tolist(),
+                                          "probabilities": np.round(probabilities, PROBABILITY_DECIMALS).tolist()}
         except TrainingDiverged as exc:
             done[f"{trial_id}/{fold}"] = {"diverged": str(exc).strip().splitlines()[-1]}
         _save(path, args.confirm_folds, args.seed, len(rest), done)
