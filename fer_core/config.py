@@ -57,6 +57,7 @@ class TrainConfig:
     contrast: float = 0.0
     brightness: float = 0.0
     erasing: float = 0.0  # up to this chance per image of one noise-filled rectangle, 2-15% of the face
+    mixup: float = 0.0  # Beta(a, a) of mixup: each face blended with another of its batch, labels alike; 0 is off
     # optimisation
     learning_rate: float = 1e-3
     batch_size: int = 32
@@ -89,6 +90,8 @@ class TrainConfig:
             raise ConfigError("config field phase2_factor=0: expected a number in (0, 1]; 0 would stop learning")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"config field learning_rate={self.learning_rate!r}: expected a positive number")
+        if not (0 <= self.mixup <= 10):
+            raise ConfigError(f"config field mixup={self.mixup!r}: expected a number in [0, 10] (0: no mixup)")
         if self.l2 < 0:
             raise ConfigError(f"config field l2={self.l2!r}: expected a number >= 0")
         if self.filter_growth <= 0:

@@ -144,12 +144,37 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
     augmenter = build_augmenter(config) if training else None
     if augmenter is not None:
         ds = ds.map(lambda x, y, w: (augmenter(x, training=True), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and config.mixup > 0:
+        ds = ds.map(_mixup(config.mixup, config.seed + 8), num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     if threads:
         options.threading.private_threadpool_size = threads
         options.threading.max_intra_op_parallelism = 1
     options.deterministic = True
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _mixup(alpha: float, seed: int):
+    """A batch map that blends each face with another of its batch (Zhang et al., 2018).
+
+    The share ``lam`` of the first face is drawn per face from Beta(alpha, alpha) (as the
+    ratio of two Gamma draws); labels and loss weights blend in the same shares, so the
+    loss asks for the blend of the two classes.
+    """
+    import tensorflow as tf
+
+    def mix(x, y, w):
+        n = tf.shape(x)[0]
+        first = tf.random.gamma([n], alpha, seed=seed)
+        second = tf.random.gamma([n], alpha, seed=seed + 1)
+        lam = first / (first + second + 1e-12)
+        other = tf.random.shuffle(tf.range(n), seed=seed + 2)
+        lam_x = tf.reshape(lam, [-1, 1, 1, 1])
+        return (lam_x * x + (1 - lam_x) * tf.gather(x, other),
+                lam[:, None] * y + (1 - lam[:, None]) * tf.gather(y, other),
+                lam * w + (1 - lam) * tf.gather(w, other))
+
+    return mix
 
 
 def sample_weights(data: Dataset, config: TrainConfig) -> np.ndarray:

@@ -154,7 +154,8 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         f"The seed notebook reported {pct(report['seed_baseline_accuracy'])} on CK+ with a random split.",
         "",
         f"The final model averages the class probabilities of the {len(report['ensemble'])} best trials' "
-        "configs, each retrained on train + validation and shown every face and its mirror image:",
+        f"configs, each retrained on train + validation{_mixup_words(report)} and shown every face and its "
+        "mirror image:",
         "",
         "| trial | validation | test accuracy alone | test macro-F1 alone |",
         "|---|---|---|---|",
@@ -182,6 +183,12 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         extra = f" ({t['error']})" if t["error"] else ""
         lines.append(f"| {t['trial_id']} | {t['status']}{extra} | {t['epochs']} | {best} | {t['node_ip']} |")
     return "\n".join(lines) + "\n"
+
+
+def _mixup_words(report: Mapping[str, Any]) -> str:
+    """How the final members trained beyond their trials' configs, in words."""
+    alpha = report.get("final_mixup")
+    return f" with mixup (Beta({alpha:g}, {alpha:g}))" if alpha else ""
 
 
 def _confirmation_lines(confirmation: Optional[Mapping[str, Any]], pct) -> list[str]:

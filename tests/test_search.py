@@ -39,6 +39,8 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--ensemble", "0"], "--ensemble 0: expected an integer >= 1"),
     (["--final-epochs-scale", "0"], "--final-epochs-scale 0.0: expected a number > 0"),
     (["--final-epochs-scale", "nan"], "--final-epochs-scale nan"),
+    (["--final-mixup", "-0.2"], "--final-mixup -0.2: expected a number in [0, 10]"),
+    (["--final-mixup", "nan"], "--final-mixup nan"),
     (["--confirm", "1"], "--confirm 1: expected 0 (no confirmation) or an integer >= 2"),
     (["--confirm", "-2"], "--confirm -2"),
     (["--confirm-folds", "1"], "--confirm-folds 1: expected an integer >= 2"),
@@ -126,6 +128,12 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     final_epochs = round(2 * report["final_epochs_scale"])
     assert final_epochs > 2 and all(m["epochs"] == final_epochs for m in report["ensemble"])
     assert all(m["config"]["epochs"] == final_epochs for m in card["ensemble"])
+    from search.run import DEFAULT_FINAL_MIXUP
+
+    # the members train with mixup, which their trials did not
+    assert report["final_mixup"] == DEFAULT_FINAL_MIXUP > 0
+    assert all(t["config"].get("mixup", 0) == 0 for t in report["trials"])
+    assert all(m["config"]["mixup"] == DEFAULT_FINAL_MIXUP for m in card["ensemble"])
     # the 3 configs, cross-validated (3 folds by default) over train + validation, rank the members
     confirmation = report["confirmation"]
     assert confirmation["skipped"] is None and confirmation["folds"] == 3
@@ -136,6 +144,7 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     assert cv == sorted(cv, reverse=True) and all(len(row["fold_accuracy"]) == 3 for row in confirmation["trials"])
     assert report["best_trial_id"] == order[0] and members == [t for t in order if t not in dropped]
     _cross_validation_matches_the_saved_predictions(run, confirmation)
+    _member_choice_reads_the_run(run)
     assert "## Confirmation by cross-validation" in markdown
     from fer_core.data import load
     from fer_core.export import load_predictors
@@ -176,10 +185,28 @@ def _cross_validation_matches_the_saved_predictions(run: Path, confirmation: dic
     for row in confirmation["trials"]:
         predicted = np.full(len(rest), -1)
         for fold, (_, scored) in enumerate(parts):
-            predicted[scored] = saved["done"][f"{row['trial_id']}/{fold}"]["predictions"]
+            entry = saved["done"][f"{row['trial_id']}/{fold}"]
+            predicted[scored] = entry["predictions"]
+            # the class probabilities are saved too (experiments.member_choice reads them)
+            probabilities = np.asarray(entry["probabilities"])
+            assert probabilities.shape == (len(scored), rest.n_classes)
+            np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+            assert (probabilities.argmax(axis=1) == entry["predictions"]).all()
         assert (predicted >= 0).all()
         assert row["cv_accuracy"] == pytest.approx(float((predicted == rest.labels).mean()))
         assert row["fold_accuracy"] == pytest.approx([float((predicted[s] == rest.labels[s]).mean()) for _, s in parts])
+
+
+def _member_choice_reads_the_run(run: Path) -> None:
+    """experiments.member_choice scores ways of choosing members from the run's confirm.json."""
+    result = subprocess.run([sys.executable, "-m", "experiments.member_choice", str(run)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout.strip().splitlines()[-1])["runs"][str(run)]["rows"]
+    assert {"search-1", "cv-1", "search-3", "cv-3", "greedy"} <= set(rows)
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in rows.values())
+    # with every config in, the order they were ranked in cannot matter
+    assert rows["search-3"] == rows["cv-3"]
 
 
 def _finished_trials(tune_dir: Path) -> dict[str, int]:

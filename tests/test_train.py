@@ -57,6 +57,26 @@ def test_each_augmentation_field_adds_its_layer() -> None:
         assert [type(x).__name__ for x in augmenter.layers] == [layer]
 
 
+def test_mixup_blends_faces_and_labels_of_one_batch_in_the_same_shares() -> None:
+    """Each mixed face is lam * one face + (1 - lam) * another of the batch, and its label is
+    the same blend of their labels; evaluation pipelines are not mixed."""
+    from fer_core.train import make_dataset
+
+    # 8 constant faces, each of its own class, so that a label says which faces were blended
+    values = np.arange(1, 9, dtype=np.float32) / 10
+    data = Dataset(images=np.broadcast_to(values[:, None, None, None], (8, 48, 48, 1)).copy(),
+                   labels=np.arange(8), class_names=tuple("abcdefgh"))
+    config = TrainConfig(rotation=0, shift=0, shear=0, zoom=0, flip=False, batch_size=8, mixup=0.4)
+    x, y, w = (t.numpy() for t in next(iter(make_dataset(data, config, training=True))))
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(w, 1.0, atol=1e-6)
+    assert (np.count_nonzero(y > 1e-6, axis=1) <= 2).all()  # at most two faces in each blend
+    np.testing.assert_allclose(x.reshape(8, -1), np.broadcast_to(y @ values, (48 * 48, 8)).T, atol=1e-5)
+    assert (y.max(axis=1) < 0.99).any()  # some faces were really blended
+    plain = next(iter(make_dataset(data, config, training=False)))[0].numpy()
+    np.testing.assert_array_equal(plain, data.images)
+
+
 def test_balanced_class_weights() -> None:
     from fer_core.train import sample_weights
 
