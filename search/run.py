@@ -58,8 +58,8 @@ DEFAULT_FINAL_EPOCHS_SCALE = 3.0
 # --final-mixup: off by default. On CK+ (subject split, two searches' 5 best configs at three
 # times their epochs) mixup at Beta(0.2, 0.2) raised the 5-member ensembles by 1.4 and 0.8
 # points in 3-fold subject cross-validation of train + validation (experiments.final_recipe
-# --variant mixup:mixup=0.2), but the same searches' final models scored 2.0 and 1.6 points
-# lower on test with it than without: too mixed to change the default (see the README).
+# --variant mixup:mixup=0.2), but those searches' final models scored 2.0 and 1.6 points lower
+# on test with it than without (a third search's 1.5 higher): too mixed to change the default.
 DEFAULT_FINAL_MIXUP = 0.0
 # A trial's epoch budget. 16, not the seed's 20: on CK+ (50 trials, subject split) 16 gave the
 # same test accuracy (90.8%, F1 0.858 against 0.851) in 1661 s of search against 1999 s.
@@ -96,8 +96,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="the final members train for this many times their trial's epochs "
                         f"(default {DEFAULT_FINAL_EPOCHS_SCALE:g})")
     p.add_argument("--final-mixup", type=float, default=DEFAULT_FINAL_MIXUP,
-                   help="the final members train with mixup of this Beta parameter (default "
-                        f"{DEFAULT_FINAL_MIXUP:g}; 0: as their trials did, without)")
+                   help="the final members also train with mixup of this Beta parameter "
+                        f"(default {DEFAULT_FINAL_MIXUP:g}: off, as in their trials)")
     p.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM,
                    help="after the search, cross-validate this many of the best configs over train + validation "
                         f"and pick the final members by that (default {DEFAULT_CONFIRM}; 0: by validation alone)")
