@@ -33,8 +33,6 @@ import numpy as np
 
 from fer_core.errors import ConfigError, run_cli
 
-log = logging.getLogger("experiments.member_choice")
-
 SIZES = (1, 3, 5, 8)
 GREEDY_STEPS = 20  # additions; weights are multiples of 1/20
 
@@ -167,13 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run}: {len(ids)} confirmed configs, {len(labels)} faces, nested over {len(folds)} folds")
         for way, row in rows.items():
             print(f"  {way:>10}  accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}")
-    ways = sorted({w for r in results.values() for w in r["rows"]},
-                  key=lambda w: (w.startswith("greedy"), w.split("-")[0], int(w.split("-")[1]) if w[-1].isdigit() else 0))
-    mean = {}
-    for way in ways:
-        present = [r["rows"][way] for r in results.values() if way in r["rows"]]
-        if len(present) == len(results):
-            mean[way] = {key: float(np.mean([p[key] for p in present])) for key in ("accuracy", "macro_f1")}
+    # "search-K" for the K of each run's pool differs between runs: the mean takes the ways all share
+    first = next(iter(results.values()))["rows"]
+    mean = {way: {key: float(np.mean([r["rows"][way][key] for r in results.values()]))
+                  for key in ("accuracy", "macro_f1")}
+            for way in first if all(way in r["rows"] for r in results.values())}
     if len(results) > 1:
         print(f"mean over {len(results)} runs (ways every run has):")
         for way, row in mean.items():
