@@ -20,7 +20,7 @@ POOLINGS = ("max", "avg")
 HEADS = ("flatten", "gap")
 PADDINGS = ("valid", "same")
 CLASS_WEIGHTS = ("none", "balanced")
-NORMALIZATIONS = ("none", "standardize")  # per-image: zero mean, unit variance
+NORMALIZATIONS = ("none", "standardize", "equalize")  # per-image: zero mean, unit variance; histogram equalization
 
 
 @dataclass(frozen=True)

@@ -23,3 +23,38 @@ class Mirror(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+EQUALIZE_LEVELS = 256  # grey levels of an 8-bit face, the histogram's bins
+UNIFORM_STD = 12 ** -0.5  # standard deviation of the uniform distribution on [0, 1]
+
+
+@keras.saving.register_keras_serializable(package="fer_core")
+class Equalize(keras.layers.Layer):
+    """Histogram equalization of each face (``[N, H, W, 1]`` in [0, 1]), inside the model.
+
+    Each pixel becomes the share of the face's pixels at or below its grey level
+    (256 levels; the classic CDF mapping, so the darkest level present maps to 0 and the
+    brightest to 1): the face's grey levels spread evenly over the range, whatever its
+    lighting, exposure or skin tone, and two pixels of one level stay equal. The result
+    is centred and scaled as a uniform distribution would be (zero mean, unit variance),
+    like the ``standardize`` input. Built from one-hot, cumulative sum and gather, which
+    SavedModel and TFLite both support.
+    """
+
+    def call(self, images):
+        ops = keras.ops
+        shape = ops.shape(images)
+        flat = ops.reshape(images, (shape[0], -1))
+        levels = ops.cast(ops.clip(ops.round(flat * (EQUALIZE_LEVELS - 1)), 0, EQUALIZE_LEVELS - 1), "int32")
+        histogram = ops.sum(ops.one_hot(levels, EQUALIZE_LEVELS, dtype=images.dtype), axis=1)
+        cdf = ops.cumsum(histogram, axis=1)
+        pixels = ops.cast(ops.shape(flat)[1], images.dtype)
+        # the CDF at the darkest level present: that level maps to 0
+        cdf_min = ops.min(ops.where(histogram > 0, cdf, pixels), axis=1, keepdims=True)
+        mapping = (cdf - cdf_min) / ops.maximum(pixels - cdf_min, 1.0)
+        equalized = ops.take_along_axis(mapping, levels, axis=1)
+        return ops.reshape((equalized - 0.5) / UNIFORM_STD, shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

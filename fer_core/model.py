@@ -40,6 +40,11 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
         # pixels, so lighting and contrast differences between subjects drop out
         x = layers.LayerNormalization(axis=(1, 2, 3), center=False, scale=False, epsilon=STANDARDIZE_EPSILON,
                                       name="standardize")(x)
+    elif config.normalize == "equalize":
+        # per-image histogram equalization: grey levels spread evenly over the range
+        from fer_core.layers import Equalize
+
+        x = Equalize(name="equalize")(x)
     for block, filters in enumerate(config.filters, start=1):
         for conv in range(1, config.convs_per_block + 1):
             x = layers.Conv2D(filters, config.kernel_size, padding=config.padding,

@@ -99,6 +99,53 @@ def test_standardized_input_ignores_brightness_and_contrast() -> None:
     assert np.abs(plain.predict(relit, verbose=0) - plain.predict(images, verbose=0)).max() > 1e-3
 
 
+def _reference_equalization(face):
+    """Histogram equalization as textbooks write it, in numpy: the CDF mapping over 256 levels."""
+    import numpy as np
+
+    levels = np.clip(np.round(face.ravel() * 255), 0, 255).astype(int)
+    histogram = np.bincount(levels, minlength=256)
+    cdf = np.cumsum(histogram)
+    cdf_min = cdf[histogram > 0].min()
+    mapping = (cdf - cdf_min) / max(levels.size - cdf_min, 1)
+    return ((mapping[levels] - 0.5) * np.sqrt(12)).reshape(face.shape)
+
+
+def test_equalize_layer_is_the_classic_histogram_mapping() -> None:
+    import keras
+    import numpy as np
+
+    from fer_core.layers import Equalize
+
+    rng = np.random.default_rng(0)
+    faces = (rng.integers(30, 180, size=(3, 48, 48, 1)) / 255).astype(np.float32)
+    faces[1, :24] = 0.9  # a bright half: one level holds a quarter of the face
+    faces[2] = 0.4  # no contrast at all: every pixel is the darkest level present
+    out = keras.ops.convert_to_numpy(Equalize()(faces))
+    for face, got in zip(faces, out):
+        np.testing.assert_allclose(got, _reference_equalization(face), atol=1e-5)
+    assert abs(out[0].mean()) < 0.02 and abs(out[0].std() - 1) < 0.02  # spread evenly, unit variance
+    assert np.all(out[2] == out[2].flat[0])
+
+
+def test_equalized_input_ignores_any_increasing_change_of_grey_levels() -> None:
+    """Equalization sees only the order of grey levels: a nonlinear relighting (here
+    brighter and more contrasted in the highlights) leaves the network's input, and so its
+    output, unchanged; standardization, being linear, does not undo it."""
+    import numpy as np
+
+    from fer_core.model import build_cnn
+
+    levels = np.random.default_rng(1).integers(20, 121, size=(4, 48, 48, 1))
+    relit_levels = levels + levels * levels // 120  # strictly increasing on 20..120, at most 240
+    images, relit = (levels / 255).astype(np.float32), (relit_levels / 255).astype(np.float32)
+    small = dict(conv_blocks=2, base_filters=8, padding="same")
+    equalized = build_cnn(TrainConfig(**small, normalize="equalize"))
+    np.testing.assert_allclose(equalized.predict(relit, verbose=0), equalized.predict(images, verbose=0), atol=1e-5)
+    standardized = build_cnn(TrainConfig(**small, normalize="standardize"))
+    assert np.abs(standardized.predict(relit, verbose=0) - standardized.predict(images, verbose=0)).max() > 1e-4
+
+
 def test_predictor_averages_members_over_both_mirror_views() -> None:
     import numpy as np
 

@@ -150,7 +150,7 @@ def test_hook_can_stop_training_early(faces) -> None:
 
 @pytest.mark.slow
 def test_export_round_trip_predicts_the_same_classes(faces, tmp_path: Path) -> None:
-    """The exported ensemble (two members, one standardizing its input, mirror
+    """The exported ensemble (three members: raw, standardized and equalized input; mirror
     test-time augmentation) predicts the same in every form."""
     from fer_core.export import export_model, load_predictors
     from fer_core.model import build_cnn, build_predictor
@@ -158,7 +158,8 @@ def test_export_round_trip_predicts_the_same_classes(faces, tmp_path: Path) -> N
 
     train, val = faces
     members = []
-    for i, config in enumerate([TrainConfig(**SMALL, epochs=1), TrainConfig(**SMALL, epochs=1, normalize="standardize")]):
+    for i, normalize in enumerate(["none", "standardize", "equalize"]):
+        config = TrainConfig(**SMALL, epochs=1, normalize=normalize)
         trained, _ = fit(config, train)
         member = build_cnn(config, name=f"member{i}", n_classes=train.n_classes)
         member.set_weights(trained.get_weights())
