@@ -8,7 +8,9 @@ Takes a finished run's report, the run's ``--members`` best configs (as ``search
 picks them), and trains each at ``--seed`` (pick one no trial used, so the configs' lucky
 draws do not favour the search's own settings), for each scale times its trial's epochs
 and for each variant: the config as found (``as-found``) and each ``--variant
-NAME:FIELD=VALUE[,FIELD=VALUE...]``, the same config with those fields changed.
+NAME:FIELD=VALUE[,FIELD=VALUE...]``, the same config with those fields changed. With a
+variant, a ``pooled`` row also scores every variant's networks averaged together (does a
+second recipe add the diversity that a second copy does not?).
 
 With ``--copies N`` each network trains N times, at seeds ``--seed`` to ``--seed + N - 1``:
 the members' average then takes every copy, and is also reported one copy at a time (the
@@ -47,6 +49,7 @@ from fer_core.errors import ConfigError, run_cli
 log = logging.getLogger("experiments.final_recipe")
 
 AS_FOUND = "as-found"
+POOLED = "pooled"  # the row that averages every variant's networks together
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,10 +74,10 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     """``NAME:FIELD=VALUE[,FIELD=VALUE...]`` as (name, changes); fields are checked by the config."""
     name, _, body = text.partition(":")
     pairs = [item.partition("=") for item in body.split(",") if item.strip()]
-    if not name.strip() or name.strip() == AS_FOUND or not pairs or any(not k.strip() or not eq or not v.strip()
-                                                                       for k, eq, v in pairs):
+    malformed = any(not k.strip() or not eq or not v.strip() for k, eq, v in pairs)
+    if not name.strip() or name.strip() in (AS_FOUND, POOLED) or not pairs or malformed:
         raise ConfigError(f"--variant {text!r}: expected NAME:FIELD=VALUE[,FIELD=VALUE...] "
-                          f"(NAME not {AS_FOUND!r}), e.g. flip:flip=true,rotation=10")
+                          f"(NAME not {AS_FOUND!r} or {POOLED!r}), e.g. flip:flip=true,rotation=10")
     return name.strip(), {k.strip(): v.strip() for k, _, v in pairs}
 
 
@@ -152,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = {(key, fold): float((p.argmax(1) == parts[fold][1].labels).mean())
                 for (key, fold), p in probabilities.items()}
 
+    def ensemble(keys: list) -> list[dict]:
+        return [evaluate_predictions(part[1].labels,
+                                     np.mean([probabilities[(key, f)] for key in keys], axis=0).argmax(1),
+                                     part[1].class_names) for f, part in enumerate(parts)]
+
     rows = []
     for name in variants:
         for scale in args.scales:
@@ -159,11 +167,6 @@ def main(argv: list[str] | None = None) -> int:
             member_acc = {t["trial_id"]: float(np.mean([accuracy[((t["trial_id"], scale, name, c), f)]
                                                         for f in range(len(parts)) for c in copies]))
                           for t in members}
-
-            def ensemble(keys: list) -> list[dict]:
-                return [evaluate_predictions(part[1].labels,
-                                             np.mean([probabilities[(key, f)] for key in keys], axis=0).argmax(1),
-                                             part[1].class_names) for f, part in enumerate(parts)]
 
             every = ensemble([(t["trial_id"], scale, name, c) for t in members for c in copies])
             one_copy = [ensemble([(t["trial_id"], scale, name, c) for t in members]) for c in copies]
@@ -177,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
                          # the ensemble of one copy of each config, averaged over the copies
                          "one_copy_ensemble_accuracy": float(np.mean([e["accuracy"] for c in one_copy for e in c])),
                          "one_copy_ensemble_macro_f1": float(np.mean([e["macro_f1"] for c in one_copy for e in c]))})
+    for scale in args.scales if len(variants) > 1 else []:
+        # every variant's networks in one average: does a second recipe add diversity?
+        pooled = ensemble([(t["trial_id"], scale, name, c) for name in variants for t in members
+                           for c in range(args.copies)])
+        rows.append({"scale": scale, "variant": POOLED, "changes": {}, "members": {}, "epochs": {},
+                     "member_mean": float("nan"),
+                     "ensemble_accuracy": float(np.mean([e["accuracy"] for e in pooled])),
+                     "ensemble_macro_f1": float(np.mean([e["macro_f1"] for e in pooled])),
+                     "ensemble_by_fold": [e["accuracy"] for e in pooled],
+                     "one_copy_ensemble_accuracy": float("nan"), "one_copy_ensemble_macro_f1": float("nan")})
     seeds = f"seed {args.seed}" if args.copies == 1 else f"seeds {args.seed}-{args.seed + args.copies - 1}"
     print(f"{len(members)} best configs of {path}, trained at {seeds}, scored on {scored_on} "
           f"({split_method} split)")

@@ -42,7 +42,8 @@ def _report(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("flags, expected", [
     (["--variant", "flip"], "--variant 'flip': expected NAME:FIELD=VALUE"),
-    (["--variant", "as-found:flip=true"], "(NAME not 'as-found')"),
+    (["--variant", "as-found:flip=true"], "(NAME not 'as-found' or 'pooled')"),
+    (["--variant", "pooled:flip=true"], "(NAME not 'as-found' or 'pooled')"),
     (["--variant", "x:flip=true", "--variant", "x:zoom=0.1"], "the name 'x' is given twice"),
     (["--variant", "x:rotaton=10"], "--variant x: unknown config field(s) rotaton"),
     (["--variant", "x:zoom=2"], "--variant x: config field zoom=2.0: expected a number in [0.0, 1.0]"),
@@ -92,8 +93,10 @@ def test_folds_score_each_variant_on_every_face_of_train_and_validation(tmp_path
     splits = make_splits(load("synthetic:300"), "subject")
     assert figures["folds"] == 3 and figures["n_scored"] == len(splits.train) + len(splits.val)
     assert [(r["variant"], r["changes"]) for r in figures["rows"]] == [
-        ("as-found", {}), ("aug", {"flip": "true", "rotation": "10"})]
-    for row in figures["rows"]:
+        ("as-found", {}), ("aug", {"flip": "true", "rotation": "10"}), ("pooled", {})]
+    *variants, pooled = figures["rows"]
+    assert len(pooled["ensemble_by_fold"]) == 3 and all(0.0 <= a <= 1.0 for a in pooled["ensemble_by_fold"])
+    for row in variants:
         assert len(row["ensemble_by_fold"]) == 3 and all(0.0 <= a <= 1.0 for a in row["ensemble_by_fold"])
         # one member: its mean over the folds is the ensemble's
         assert row["members"]["b"] == pytest.approx(row["ensemble_accuracy"])
