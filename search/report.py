@@ -153,14 +153,14 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         "",
         f"The seed notebook reported {pct(report['seed_baseline_accuracy'])} on CK+ with a random split.",
         "",
-        f"The final model averages the class probabilities of the {len(report['ensemble'])} best trials' "
-        f"configs, each retrained on train + validation{_mixup_words(report)} and shown every face and its "
-        "mirror image:",
+        f"The final model averages the class probabilities of {len(report['ensemble'])} networks: the best "
+        f"trials' configs, each retrained on train + validation{_inputs_words(report)}{_mixup_words(report)} "
+        "and shown every face and its mirror image:",
         "",
-        "| trial | validation | test accuracy alone | test macro-F1 alone |",
-        "|---|---|---|---|",
-        *[f"| {m['trial_id']} | {m['val_metric']:.4f} | {pct(m['test_accuracy'])} | {m['test_macro_f1']:.3f} |"
-          for m in report["ensemble"]],
+        "| trial | input | validation | test accuracy alone | test macro-F1 alone |",
+        "|---|---|---|---|---|",
+        *[f"| {m['trial_id']} | {m.get('normalize', '')} | {m['val_metric']:.4f} | {pct(m['test_accuracy'])} "
+          f"| {m['test_macro_f1']:.3f} |" for m in report["ensemble"]],
         *[f"\nTrial {d['trial_id']} left the final model: its retrain {d['reason']}, at seeds "
           f"{', '.join(map(str, d['seeds']))}." for d in report.get("ensemble_dropped", [])],
         "",
@@ -183,6 +183,12 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         extra = f" ({t['error']})" if t["error"] else ""
         lines.append(f"| {t['trial_id']} | {t['status']}{extra} | {t['epochs']} | {best} | {t['node_ip']} |")
     return "\n".join(lines) + "\n"
+
+
+def _inputs_words(report: Mapping[str, Any]) -> str:
+    """Which input normalizations the final configs trained on, in words."""
+    inputs = report.get("final_inputs") or []
+    return f" once on each of {' and '.join(inputs)} faces" if len(inputs) > 1 else ""
 
 
 def _mixup_words(report: Mapping[str, Any]) -> str:

@@ -41,6 +41,8 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--final-epochs-scale", "nan"], "--final-epochs-scale nan"),
     (["--final-mixup", "-0.2"], "--final-mixup -0.2: expected a number in [0, 10]"),
     (["--final-mixup", "nan"], "--final-mixup nan"),
+    (["--final-inputs", "histeq"], "--final-inputs 'histeq': expected one of none, standardize, equalize"),
+    (["--final-inputs", "equalize", "equalize"], "--final-inputs equalize equalize: a normalization is named twice"),
     (["--confirm", "1"], "--confirm 1: expected 0 (no confirmation) or an integer >= 2"),
     (["--confirm", "-2"], "--confirm -2"),
     (["--confirm-folds", "1"], "--confirm-folds 1: expected an integer >= 2"),
@@ -121,10 +123,17 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     card = json.loads((run / "best" / "model_card.json").read_text())
     assert card["metrics"]["test_accuracy"] == report["test_accuracy"]
     # the final model: the 3 trials' configs (all there are, fewer than the default --ensemble),
-    # best first, averaged; each member trains for --final-epochs-scale times the trial's 2 epochs
-    members = [m["trial_id"] for m in report["ensemble"]]
-    dropped = [d["trial_id"] for d in report["ensemble_dropped"]]  # a member whose retrain did not learn
-    assert len(set(members + dropped)) == 3 and members and [m["trial_id"] for m in card["ensemble"]] == members
+    # best first, each on standardized and on equalized faces (--final-inputs' default), averaged;
+    # each network trains for --final-epochs-scale times the trial's 2 epochs
+    assert report["final_inputs"] == ["standardize", "equalize"]
+    networks = [(m["trial_id"], m["normalize"]) for m in report["ensemble"]]
+    lost = [(d["trial_id"], d["normalize"]) for d in report["ensemble_dropped"]]  # a retrain that did not learn
+    assert networks and sorted(networks + lost) == sorted((t["trial_id"], n) for t in report["trials"]
+                                                          for n in ("standardize", "equalize"))
+    assert [(m["trial_id"], m["config"]["normalize"]) for m in card["ensemble"]] == networks
+    members = list(dict.fromkeys(trial_id for trial_id, _ in networks))  # best first, once each
+    dropped = [d["trial_id"] for d in report["ensemble_dropped"] if d["trial_id"] not in members]
+    assert "once on each of standardize and equalize faces" in markdown
     final_epochs = round(2 * report["final_epochs_scale"])
     assert final_epochs > 2 and all(m["epochs"] == final_epochs for m in report["ensemble"])
     assert all(m["config"]["epochs"] == final_epochs for m in card["ensemble"])
