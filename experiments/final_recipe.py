@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="train each config this many times, at seeds --seed, --seed + 1, ...; the ensemble "
                         "averages all copies, and is also scored one copy at a time (default 1)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel trainings (default: CPUs)")
+    p.add_argument("--save", default=None, metavar="FILE",
+                   help="also write the figures and every network's scored class probabilities (4 decimals) to "
+                        "this JSON file, to study other ways of combining the networks")
     p.add_argument("--data", default=None, help="the data set, if it moved since the run (default: the report's)")
     return p.parse_args(argv)
 
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--members, --workers and --copies must be >= 1 and every --scales value > 0")
     if args.folds == 1 or args.folds < 0:
         raise ConfigError(f"--folds {args.folds}: expected 2 or more (or 0: train, then validation)")
+    if args.save and not Path(args.save).resolve().parent.is_dir():
+        raise ConfigError(f"--save {args.save}: its folder does not exist")
     variants = {AS_FOUND: {}}
     for text in args.variant:
         name, changes = parse_variant(text)
@@ -198,9 +203,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['scale']:>6g} {row['variant']:>12} {row['member_mean']:>12.3f} {row['ensemble_accuracy']:>9.3f} "
               f"{row['ensemble_macro_f1']:>8.3f} {row['one_copy_ensemble_accuracy']:>9.3f}  "
               + " ".join(f"{k}:{v:.3f}" for k, v in row["members"].items()))
-    print(json.dumps({"report": str(path), "seed": args.seed, "copies": args.copies, "folds": args.folds,
-                      "scored_on": scored_on,
-                      "n_scored": sum(len(p[1]) for p in parts), "rows": rows}))
+    figures = {"report": str(path), "seed": args.seed, "copies": args.copies, "folds": args.folds,
+               "scored_on": scored_on, "n_scored": sum(len(p[1]) for p in parts), "rows": rows}
+    if args.save:
+        # the scored faces of every part, in part order: labels, part index, and each network's probabilities
+        saved = {**figures, "labels": [int(v) for part in parts for v in part[1].labels],
+                 "part": [f for f, part in enumerate(parts) for _ in range(len(part[1]))],
+                 "networks": [{"trial_id": trial_id, "scale": scale, "variant": name, "copy": copy,
+                               "probabilities": np.round(np.concatenate(
+                                   [probabilities[((trial_id, scale, name, copy), f)] for f in range(len(parts))]),
+                                   4).tolist()}
+                              for (trial_id, scale, name, copy) in configs]}
+        Path(args.save).write_text(json.dumps(saved))
+    print(json.dumps(figures))
     return 0
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -49,6 +50,7 @@ def _report(tmp_path: Path) -> Path:
     (["--variant", "x:zoom=2"], "--variant x: config field zoom=2.0: expected a number in [0.0, 1.0]"),
     (["--folds", "1"], "--folds 1: expected 2 or more"),
     (["--copies", "0"], "--copies must be >= 1"),
+    (["--save", "/nonexistent/folder/out.json"], "--save /nonexistent/folder/out.json: its folder does not exist"),
 ])
 def test_bad_variants_and_folds_exit_2_with_one_line(tmp_path: Path, flags: list[str], expected: str) -> None:
     result = _run(str(_report(tmp_path)), *flags)
@@ -83,7 +85,7 @@ def test_scales_train_each_member_for_that_many_times_its_epochs(tmp_path: Path)
 @pytest.mark.slow
 def test_folds_score_each_variant_on_every_face_of_train_and_validation(tmp_path: Path) -> None:
     result = _run(str(_report(tmp_path)), "--members", "1", "--scales", "1", "--folds", "3",
-                  "--variant", "aug:flip=true,rotation=10", "--workers", "2")
+                  "--variant", "aug:flip=true,rotation=10", "--workers", "2", "--save", str(tmp_path / "saved.json"))
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -95,7 +97,16 @@ def test_folds_score_each_variant_on_every_face_of_train_and_validation(tmp_path
     assert [(r["variant"], r["changes"]) for r in figures["rows"]] == [
         ("as-found", {}), ("aug", {"flip": "true", "rotation": "10"}), ("pooled", {})]
     *variants, pooled = figures["rows"]
-    assert len(pooled["ensemble_by_fold"]) == 3 and all(0.0 <= a <= 1.0 for a in pooled["ensemble_by_fold"])
+    # --save: the saved probabilities give back every row's figures, the pooled one included
+    saved = json.loads((tmp_path / "saved.json").read_text())
+    labels, part = np.array(saved["labels"]), np.array(saved["part"])
+    assert len(labels) == figures["n_scored"] and sorted(set(part)) == [0, 1, 2]
+    networks = {n["variant"]: np.array(n["probabilities"]) for n in saved["networks"]}
+    assert set(networks) == {"as-found", "aug"} and all(p.shape[0] == len(labels) and p.shape[1] > labels.max() for p in networks.values())
+    for row, combined in [(variants[0], networks["as-found"]), (variants[1], networks["aug"]),
+                          (pooled, networks["as-found"] + networks["aug"])]:
+        by_fold = [float((combined[part == f].argmax(1) == labels[part == f]).mean()) for f in range(3)]
+        assert by_fold == pytest.approx(row["ensemble_by_fold"], abs=0.02)  # 4 saved decimals may flip a near tie
     for row in variants:
         assert len(row["ensemble_by_fold"]) == 3 and all(0.0 <= a <= 1.0 for a in row["ensemble_by_fold"])
         # one member: its mean over the folds is the ensemble's
