@@ -5,7 +5,7 @@
         --variant flip:flip=true --variant mild:flip=true,rotation=10,shift=0.1,zoom=0.1
 
 Takes a finished run's report, the run's ``--members`` best configs (as ``search.run``
-picks them), and trains each at ``--seed`` (pick one no trial used, so the configs' lucky
+picks them: by the confirmation's cross-validation where the run has one), and trains each at ``--seed`` (pick one no trial used, so the configs' lucky
 draws do not favour the search's own settings), for each scale times its trial's epochs
 and for each variant: the config as found (``as-found``) and each ``--variant
 NAME:FIELD=VALUE[,FIELD=VALUE...]``, the same config with those fields changed. With a
@@ -129,9 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     from fer_core.data import load
     from fer_core.evaluate import evaluate_predictions
     from search.confirm import folds_of
-    from search.run import final_config, make_splits, pick_ensemble
+    from search.run import final_config, make_splits, pick_ensemble, pick_members
 
-    members = pick_ensemble(trials, args.members)
+    # as search.run picks its members: by the confirmation's cross-validated ranking where
+    # the run has one, then by the search's own figures
+    confirmation = report.get("confirmation") or {}
+    by_id = {t["trial_id"]: t for t in trials}
+    ranked = [by_id[row["trial_id"]] for row in confirmation.get("trials") or []
+              if not confirmation.get("skipped") and row.get("cv_accuracy") is not None and row["trial_id"] in by_id]
+    members = pick_members(trials, ranked, args.members) if ranked else pick_ensemble(trials, args.members)
     if not members:
         raise ConfigError(f"{path}: no finished trial to take a config from")
     configs = {}

@@ -113,3 +113,59 @@ def test_folds_score_each_variant_on_every_face_of_train_and_validation(tmp_path
         assert row["members"]["b"] == pytest.approx(row["ensemble_accuracy"])
     # each fold's training logged once per variant
     assert sum("fold" in line for line in result.stderr.splitlines()) == 6
+
+
+@pytest.mark.slow
+def test_members_follow_the_confirmation_ranking_where_the_run_has_one(tmp_path: Path) -> None:
+    """As search.run picks them: the cross-validated ranking first (c, though last by
+    validation), then the search's own order for configs the confirmation did not score."""
+    path = _report(tmp_path)
+    report = json.loads(path.read_text())
+    report["confirmation"] = {"skipped": None, "trials": [
+        {"trial_id": "c", "val_metric": 0.5, "cv_accuracy": 0.9},
+        {"trial_id": "a", "val_metric": 0.8},  # not confirmed: no cross-validated figure
+    ]}
+    path.write_text(json.dumps(report))
+    result = _run(str(path), "--members", "2", "--scales", "1", "--workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads(result.stdout.strip().splitlines()[-1])["rows"][0]
+    assert list(row["epochs"]) == ["c", "b"]
+
+
+def _saved(tmp_path: Path) -> Path:
+    """A --save file by hand: 2 configs x 2 variants on 4 faces in 2 parts, 2 classes."""
+    def net(trial_id, variant, probabilities):
+        return {"trial_id": trial_id, "scale": 3.0, "variant": variant, "copy": 0, "probabilities": probabilities}
+
+    right, wrong, unsure_right, unsure_wrong = [0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]
+    networks = [
+        net("a", "as-found", [right, wrong, unsure_wrong, right]),  # 2 of 4 right
+        net("b", "as-found", [right, right, wrong, wrong]),  # 2 of 4
+        net("a", "eq", [[0.2, 0.8], unsure_right, right, right]),  # 3 of 4
+        net("b", "eq", [unsure_wrong, wrong, [0.3, 0.7], right]),
+    ]
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps({"labels": [0, 0, 0, 0], "part": [0, 0, 1, 1], "networks": networks}))
+    return path
+
+
+def test_combine_saved_scores_each_way_of_averaging_the_saved_networks(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "experiments.combine_saved", str(_saved(tmp_path))],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = {k: v[0] for k, v in json.loads(result.stdout.strip().splitlines()[-1])["tables"][0].items()}
+    assert table["as-found top-1"] == 0.5 and table["eq top-1"] == 0.75
+    # a's two networks: face 0 (0.9 + 0.2) right, face 1 (0.1 + 0.6) wrong, faces 2 and 3 right
+    assert table["pooled top-1"] == 0.75
+    # alternating top-2, a as found and b equalized: faces 0 and 3 right, 1 (0.1 + 0.1) and 2 (0.4 + 0.3) wrong
+    assert table["alternating top-2"] == 0.5
+    assert set(table) == {f"{w} top-{k}" for w in ("as-found", "eq", "pooled", "alternating") for k in (1, 2)}
+
+
+def test_combine_saved_refuses_a_file_that_is_not_a_save_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('{"rows": []}')
+    result = subprocess.run([sys.executable, "-m", "experiments.combine_saved", str(path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "not a file written by experiments.final_recipe --save" in lines[0]
