@@ -38,8 +38,8 @@ class Equalize(keras.layers.Layer):
     brightest to 1): the face's grey levels spread evenly over the range, whatever its
     lighting, exposure or skin tone, and two pixels of one level stay equal. The result
     is centred and scaled as a uniform distribution would be (zero mean, unit variance),
-    like the ``standardize`` input. Built from one-hot, cumulative sum and gather, which
-    SavedModel and TFLite both support.
+    like the ``standardize`` input. Built from a segment sum, cumulative sum and gather,
+    which SavedModel and TFLite both support.
     """
 
     def call(self, images):
@@ -47,7 +47,13 @@ class Equalize(keras.layers.Layer):
         shape = ops.shape(images)
         flat = ops.reshape(images, (shape[0], -1))
         levels = ops.cast(ops.clip(ops.round(flat * (EQUALIZE_LEVELS - 1)), 0, EQUALIZE_LEVELS - 1), "int32")
-        histogram = ops.sum(ops.one_hot(levels, EQUALIZE_LEVELS, dtype=images.dtype), axis=1)
+        # each face's histogram, as one segment sum over (face, level) bins: linear in the pixels
+        # (a one-hot histogram costs 256 times the face; it slowed a small network's step by 60%)
+        faces = shape[0]
+        bins = levels + ops.arange(faces, dtype="int32")[:, None] * EQUALIZE_LEVELS
+        counts = ops.segment_sum(ops.ones_like(ops.reshape(flat, (-1,))), ops.reshape(bins, (-1,)),
+                                  num_segments=faces * EQUALIZE_LEVELS)
+        histogram = ops.reshape(counts, (faces, EQUALIZE_LEVELS))
         cdf = ops.cumsum(histogram, axis=1)
         pixels = ops.cast(ops.shape(flat)[1], images.dtype)
         # the CDF at the darkest level present: that level maps to 0
