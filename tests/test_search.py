@@ -93,7 +93,8 @@ def _events(path: Path):
 
 @pytest.mark.slow
 def test_small_search_end_to_end(tmp_path: Path) -> None:
-    result = _search(*SMALL_SEARCH, "--final-mixup", "0.3", "--output", str(tmp_path), "--name", "e2e")
+    result = _search(*SMALL_SEARCH, "--final-mixup", "0.3", "--final-inputs", "standardize", "equalize",
+                     "--output", str(tmp_path), "--name", "e2e")
     assert result.returncode == 0, result.stderr[-4000:]
     run = tmp_path / "e2e"
     report = json.loads((run / "report.json").read_text())
@@ -123,7 +124,7 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     card = json.loads((run / "best" / "model_card.json").read_text())
     assert card["metrics"]["test_accuracy"] == report["test_accuracy"]
     # the final model: the 3 trials' configs (all there are, fewer than the default --ensemble),
-    # best first, each on standardized and on equalized faces (--final-inputs' default), averaged;
+    # best first, each on standardized and on equalized faces (--final-inputs), averaged;
     # each network trains for --final-epochs-scale times the trial's 2 epochs
     assert report["final_inputs"] == ["standardize", "equalize"]
     networks = [(m["trial_id"], m["normalize"]) for m in report["ensemble"]]
