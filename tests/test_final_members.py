@@ -73,6 +73,6 @@ def test_report_names_a_dropped_member_and_why() -> None:
               "seed_baseline_accuracy": 0.7, "ensemble": [member], "best_config": {}, "trials": [],
               "ensemble_dropped": [{"trial_id": "gone2", "reason": "diverged (loss became nan)", "seeds": [42, 1042]}]}
     markdown = render_markdown(report, {})
-    assert "averages the class probabilities of the 1 best trials'" in markdown and "| kept1 |" in markdown
+    assert "averages the class probabilities of 1 networks: the best trials' configs" in markdown and "| kept1 |" in markdown
     assert "Trial gone2 left the final model: its retrain diverged (loss became nan), at seeds 42, 1042." in markdown
     assert "left the final model" not in render_markdown({**report, "ensemble_dropped": []}, {})
