@@ -5,8 +5,9 @@
         --variant flip:flip=true --variant mild:flip=true,rotation=10,shift=0.1,zoom=0.1
 
 Takes a finished run's report, the run's ``--members`` best configs (as ``search.run``
-picks them: by the confirmation's cross-validation where the run has one), and trains each at ``--seed`` (pick one no trial used, so the configs' lucky
-draws do not favour the search's own settings), for each scale times its trial's epochs
+picks them: by the confirmation's cross-validation where the run has one), and trains
+each at ``--seed`` (pick one no trial used, so the configs' lucky draws do not favour
+the search's own settings), for each scale times its trial's epochs
 and for each variant: the config as found (``as-found``) and each ``--variant
 NAME:FIELD=VALUE[,FIELD=VALUE...]``, the same config with those fields changed. With a
 variant, a ``pooled`` row also scores every variant's networks averaged together (does a
