@@ -97,7 +97,7 @@ def study(run: Path, data_source: Optional[str], with_test: bool) -> dict:
     rows = {}
     for tau in TAUS:
         figures = evaluate_predictions(labels, adjusted(average, prior, tau), class_names)
-        rows[f"tau={tau:g}"] = {"cv_accuracy": figures["accuracy"], "cv_macro_f1": figures["macro_f1"]}
+        rows[f"tau={tau:g}"] = {"tau": tau, "cv_accuracy": figures["accuracy"], "cv_macro_f1": figures["macro_f1"]}
     predicted, taus = nested_predictions(average, labels, prior, folds)
     figures = evaluate_predictions(labels, predicted, class_names)
     rows["nested"] = {"cv_accuracy": figures["accuracy"], "cv_macro_f1": figures["macro_f1"], "taus": taus}
@@ -109,12 +109,11 @@ def study(run: Path, data_source: Optional[str], with_test: bool) -> dict:
 
         test = make_splits(load(data_source or report["data"]), report["split"]).test
         test_probabilities = load_predictors(run / "best")["keras"](test.images)
-        full_tau = choose_tau(average, labels, prior)
-        for name, row in rows.items():
-            tau = full_tau if name == "nested" else float(name.split("=")[1])
+        rows["nested"]["test_tau"] = choose_tau(average, labels, prior)
+        for row in rows.values():
+            tau = row.get("test_tau", row.get("tau"))
             figures = evaluate_predictions(test.labels, adjusted(test_probabilities, prior, tau), class_names)
             row.update(test_accuracy=figures["accuracy"], test_macro_f1=figures["macro_f1"])
-        rows["nested"]["test_tau"] = full_tau
     return result
 
 
