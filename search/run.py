@@ -41,6 +41,8 @@ BEST_DIR = "best"
 EXPERIMENT_SAVE_PERIOD_S = "2"  # how often Tune saves its state: a killed driver loses at most this much
 EXIT_INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C
 ASHA_REDUCTION_FACTOR = 3
+STARTUP_SHARE = 0.4  # a time budget's search time sampled at random first, as two fifths of the trials are
+STARTUP_CAP = 20
 ASHA_GRACE_SHARE = 0.2  # first rung at a fifth of the epoch budget (3 of 16), the next at 3x that
 ASHA_WINDOW = 9  # a trial at a rung is judged against the last 9 trials that reached it ...
 ASHA_KEEP = 0.25  # ... and goes on if among their best quarter (search/scheduler.py)
@@ -298,18 +300,18 @@ def make_splits(data: Dataset, method: str) -> Splits:
 
 
 def build_searcher(args: argparse.Namespace, budget_s: Optional[float]):
-    """Optuna TPE over :func:`search.space.define_space`, the seed's recipe and ``--points`` enqueued first."""
-    import optuna
-
+    """Optuna TPE over :func:`search.space.define_space` after a random start
+    (:mod:`search.sampler`), the seed's recipe and ``--points`` enqueued first."""
     from search.budget import BudgetedOptunaSearch
+    from search.sampler import StartupSampler
     from search.space import define_space, seed_point
 
-    sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, group=True,
-                                         n_startup_trials=startup_trials(args.trials))
+    now = time.time()
+    sampler = StartupSampler(n_startup=startup_trials(args.trials), seed=args.seed, multivariate=True, group=True,
+                             random_until=now + budget_s * STARTUP_SHARE if budget_s else None)
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=args.max_epochs), metric=args.metric,
                                 mode="max", points_to_evaluate=[seed_point(), *read_points(args.points)],
-                                sampler=sampler, seed=args.seed,
-                                deadline=time.time() + budget_s if budget_s else None)
+                                sampler=sampler, deadline=now + budget_s if budget_s else None)
 
 
 def startup_trials(trials: int) -> int:
@@ -317,8 +319,9 @@ def startup_trials(trials: int) -> int:
 
     Random trials are cheap (the poor ones stop at the first rung, 3 epochs) and the only
     protection against a start that misleads TPE: with 10 random trials a CK+ search at
-    seed 2 found one fair configuration among them and never left its neighbourhood."""
-    return max(1, min(20, trials * 2 // 5))
+    seed 2 found one fair configuration among them and never left its neighbourhood.
+    Under ``--time-budget`` the random start also ends at two fifths of the search's time."""
+    return max(1, min(STARTUP_CAP, trials * 2 // 5))
 
 
 def build_scheduler(args: argparse.Namespace):

@@ -1,8 +1,17 @@
-"""The search's sampler: Optuna TPE after a random start of two fifths of the trials."""
+"""The search's sampler: a random start of two fifths of the trials (or, under a time
+budget, of its time, whichever ends first), then Optuna's TPE."""
 
 from __future__ import annotations
 
-from search.run import build_searcher, parse_args, startup_trials
+import time
+
+import optuna
+import pytest
+
+from search.run import STARTUP_SHARE, build_searcher, parse_args, startup_trials
+from search.sampler import STARTUP_FLOOR, StartupSampler
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def test_random_start_is_two_fifths_of_the_search_up_to_20() -> None:
@@ -10,7 +19,95 @@ def test_random_start_is_two_fifths_of_the_search_up_to_20() -> None:
     assert all(1 <= startup_trials(n) <= max(1, n) for n in range(1, 200))
 
 
-def test_the_search_uses_it() -> None:
+def test_the_search_uses_it_and_a_time_budget_also_bounds_it_in_time() -> None:
     for trials in (5, 50):
         searcher = build_searcher(parse_args(["--trials", str(trials), "--seed", "3"]), budget_s=None)
-        assert searcher._sampler._n_startup_trials == startup_trials(trials)
+        assert isinstance(searcher._sampler, StartupSampler)
+        assert searcher._sampler.n_startup == startup_trials(trials) and searcher._sampler.random_until is None
+    before = time.time()
+    searcher = build_searcher(parse_args(["--trials", "1000", "--seed", "3"]), budget_s=500.0)
+    assert searcher._sampler.n_startup == 20
+    assert before + 500 * STARTUP_SHARE <= searcher._sampler.random_until <= time.time() + 500 * STARTUP_SHARE
+    assert before + 500 <= searcher.deadline <= time.time() + 500
+
+
+def _objective(trial: optuna.Trial) -> float:  # best at x = 0.8, with a conditional parameter
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.suggest_categorical("deep", [False, True]):
+        x += 0.01 * trial.suggest_int("depth", 1, 3)
+    return -(x - 0.8) ** 2
+
+
+def _study(sampler: optuna.samplers.BaseSampler, trials: int) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_objective, n_trials=trials)
+    return study
+
+
+def _params(study: optuna.Study, upto: int) -> list[dict]:
+    return [t.params for t in study.trials[:upto]]
+
+
+def test_the_count_ends_the_start_and_tpe_then_homes_in() -> None:
+    sampler = StartupSampler(n_startup=8, seed=5, multivariate=True, group=True)
+    study = _study(sampler, 40)
+    # the first 8 trials are exactly a random sampler's at the seed, the rest TPE's
+    assert _params(study, 8) == _params(_study(optuna.samplers.RandomSampler(seed=5), 8), 8)
+    assert sampler.ended_by == "trials" and sampler._random_trials == set(range(8))
+    tpe_gap = sorted(abs(t.params["x"] - 0.8) for t in study.trials[8:])
+    random_gap = sorted(abs(t.params["x"] - 0.8) for t in _study(optuna.samplers.RandomSampler(seed=6), 40).trials[8:])
+    assert tpe_gap[len(tpe_gap) // 2] < random_gap[len(random_gap) // 2] / 2  # TPE's median gap: under half random's
+
+
+def test_without_a_clock_it_samples_exactly_as_optunas_tpe_with_its_random_start() -> None:
+    """A search bounded by --trials alone draws the same trials as before the clock existed."""
+    tpe = _study(optuna.samplers.TPESampler(n_startup_trials=8, seed=5, multivariate=True, group=True), 30)
+    ours = _study(StartupSampler(n_startup=8, seed=5, multivariate=True, group=True), 30)
+    assert _params(ours, 30) == _params(tpe, 30)
+
+
+def test_the_clock_ends_the_start_once_tpe_has_a_few_trials() -> None:
+    past = StartupSampler(n_startup=20, random_until=time.time() - 1, seed=5, multivariate=True, group=True)
+    _study(past, 12)
+    assert past.ended_by == "time" and past._random_trials == set(range(STARTUP_FLOOR))
+
+    future = StartupSampler(n_startup=6, random_until=time.time() + 3600, seed=5, multivariate=True, group=True)
+    _study(future, 12)
+    assert future.ended_by == "trials" and future._random_trials == set(range(6))
+
+    short = StartupSampler(n_startup=3, random_until=time.time() - 1, seed=5)  # fewer than the floor: the count rules
+    _study(short, 6)
+    assert short.ended_by == "trials" and short._random_trials == set(range(3))
+
+
+def test_a_trial_ends_in_the_phase_it_started_in() -> None:
+    """The clock passing mid-trial does not mix the two samplers in one trial's parameters."""
+    sampler = StartupSampler(n_startup=20, random_until=time.time() + 3600, seed=5, multivariate=True, group=True)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for _ in range(STARTUP_FLOOR):
+        study.tell(trial := study.ask(), _objective(trial))
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    sampler.random_until = time.time() - 1  # the start's time runs out while this trial is being sampled
+    trial.suggest_categorical("deep", [False, True])
+    assert trial.number in sampler._random_trials and sampler.ended_by is None
+    study.tell(trial, -1.0)
+    assert study.ask().number not in sampler._random_trials and sampler.ended_by == "time"
+
+
+def test_it_survives_pickling_as_tune_checkpoints_the_searcher() -> None:
+    import pickle
+
+    sampler = StartupSampler(n_startup=3, seed=5, multivariate=True, group=True)
+    study = _study(sampler, 5)
+    restored = pickle.loads(pickle.dumps(sampler))
+    assert restored.ended_by == "trials" and restored._random_trials == {0, 1, 2}
+    study.sampler = restored
+    study.optimize(_objective, n_trials=2)
+    assert len(study.trials) == 7 and restored._random_trials == {0, 1, 2}
+
+
+@pytest.mark.parametrize("n_startup", [1, 4])
+def test_tpe_after_a_start_of_any_length_samples_the_whole_space(n_startup: int) -> None:
+    study = _study(StartupSampler(n_startup=n_startup, seed=1, multivariate=True, group=True), 15)
+    assert all(0.0 <= t.params["x"] <= 1.0 and t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
