@@ -13,7 +13,8 @@ actual wall-clock is recorded. An arm's clock starts when its tool is set up (th
 loaded and, for the Ray arms, the local cluster started) and stops when its search returns.
 
 - ``fertune``: FER Tune itself, exactly as ``python -m search.run`` runs it: Optuna TPE with
-  the seed's recipe first, ASHA, on Ray; one CPU and one TensorFlow thread per trial, as
+  the seed's recipe first, after a random start that the budget's clock can end
+  (``search/sampler.py``), ASHA, on Ray; one CPU and one TensorFlow thread per trial, as
   many trials at once as there are CPUs; then, inside the same budget (the search stops
   starting trials at 65% of it), the cross-validated confirmation of its best configs
   (``search/confirm.py``), whose best is its winner. Its "best val acc" is that winner's
