@@ -16,12 +16,9 @@ The test split is not read.
 Trainings run as Ray tasks with one trial's resources. Each finished training's
 predictions are saved in the run folder's ``confirm.json`` at once, so an interrupted run
 continued with ``--resume`` redoes none. Under ``--time-budget`` the search keeps
-:data:`BUDGET_SHARE` of the budget for the confirmation, and fits it into what is left,
-judged by the epoch times the trials measured (:func:`plan`): every config on every fold
-if that fits; else every config on as many folds as fit, the same folds for each, so that
-the configs are still compared on the same faces (one fold of CK+ is about 260 faces from a
-third of the subjects, more than the validation part and none of the faces the configs were
-picked on); else as many configs as fit on one fold; with fewer than two, none.
+:data:`BUDGET_SHARE` of the budget for the confirmation and confirms as many configs as
+fit in what is left, judged by the epoch times their trials measured; with fewer than two
+it confirms none.
 """
 
 from __future__ import annotations
@@ -93,23 +90,6 @@ def how_many_fit(estimates: Sequence[float], folds: int, slots: int, seconds: fl
     return count
 
 
-def plan(estimates: Sequence[float], folds: int, slots: int, seconds: float) -> tuple[int, int]:
-    """(configs, folds) to confirm in ``seconds``: the leading configs' ``estimates`` (one fold's
-    training each), ``slots`` trainings at a time.
-
-    Breadth first: all configs on all ``folds`` if they fit; else all configs on as many folds as
-    fit; else as many of the leading configs as fit on one fold. The search's order among its
-    best configs is partly luck (the winner's curse of a small validation part), so one fresh
-    fold over every candidate says more than every fold over two of them.
-    """
-    per_fold = sum(estimates) / max(1, slots)
-    if per_fold * folds <= seconds:
-        return len(estimates), folds
-    if per_fold <= seconds:
-        return len(estimates), int(seconds // per_fold)
-    return how_many_fit(estimates, 1, slots, seconds), 1
-
-
 @dataclasses.dataclass
 class Confirmation:
     """The outcome: cross-validated scores by trial id, and the candidates ranked by them."""
@@ -120,12 +100,11 @@ class Confirmation:
     scores: dict[str, dict[str, Any]]
     seconds: float
     skipped: Optional[str] = None
-    folds_run: int = 0  # of the ``folds``: all of them, or as many as a time budget left room for
 
     def summary(self) -> dict[str, Any]:
         """What the report keeps: per candidate, its validation and cross-validated figures."""
-        return {"folds": self.folds, "folds_run": self.folds_run, "n_scored": self.n_scored,
-                "seconds": round(self.seconds, 1), "skipped": self.skipped,
+        return {"folds": self.folds, "n_scored": self.n_scored, "seconds": round(self.seconds, 1),
+                "skipped": self.skipped,
                 "trials": [{"trial_id": t["trial_id"], "val_metric": t["final_metric"],
                             **self.scores.get(t["trial_id"], {})}
                            for t in self.ranked]}
@@ -137,9 +116,8 @@ def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optio
 
     ``args`` carries ``confirm_folds``, ``seed``, ``metric``, ``cpus_per_trial`` and
     ``gpus_per_trial``. With ``deadline`` (a ``time.time()``) only the leading candidates
-    whose trainings fit before it are confirmed, possibly on fewer folds (:func:`plan`;
-    ``slots`` at a time, default: the cluster's CPUs over a trial's); the others follow them
-    in the search's order.
+    whose trainings fit before it are confirmed (``slots`` at a time, default: the
+    cluster's CPUs over a trial's); the others follow them in the search's order.
     """
     import ray
 
@@ -154,40 +132,37 @@ def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optio
     if deadline is not None:
         slots = slots or max(1, int(ray.cluster_resources().get("CPU", 1) // args.cpus_per_trial))
         estimates = [estimated_seconds(t, k, len(rest), len(splits.train)) for t in candidates]
-        fit, n_folds = plan(estimates, k, slots, deadline - started)
+        fit = how_many_fit(estimates, k, slots, deadline - started)
         if fit < 2:
-            log.info("confirmation skipped: %.0f s left of the time budget, 2 configs need about %.0f s "
-                     "on one fold", deadline - started, sum(estimates[:2]) / slots)
+            log.info("confirmation skipped: %.0f s left of the time budget, 2 configs need about %.0f s",
+                     deadline - started, sum(estimates[:2]) * k / slots)
             return Confirmation(k, 0, list(candidates), {}, 0.0, "the time budget left too little for 2 configs")
-        if fit < len(candidates) or n_folds < k:
-            log.info("confirming %d of %d configs on %d of %d folds: what fits in the %.0f s left of the time "
-                     "budget", fit, len(candidates), n_folds, k, deadline - started)
+        if fit < len(candidates):
+            log.info("confirming %d of %d configs: what fits in the %.0f s left of the time budget",
+                     fit, len(candidates), deadline - started)
         candidates, unconfirmed = candidates[:fit], candidates[fit:]
     else:
-        unconfirmed, n_folds = [], k
-    parts = folds_of(rest, k, args.seed)[:n_folds]
-    scored = np.concatenate([score_idx for _, score_idx in parts])
+        unconfirmed = []
+    parts = folds_of(rest, k, args.seed)
     path = run_dir / CONFIRM_FILE
     done = _read_saved(path, k, args.seed, len(rest))
-    # fold by fold, so that the trainings an overrun leaves unfinished are the last fold's
-    jobs = [(t["trial_id"], f) for f in range(n_folds) for t in candidates if f"{t['trial_id']}/{f}" not in done]
+    jobs = [(t["trial_id"], f) for t in candidates for f in range(k) if f"{t['trial_id']}/{f}" not in done]
     if jobs:
         log.info("confirming the %d best configs by %d-fold cross-validation over %d train + validation faces "
-                 "(%d trainings%s%s)", len(candidates), k, len(rest), len(jobs),
-                 f" on {n_folds} of the folds, {len(scored)} faces" if n_folds < k else "",
-                 f", {len(candidates) * n_folds - len(jobs)} saved" if done else "")
+                 "(%d trainings%s)", len(candidates), k, len(rest), len(jobs),
+                 f", {len(candidates) * k - len(jobs)} saved" if done else "")
         _run_jobs(jobs, {t["trial_id"]: t for t in candidates}, rest, parts, args, path, done)
     scores = {}
     for trial in candidates:
         trial_id = trial["trial_id"]
-        results = [done[f"{trial_id}/{f}"] for f in range(n_folds)]
+        results = [done[f"{trial_id}/{f}"] for f in range(k)]
         if any("diverged" in r for r in results):
             scores[trial_id] = {"diverged": next(r["diverged"] for r in results if "diverged" in r)}
             continue
         predicted = np.empty(len(rest), dtype=np.int64)
         for (_, score_idx), result in zip(parts, results):
             predicted[score_idx] = result["predictions"]
-        figures = evaluate_predictions(rest.labels[scored], predicted[scored], rest.class_names)
+        figures = evaluate_predictions(rest.labels, predicted, rest.class_names)
         scores[trial_id] = {"cv_accuracy": figures["accuracy"], "cv_macro_f1": figures["macro_f1"],
                             "fold_accuracy": [float(np.mean(np.asarray(r["predictions"]) == rest.labels[idx]))
                                               for (_, idx), r in zip(parts, results)],
@@ -198,7 +173,7 @@ def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optio
         score = scores[trial["trial_id"]]
         log.info("trial %s: validation %.3f, cross-validated accuracy %s, macro-F1 %s", trial["trial_id"],
                  trial["final_metric"], _fmt(score.get("cv_accuracy")), _fmt(score.get("cv_macro_f1")))
-    return Confirmation(k, len(scored), ranked + unconfirmed, scores, time.time() - started, folds_run=n_folds)
+    return Confirmation(k, len(rest), ranked + unconfirmed, scores, time.time() - started)
 
 
 def _run_jobs(jobs: list[tuple[str, int]], trials: dict[str, dict], rest: Dataset, parts, args, path: Path,

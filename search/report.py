@@ -204,15 +204,10 @@ def _confirmation_lines(confirmation: Optional[Mapping[str, Any]], pct) -> list[
     if confirmation.get("skipped"):
         return [f"The best configs were not cross-validated ({confirmation['skipped']}): they are ranked by "
                 "their validation figures.", ""]
-    folds, run = confirmation["folds"], confirmation.get("folds_run") or confirmation["folds"]
-    trained = (f"each trained {folds} times on folds of train + validation and scored on the "
-               f"{confirmation['n_scored']} faces left out in turn" if run >= folds else
-               f"each trained on {folds - 1} of {folds} folds of train + validation and scored on the fold left "
-               f"out, for {run} of the {folds} folds (what the time budget left room for): "
-               f"{confirmation['n_scored']} faces")
     lines = ["## Confirmation by cross-validation", "",
-             f"The leading configs, {trained} ({confirmation['seconds']:.0f} s); the final model takes them in "
-             "this order:", "",
+             f"The leading configs, each trained {confirmation['folds']} times on folds of train + validation "
+             f"and scored on the {confirmation['n_scored']} faces left out in turn "
+             f"({confirmation['seconds']:.0f} s); the final model takes them in this order:", "",
              "| trial | validation | cross-validated accuracy | cross-validated macro-F1 | per fold |",
              "|---|---|---|---|---|"]
     for row in confirmation["trials"]:

@@ -126,7 +126,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--time-budget", default=None,
                    help="stop starting trials after this long, e.g. 30m, 2h, 90s; with --confirm the search "
                         f"stops starting trials at {100 * (1 - BUDGET_SHARE):.0f}%% of it and the confirmation fits in "
-                        "the rest (on fewer folds, or fewer configs, where all do not fit)")
+                        "the rest")
     p.add_argument("--address", default=None, help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--output", default="runs", help="folder of runs (default runs/)")
     p.add_argument("--name", default=None, help="name of this run (default: a timestamp)")

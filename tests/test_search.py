@@ -378,58 +378,6 @@ def test_how_many_configs_fit_the_time_left() -> None:
     assert how_many_fit([20.0] * 3, folds=3, slots=1, seconds=1e9) == 3
 
 
-def test_the_plan_confirms_every_config_on_fewer_folds_before_fewer_configs() -> None:
-    from search.confirm import plan
-
-    # 4 configs of 20 s, 2 at a time: 40 s a fold over all of them
-    assert plan([20.0] * 4, folds=3, slots=2, seconds=120) == (4, 3)  # all of it fits
-    assert plan([20.0] * 4, folds=3, slots=2, seconds=119) == (4, 2)  # every config, two of the folds
-    assert plan([20.0] * 4, folds=3, slots=2, seconds=79) == (4, 1)
-    assert plan([20.0] * 4, folds=3, slots=2, seconds=39) == (3, 1)  # not one fold for all: the leading 3 on one
-    assert plan([20.0] * 4, folds=3, slots=2, seconds=19) == (1, 1)  # too little: confirm() skips it
-    assert plan([20.0] * 4, folds=3, slots=2, seconds=-5) == (0, 1)  # the deadline has passed
-    assert plan([50.0, 10.0, 10.0], folds=2, slots=1, seconds=60) == (2, 1)  # the leading ones, in order
-
-
-def test_a_confirmation_on_fewer_folds_ranks_on_the_folds_it_ran(tmp_path: Path) -> None:
-    """With time for one fold of two configs, both are trained on fold 0 alone and ranked on its
-    faces; a saved fold-1 result that would reverse the order is not read."""
-    import argparse
-    import time
-
-    import ray
-
-    from fer_core.data import load
-    from search.confirm import CONFIRM_FILE, confirm, estimated_seconds, folds_of
-    from search.run import make_splits
-    from search.space import seed_point
-
-    splits = make_splits(load("synthetic:120"), "subject")
-    rest = splits.train.concat(splits.val)
-    parts = folds_of(rest, 3, 7)
-    args = argparse.Namespace(confirm_folds=3, seed=7, metric="val_accuracy", cpus_per_trial=1, gpus_per_trial=0)
-    history = [{"train_seconds": 1.0}]  # each trial's epochs took 1 s
-    candidates = [{"trial_id": "a", "final_metric": 0.9, "config": seed_point(), "history": history},
-                  {"trial_id": "b", "final_metric": 0.5, "config": {**seed_point(), "dense_dropout": 0.3},
-                   "history": history}]
-    right = {f: rest.labels[parts[f][1]].tolist() for f in range(3)}
-    wrong = {f: ((rest.labels[parts[f][1]] + 1) % rest.n_classes).tolist() for f in range(3)}
-    done = {"a/0": {"predictions": wrong[0]}, "b/0": {"predictions": right[0]},
-            "a/1": {"predictions": right[1]}, "b/1": {"predictions": wrong[1]}}
-    (tmp_path / CONFIRM_FILE).write_text(json.dumps({"folds": 3, "seed": 7, "n_rest": len(rest), "done": done}))
-    one_fold = sum(estimated_seconds(t, 3, len(rest), len(splits.train)) for t in candidates)
-    result = confirm(candidates, splits, args, tmp_path, deadline=time.time() + 1.5 * one_fold, slots=1)
-    assert not ray.is_initialized()  # fold 0 was saved; nothing else was trained
-    assert [t["trial_id"] for t in result.ranked] == ["b", "a"]
-    assert result.scores["b"]["fold_accuracy"] == [1.0] and result.scores["a"]["cv_accuracy"] == 0.0
-    summary = result.summary()
-    assert summary["folds"] == 3 and summary["folds_run"] == 1 and summary["n_scored"] == len(parts[0][1])
-    from search.report import _confirmation_lines
-
-    text = "\n".join(_confirmation_lines(summary, lambda x: f"{100 * x:.1f}%"))
-    assert f"for 1 of the 3 folds (what the time budget left room for): {len(parts[0][1])} faces" in text
-
-
 def test_estimated_seconds_scale_the_trial_s_epochs_to_a_fold() -> None:
     from search.confirm import TASK_OVERHEAD_S, estimated_seconds
 
