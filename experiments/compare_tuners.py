@@ -65,6 +65,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -85,6 +86,9 @@ TOOLS = ("fertune", "kerastuner", "optuna", "ray_random")
 METRIC = "val_accuracy"
 THREADS = 2  # TensorFlow threads of the in-process arms and of every retrain: all the cores
 TRIAL_CAP = "1000"  # the Ray arms' trial count: the budget, not this, ends them
+# search.run options the harness sets for the fertune arm: --fertune-args cannot change them
+HARNESS_FLAGS = ("--trials", "--time-budget", "--max-epochs", "--seed", "--data", "--split", "--output", "--name",
+                 "--resume", "--address")
 HYPERBAND_FACTOR = 3
 SHARE_OF_BEST = 0.95  # "time to 95%": when the best so far first reached this share of the final best
 SCORED = ("completed", "stopped_early")
@@ -106,6 +110,7 @@ class Context:
     budget_text: str
     budget_s: float
     retrains: int
+    fertune_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help=f"trainings of each winner for its test figures, at successive seeds (default {DEFAULT_RETRAINS})")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)} (default all)")
     p.add_argument("--output", default=None, help="new or empty folder (default runs/compare-TIMESTAMP)")
+    p.add_argument("--fertune-args", default="", metavar="OPTIONS",
+                   help="more search.run options for the fertune arm, one string given with =, e.g. "
+                        "--fertune-args='--confirm 0 --cpus-per-trial 2' (not those the harness sets: "
+                        + ", ".join(HARNESS_FLAGS) + ")")
     p.add_argument("--merge", nargs="+", metavar="COMPARE_JSON", default=None,
                    help="search nothing: table together earlier comparisons' compare.json files of the same "
                         "protocol (data, split, budget, epochs), e.g. an arm re-run after an interruption")
@@ -199,7 +208,27 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path]:
         raise ConfigError(f"--split {args.split!r}: expected one of {', '.join(SPLITS)}")
     if len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(f"--seeds {' '.join(map(str, args.seeds))}: a seed is given twice")
+    fertune_args_of(args)
     return tools, float(budget_s), _output_dir(args.output)
+
+
+def fertune_args_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--fertune-args`` as search.run's argument list, checked by search.run itself."""
+    from search import run as search_run
+
+    text = args.fertune_args
+    try:
+        extra = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ConfigError(f"--fertune-args {text!r}: {exc}") from None
+    taken = [t.split("=")[0] for t in extra if t.split("=")[0] in HARNESS_FLAGS]
+    if taken:
+        raise ConfigError(f"--fertune-args {text!r}: {', '.join(taken)} is set by the harness for every arm")
+    try:
+        search_run.check_args(search_run.parse_args(["--data", "synthetic", *extra], _Parser))
+    except ConfigError as exc:
+        raise ConfigError(f"--fertune-args {text!r}: {exc}") from None
+    return extra
 
 
 def _output_dir(text: Optional[str]) -> Path:
@@ -226,7 +255,8 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
 
     args = search_run.parse_args(["--trials", TRIAL_CAP, "--time-budget", ctx.budget_text,
                                   "--max-epochs", str(ctx.max_epochs), "--seed", str(seed), "--data", ctx.data,
-                                  "--split", ctx.split, "--output", str(arm_dir.parent), "--name", arm_dir.name])
+                                  "--split", ctx.split, "--output", str(arm_dir.parent), "--name", arm_dir.name,
+                                  *ctx.fertune_args])
     search_run.check_args(args)
     run_dir = search_run.prepare_run_dir(args)
     run_dir.mkdir(parents=True)
@@ -650,7 +680,8 @@ def render_markdown(meta: dict[str, Any], table: str) -> str:
         "# Tuner comparison", "",
         f"Data `{meta['data']}`, split **{meta['split']}** ({meta['n_train']} train, {meta['n_val']} validation, "
         f"{meta['n_test']} held-out test); budget {meta['budget_s']:.0f} s of wall-clock per arm; "
-        f"{meta['max_epochs']} epochs at most per trial; seeds {', '.join(map(str, meta['seeds']))}.", "",
+        f"{meta['max_epochs']} epochs at most per trial; seeds {', '.join(map(str, meta['seeds']))}"
+        + (f"; FER Tune with `{shlex.join(meta['fertune_args'])}`" if meta.get("fertune_args") else "") + ".", "",
         "Best val acc: the tool's own winner, picked on validation. Test: that winner retrained on "
         f"train + validation and tested on the held-out split, by the same code for every tool, "
         f"{meta.get('retrains', 1)} time(s) at successive training seeds: the mean, and the range of "
@@ -682,7 +713,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     tools, budget_s, output = check_args(args)
     data = load(args.data)
     splits = make_splits(data, args.split)
-    ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s, args.retrains)
+    ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s, args.retrains,
+                  fertune_args_of(args))
     output.mkdir(parents=True, exist_ok=True)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
@@ -692,7 +724,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     meta = {"data": data.source, "split": splits.method, "n_train": len(splits.train), "n_val": len(splits.val),
             "n_test": len(splits.test), "budget_s": budget_s, "max_epochs": args.max_epochs,
             "retrains": args.retrains, "seeds": args.seeds,
-            "tools": tools, "threads": THREADS, "cpus": os.cpu_count(), "share_of_best": SHARE_OF_BEST}
+            "tools": tools, "fertune_args": list(ctx.fertune_args), "threads": THREADS, "cpus": os.cpu_count(),
+            "share_of_best": SHARE_OF_BEST}
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
         for tool in tools:
@@ -723,6 +756,7 @@ def merge(args: argparse.Namespace) -> int:
     meta: Optional[dict[str, Any]] = None
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     where: dict[tuple[int, str], str] = {}
+    fertune_from: Optional[tuple[list[str], str]] = None  # FER Tune's --fertune-args, and the file they came from
     for name in args.merge:
         report = _read_comparison(name)
         report = {**PROTOCOL_DEFAULTS, **report}
@@ -731,6 +765,12 @@ def merge(args: argparse.Namespace) -> int:
         for key in PROTOCOL:
             if report[key] != meta[key]:
                 raise ConfigError(f"--merge {name}: {key} is {report[key]!r}, not {meta[key]!r} as in {args.merge[0]}")
+        if any(row["tool"] == "fertune" for row in report["rows"]):  # one FER Tune per table
+            fertune_args = list(report.get("fertune_args", []))
+            if fertune_from is not None and fertune_args != fertune_from[0]:
+                raise ConfigError(f"--merge {name}: FER Tune ran with --fertune-args {shlex.join(fertune_args)!r}, "
+                                  f"not {shlex.join(fertune_from[0])!r} as in {fertune_from[1]}")
+            fertune_from = fertune_from or (fertune_args, name)
         for row in report["rows"]:
             arm = (row["seed"], row["tool"])
             if arm in rows:
@@ -745,7 +785,8 @@ def merge(args: argparse.Namespace) -> int:
     assert meta is not None  # argparse: --merge takes one file at least
     tools = [t for t in TOOLS if any(tool == t for _, tool in rows)]
     ordered = [rows[arm] for arm in sorted(rows, key=lambda a: (a[0], TOOLS.index(a[1])))]
-    meta = {**meta, "seeds": sorted({seed for seed, _ in rows}), "tools": tools, "merged": list(args.merge)}
+    meta = {**meta, "seeds": sorted({seed for seed, _ in rows}), "tools": tools, "merged": list(args.merge),
+            "fertune_args": fertune_from[0] if fertune_from else []}
     output.mkdir(parents=True, exist_ok=True)
     write_results(output, meta, ordered, tools)
     return print_results(output, ordered, tools)

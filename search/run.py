@@ -90,9 +90,10 @@ RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3}
 
 # ----------------------------------------------------------------------------- command line
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    """The command line; values are checked by :func:`check_args`."""
-    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n")[0])
+def parse_args(argv: Optional[list[str]], parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
+               ) -> argparse.Namespace:
+    """The command line; values are checked by :func:`check_args`. ``parser``: the class that reports mistakes."""
+    p = parser(prog="python -m search.run", description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=50, help="number of trials (default 50)")
     p.add_argument("--data", default="synthetic",
                    help="CK+/FER2013 CSV, folder of class folders, or synthetic[:N] (default: the synthetic set)")

@@ -31,6 +31,12 @@ def _compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     (["--budget", "15s"], "--data is required"),
     (["--merge", "missing/compare.json"], "--merge missing/compare.json: no such file"),
     (["--data", "synthetic:150", "--merge", "a.json"], "--data cannot go with it"),
+    (["--data", "synthetic:150", "--budget", "15s", "--fertune-args=--seed 3"], "--seed is set by the harness"),
+    (["--data", "synthetic:150", "--budget", "15s", "--fertune-args=--confirm 0 --bogus 1"],
+     "--fertune-args '--confirm 0 --bogus 1': unrecognized arguments: --bogus 1"),
+    (["--data", "synthetic:150", "--budget", "15s", "--fertune-args=--cpus-per-trial 0"],
+     "--cpus-per-trial 0.0: expected a number > 0"),
+    (["--data", "synthetic:150", "--budget", "15s", "--fertune-args=--confirm '0"], "No closing quotation"),
 ])
 def test_bad_arguments_exit_2_with_one_line_and_no_output(tmp_path: Path, flags: list[str], expected: str) -> None:
     output = tmp_path / "compare"
@@ -98,6 +104,23 @@ def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
     assert confirmation["skipped"] or fertune["winner_trial"] == confirmation["trials"][0]["trial_id"]
 
 
+@pytest.mark.slow
+def test_fertune_args_reach_the_fertune_arm(tmp_path: Path) -> None:
+    """--fertune-args reach search.run: without its confirmation FER Tune's winner is its best trial."""
+    output = tmp_path / "compare"
+    result = _compare("--data", "synthetic:120", "--split", "subject", "--budget", "12s", "--max-epochs", "1",
+                      "--retrains", "1", "--tools", "fertune", "--fertune-args=--confirm 0 --cpus-per-trial 2",
+                      "--output", str(output))
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((output / "compare.json").read_text())
+    assert report["fertune_args"] == ["--confirm", "0", "--cpus-per-trial", "2"]
+    assert "FER Tune with `--confirm 0 --cpus-per-trial 2`" in (output / "compare.md").read_text()
+    (row,) = report["rows"]
+    assert row["error"] is None and row["notes"]["confirmation"]["skipped"] == "--confirm 0"
+    scored = [t for t in row["trials"] if t["status"] != "failed"]
+    assert row["best_val_accuracy"] == max(t["val_accuracy"] for t in scored)
+
+
 def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) -> None:
     """The comparison cut in two (as if one arm were re-run alone) and merged back: the same table."""
     parts = []
@@ -123,7 +146,16 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
     accuracy = f"{100 * old_row['test_accuracy']:.1f}%"
     assert f"| {accuracy} | {accuracy[:-1]}-{accuracy} |" in result.stdout
     assert json.loads((tmp_path / "from_older" / "compare.json").read_text())["retrains"] == 1
+    # FER Tune run with other options: merged with the peers alone, never with another FER Tune's rows
+    options = tmp_path / "options.json"
+    options.write_text(json.dumps({**report, "fertune_args": ["--confirm", "0"],
+                                   "rows": [{**report["rows"][0], "seed": 43}]}))
+    result = _compare("--merge", parts[1], str(options), "--output", str(tmp_path / "with_peers"), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "with_peers" / "compare.json").read_text())["fertune_args"] == ["--confirm", "0"]
+    assert "FER Tune with `--confirm 0`" in (tmp_path / "with_peers" / "compare.md").read_text()
     for files, expected in (([parts[0], parts[0]], "seed 42, fertune is also in"),
+                            ([parts[0], str(options)], "FER Tune ran with --fertune-args '--confirm 0', not ''"),
                             ([parts[0], str(other)], "budget_s is 30.0, not 15.0"),
                             ([parts[0], str(older)], "retrains is 1, not 2")):
         result = _compare("--merge", *files, "--output", str(tmp_path / "refused"), timeout=120)
