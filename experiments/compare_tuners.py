@@ -1,7 +1,8 @@
 """Compare FER Tune with KerasTuner, Optuna and Ray Tune's random search on equal terms.
 
     python -m experiments.compare_tuners --data ../shared/data/ck48 --split subject --budget 6m \\
-        --seeds 42 43 --max-epochs 20 [--retrains 3] [--output DIR] [--tools fertune,kerastuner,optuna,ray_random]
+        --seeds 42 43 --max-epochs 20 [--retrains 3] [--output DIR] [--tools fertune,kerastuner,optuna,ray_random] \\
+        [--fertune-args='--confirm 0 --cpus-per-trial 2']
     python -m experiments.compare_tuners --merge A/compare.json B/compare.json [--output DIR]
 
 The protocol. The data set is loaded and split once (``search.run.make_splits``): the test
@@ -18,7 +19,9 @@ loaded and, for the Ray arms, the local cluster started) and stops when its sear
   many trials at once as there are CPUs; then, inside the same budget (the search stops
   starting trials at 65% of it), the cross-validated confirmation of its best configs
   (``search/confirm.py``), whose best is its winner. Its "best val acc" is that winner's
-  validation accuracy, which need not be the highest of its trials.
+  validation accuracy, which need not be the highest of its trials. ``--fertune-args``
+  gives it more ``search.run`` options (checked by ``search.run`` before anything runs);
+  compare.json keeps them and ``--merge`` refuses two FER Tunes run with different ones.
 - ``kerastuner``: KerasTuner's Hyperband (``max_epochs`` = ``--max-epochs``, factor 3,
   brackets repeated until the budget), in this process with TensorFlow on every core. The
   space goes through a shim that turns Optuna's ``suggest_*`` into ``hp.Int``/``hp.Float``/
