@@ -211,6 +211,9 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path]:
         raise ConfigError(f"--split {args.split!r}: expected one of {', '.join(SPLITS)}")
     if len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(f"--seeds {' '.join(map(str, args.seeds))}: a seed is given twice")
+    if args.fertune_args.strip() and "fertune" not in tools:
+        raise ConfigError(f"--fertune-args {args.fertune_args!r}: no fertune arm in --tools {args.tools!r} "
+                          "to pass them to")
     fertune_args_of(args)
     return tools, float(budget_s), _output_dir(args.output)
 
@@ -226,7 +229,8 @@ def fertune_args_of(args: argparse.Namespace) -> tuple[str, ...]:
         raise ConfigError(f"--fertune-args {text!r}: {exc}") from None
     taken = [t.split("=")[0] for t in extra if t.split("=")[0] in HARNESS_FLAGS]
     if taken:
-        raise ConfigError(f"--fertune-args {text!r}: {', '.join(taken)} is set by the harness for every arm")
+        verb = "is" if len(taken) == 1 else "are"
+        raise ConfigError(f"--fertune-args {text!r}: {', '.join(taken)} {verb} set by the harness for every arm")
     try:
         search_run.check_args(search_run.parse_args(["--data", "synthetic", *extra], _Parser))
     except ConfigError as exc:
