@@ -83,9 +83,11 @@ TRIAL_STOP_WAIT_S = 600  # longest epoch a stopped trial may finish before its w
 RESEED_OFFSET = 1000
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points", "confirm", "confirm_folds")
-# run-defining arguments added since the first runs: a run.json without them ran without confirmation
-RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3}
+                "points", "confirm", "confirm_folds", "sampler")
+# run-defining arguments added since the first runs: a run.json without them ran without confirmation,
+# with the random start
+RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": "startup"}
+SAMPLERS = ("startup", "tpe")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -121,6 +123,9 @@ def parse_args(argv: Optional[list[str]], parser: type[argparse.ArgumentParser] 
     p.add_argument("--confirm-folds", type=int, default=DEFAULT_FOLDS,
                    help="folds of that cross-validation, by subject where there are subject ids "
                         f"(default {DEFAULT_FOLDS})")
+    p.add_argument("--sampler", default="startup",
+                   help="startup (default): random for two fifths of the search, then multivariate TPE; "
+                        "tpe: Optuna's TPESampler as it comes (10 random trials, then TPE per parameter)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of training (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
@@ -172,6 +177,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"--final-inputs {normalization!r}: expected one of {', '.join(NORMALIZATIONS)}")
     if len(set(args.final_inputs)) < len(args.final_inputs):
         raise ConfigError(f"--final-inputs {' '.join(args.final_inputs)}: a normalization is named twice")
+    if args.sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {args.sampler!r}: expected one of {', '.join(SAMPLERS)}")
     if args.confirm < 0 or args.confirm == 1:
         raise ConfigError(f"--confirm {args.confirm}: expected 0 (no confirmation) or an integer >= 2")
     if args.confirm_folds < 2:
@@ -302,14 +309,20 @@ def make_splits(data: Dataset, method: str) -> Splits:
 
 def build_searcher(args: argparse.Namespace, budget_s: Optional[float]):
     """Optuna TPE over :func:`search.space.define_space` after a random start
-    (:mod:`search.sampler`), the seed's recipe and ``--points`` enqueued first."""
+    (:mod:`search.sampler`; ``--sampler tpe``: Optuna's own), the seed's recipe and ``--points``
+    enqueued first."""
+    from optuna.samplers import TPESampler
+
     from search.budget import BudgetedOptunaSearch
     from search.sampler import StartupSampler
     from search.space import define_space, seed_point
 
     now = time.time()
-    sampler = StartupSampler(n_startup=startup_trials(args.trials), seed=args.seed, multivariate=True, group=True,
-                             random_until=now + budget_s * STARTUP_SHARE if budget_s else None)
+    if args.sampler == "tpe":
+        sampler = TPESampler(seed=args.seed)
+    else:
+        sampler = StartupSampler(n_startup=startup_trials(args.trials), seed=args.seed, multivariate=True,
+                                 group=True, random_until=now + budget_s * STARTUP_SHARE if budget_s else None)
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=args.max_epochs), metric=args.metric,
                                 mode="max", points_to_evaluate=[seed_point(), *read_points(args.points)],
                                 sampler=sampler, deadline=now + budget_s if budget_s else None)

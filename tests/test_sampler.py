@@ -31,6 +31,15 @@ def test_the_search_uses_it_and_a_time_budget_also_bounds_it_in_time() -> None:
     assert before + 500 <= searcher.deadline <= time.time() + 500
 
 
+def test_sampler_tpe_is_optunas_own_with_its_defaults() -> None:
+    searcher = build_searcher(parse_args(["--trials", "50", "--sampler", "tpe", "--seed", "3"]), budget_s=500.0)
+    sampler = searcher._sampler
+    assert type(sampler) is optuna.samplers.TPESampler
+    assert sampler._n_startup_trials == 10 and not sampler._multivariate
+    # seeded: the same first random draws as a TPESampler built at the same seed
+    assert _params(_study(sampler, 3), 3) == _params(_study(optuna.samplers.TPESampler(seed=3), 3), 3)
+
+
 def _objective(trial: optuna.Trial) -> float:  # best at x = 0.8, with a conditional parameter
     x = trial.suggest_float("x", 0.0, 1.0)
     if trial.suggest_categorical("deep", [False, True]):

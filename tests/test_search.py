@@ -46,6 +46,7 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--confirm", "1"], "--confirm 1: expected 0 (no confirmation) or an integer >= 2"),
     (["--confirm", "-2"], "--confirm -2"),
     (["--confirm-folds", "1"], "--confirm-folds 1: expected an integer >= 2"),
+    (["--sampler", "random"], "--sampler 'random': expected one of startup, tpe"),
     (["--data", "synthetic:150", "--confirm-folds", "500"],
      "--confirm-folds 500: 500 folds: train + validation has only"),
     (["--resume"], "--resume needs --name"),
