@@ -184,8 +184,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path]:
-    """The tools, the budget in seconds and the output folder; one-line errors otherwise."""
+def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path, tuple[str, ...]]:
+    """The tools, the budget in seconds, the output folder and the fertune arm's extra
+    search.run arguments; one-line errors otherwise."""
     for flag, value in (("--data", args.data), ("--budget", args.budget)):
         if value is None:
             raise ConfigError(f"{flag} is required (unless --merge)")
@@ -214,8 +215,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path]:
     if args.fertune_args.strip() and "fertune" not in tools:
         raise ConfigError(f"--fertune-args {args.fertune_args!r}: no fertune arm in --tools {args.tools!r} "
                           "to pass them to")
-    fertune_args_of(args)
-    return tools, float(budget_s), _output_dir(args.output)
+    extra = fertune_args_of(args)
+    return tools, float(budget_s), _output_dir(args.output), extra
 
 
 def fertune_args_of(args: argparse.Namespace) -> tuple[str, ...]:
@@ -717,11 +718,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return merge(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    tools, budget_s, output = check_args(args)
+    tools, budget_s, output, fertune_args = check_args(args)
     data = load(args.data)
     splits = make_splits(data, args.split)
     ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s, args.retrains,
-                  fertune_args_of(args))
+                  fertune_args)
     output.mkdir(parents=True, exist_ok=True)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
