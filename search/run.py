@@ -86,8 +86,8 @@ RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus
                 "points", "confirm", "confirm_folds", "sampler")
 # run-defining arguments added since the first runs: a run.json without them ran without confirmation,
 # with the random start
-RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": "startup"}
-SAMPLERS = ("startup", "tpe")
+SAMPLERS = ("startup", "tpe")  # the first is the default: search/sampler.py's random start, then TPE
+RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0]}
 
 
 # ----------------------------------------------------------------------------- command line
@@ -123,7 +123,7 @@ def parse_args(argv: Optional[list[str]], parser: type[argparse.ArgumentParser] 
     p.add_argument("--confirm-folds", type=int, default=DEFAULT_FOLDS,
                    help="folds of that cross-validation, by subject where there are subject ids "
                         f"(default {DEFAULT_FOLDS})")
-    p.add_argument("--sampler", default="startup",
+    p.add_argument("--sampler", default=SAMPLERS[0],
                    help="startup (default): random for two fifths of the search, then multivariate TPE; "
                         "tpe: Optuna's TPESampler as it comes (10 random trials, then TPE per parameter)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of training (default 0)")
