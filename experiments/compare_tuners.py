@@ -228,7 +228,7 @@ def fertune_args_of(args: argparse.Namespace) -> tuple[str, ...]:
         extra = tuple(shlex.split(text))
     except ValueError as exc:
         raise ConfigError(f"--fertune-args {text!r}: {exc}") from None
-    taken = [t.split("=")[0] for t in extra if t.split("=")[0] in HARNESS_FLAGS]
+    taken = [flag for flag in (t.split("=")[0] for t in extra) if flag in HARNESS_FLAGS]
     if taken:
         verb = "is" if len(taken) == 1 else "are"
         raise ConfigError(f"--fertune-args {text!r}: {', '.join(taken)} {verb} set by the harness for every arm")

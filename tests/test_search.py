@@ -436,3 +436,16 @@ def test_resume_of_a_run_from_before_confirm_keeps_it_without_confirmation(tmp_p
     restored = restore_args(args, tmp_path / "old")
     assert restored.trials == 7 and restored.confirm == 0 and restored.confirm_folds == 3
     assert parse_args([]).confirm == 6  # a new run confirms
+
+
+def test_resume_of_a_run_from_before_sampler_keeps_its_random_start(tmp_path: Path) -> None:
+    from search.run import RUN_DEFINING, RUN_FILE, parse_args, restore_args
+
+    # --sampler on the command line of a resume does not override the run's own
+    args = parse_args(["--name", "old", "--resume", "--output", str(tmp_path), "--sampler", "tpe"])
+    saved = {k: getattr(parse_args([]), k) for k in RUN_DEFINING if k != "sampler"}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / RUN_FILE).write_text(json.dumps({"args": saved}))
+    assert restore_args(args, tmp_path / "old").sampler == "startup"
+    (tmp_path / "old" / RUN_FILE).write_text(json.dumps({"args": {**saved, "sampler": "tpe"}}))
+    assert restore_args(parse_args(["--name", "old", "--resume"]), tmp_path / "old").sampler == "tpe"
