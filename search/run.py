@@ -83,11 +83,12 @@ TRIAL_STOP_WAIT_S = 600  # longest epoch a stopped trial may finish before its w
 RESEED_OFFSET = 1000
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points", "confirm", "confirm_folds", "sampler")
+                "points", "confirm", "confirm_folds", "sampler", "scheduler")
 # run-defining arguments added since the first runs: a run.json without them ran without confirmation,
-# with the random start
+# with the random start, under the recent-trials ASHA
 SAMPLERS = ("startup", "tpe")  # the first is the default: search/sampler.py's random start, then TPE
-RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0]}
+SCHEDULERS = ("asha", "hyperband")  # the first is the default: search/scheduler.py's ASHA against recent trials
+RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0]}
 
 
 # ----------------------------------------------------------------------------- command line
@@ -126,6 +127,10 @@ def parse_args(argv: Optional[list[str]], parser: type[argparse.ArgumentParser] 
     p.add_argument("--sampler", default=SAMPLERS[0],
                    help="startup (default): random for two fifths of the search, then multivariate TPE; "
                         "tpe: Optuna's TPESampler as it comes (10 random trials, then TPE per parameter)")
+    p.add_argument("--scheduler", default=SCHEDULERS[0],
+                   help="asha (default): stop a trial at epochs 3 and 9 of 16 unless among the best quarter of "
+                        "the last 9 trials there; hyperband: Ray's asynchronous Hyperband with the brackets of "
+                        "Optuna's HyperbandPruner (rungs from epoch 1, each trial's bracket drawn at random)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of training (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
@@ -179,6 +184,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--final-inputs {' '.join(args.final_inputs)}: a normalization is named twice")
     if args.sampler not in SAMPLERS:
         raise ConfigError(f"--sampler {args.sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    if args.scheduler not in SCHEDULERS:
+        raise ConfigError(f"--scheduler {args.scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
     if args.confirm < 0 or args.confirm == 1:
         raise ConfigError(f"--confirm {args.confirm}: expected 0 (no confirmation) or an integer >= 2")
     if args.confirm_folds < 2:
@@ -339,9 +346,21 @@ def startup_trials(trials: int) -> int:
 
 
 def build_scheduler(args: argparse.Namespace):
-    """ASHA's rungs (3 and 9 of 16 epochs), each judging a trial against the recent trials there."""
+    """ASHA's rungs (3 and 9 of 16 epochs), each judging a trial against the recent trials there.
+
+    ``--scheduler hyperband``: Ray's asynchronous Hyperband set as the Optuna-alone arm of
+    ``experiments.compare_tuners`` sets Optuna's ``HyperbandPruner`` (rungs at 1, 3, 9, ...
+    epochs, reduction factor 3): one bracket per rung a trial may start being judged at, each
+    keeping the best third of all the trials that reached a rung in it."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler
     from search.scheduler import RecentASHAScheduler
 
+    if args.scheduler == "hyperband":
+        brackets = 1
+        while ASHA_REDUCTION_FACTOR ** brackets < args.max_epochs:  # bracket s first judges at rf^s epochs
+            brackets += 1
+        return AsyncHyperBandScheduler(metric=args.metric, mode="max", max_t=args.max_epochs, grace_period=1,
+                                       reduction_factor=ASHA_REDUCTION_FACTOR, brackets=brackets)
     return RecentASHAScheduler(metric=args.metric, mode="max", max_t=args.max_epochs,
                                grace_period=max(1, round(args.max_epochs * ASHA_GRACE_SHARE)),
                                reduction_factor=ASHA_REDUCTION_FACTOR, window=ASHA_WINDOW, keep=ASHA_KEEP)

@@ -112,13 +112,13 @@ def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
 def test_fertune_args_reach_the_fertune_arm(tmp_path: Path) -> None:
     """--fertune-args reach search.run: without its confirmation FER Tune's winner is its best trial."""
     output = tmp_path / "compare"
+    args = "--confirm 0 --cpus-per-trial 2 --scheduler hyperband"
     result = _compare("--data", "synthetic:120", "--split", "subject", "--budget", "12s", "--max-epochs", "1",
-                      "--retrains", "1", "--tools", "fertune", "--fertune-args=--confirm 0 --cpus-per-trial 2",
-                      "--output", str(output))
+                      "--retrains", "1", "--tools", "fertune", f"--fertune-args={args}", "--output", str(output))
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((output / "compare.json").read_text())
-    assert report["fertune_args"] == ["--confirm", "0", "--cpus-per-trial", "2"]
-    assert "FER Tune with `--confirm 0 --cpus-per-trial 2`" in (output / "compare.md").read_text()
+    assert report["fertune_args"] == args.split()
+    assert f"FER Tune with `{args}`" in (output / "compare.md").read_text()
     (row,) = report["rows"]
     assert row["error"] is None and row["notes"]["confirmation"]["skipped"] == "--confirm 0"
     scored = [t for t in row["trials"] if t["status"] != "failed"]

@@ -54,6 +54,23 @@ def test_the_first_trials_at_a_rung_are_judged_against_those_there_are() -> None
     assert _judge(bracket, "c", 4, 0.6) == TrialScheduler.CONTINUE
 
 
+@pytest.mark.parametrize("max_epochs", [16, 30])
+def test_hyperband_has_the_brackets_of_optunas_pruner(max_epochs: int) -> None:
+    """--scheduler hyperband judges at the epochs Optuna's HyperbandPruner does in the Optuna-alone arm."""
+    import optuna
+
+    from search.run import build_scheduler, parse_args
+
+    scheduler = build_scheduler(parse_args(["--scheduler", "hyperband", "--max-epochs", str(max_epochs)]))
+    ray_rungs = [sorted(int(milestone) for milestone, _ in bracket._rungs) for bracket in scheduler._brackets]
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
+    pruner._try_initialization(optuna.create_study())
+    optuna_rungs = [[3 ** (bracket._min_early_stopping_rate + k) for k in range(max_epochs)
+                     if 3 ** (bracket._min_early_stopping_rate + k) < max_epochs] for bracket in pruner._pruners]
+    assert ray_rungs == optuna_rungs
+    assert ray_rungs[0] == [1, 3, 9] + ([27] if max_epochs > 27 else [])
+
+
 @pytest.mark.parametrize("overrides, expected", [({"window": 0}, "window 0"), ({"keep": 0.0}, "keep 0.0"),
                                                  ({"keep": 1.5}, "keep 1.5")])
 def test_bad_settings_are_refused(overrides: dict, expected: str) -> None:

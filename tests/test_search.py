@@ -47,6 +47,7 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--confirm", "-2"], "--confirm -2"),
     (["--confirm-folds", "1"], "--confirm-folds 1: expected an integer >= 2"),
     (["--sampler", "random"], "--sampler 'random': expected one of startup, tpe"),
+    (["--scheduler", "median"], "--scheduler 'median': expected one of asha, hyperband"),
     (["--data", "synthetic:150", "--confirm-folds", "500"],
      "--confirm-folds 500: 500 folds: train + validation has only"),
     (["--resume"], "--resume needs --name"),
@@ -438,14 +439,17 @@ def test_resume_of_a_run_from_before_confirm_keeps_it_without_confirmation(tmp_p
     assert parse_args([]).confirm == 6  # a new run confirms
 
 
-def test_resume_of_a_run_from_before_sampler_keeps_its_random_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key, before, other", [("sampler", "startup", "tpe"), ("scheduler", "asha", "hyperband")])
+def test_resume_of_a_run_from_before_a_search_flag_keeps_what_it_ran(tmp_path: Path, key: str, before: str,
+                                                                    other: str) -> None:
+    """A run.json from before --sampler (--scheduler) resumes with the random start (the recent-trials ASHA)."""
     from search.run import RUN_DEFINING, RUN_FILE, parse_args, restore_args
 
-    # --sampler on the command line of a resume does not override the run's own
-    args = parse_args(["--name", "old", "--resume", "--output", str(tmp_path), "--sampler", "tpe"])
-    saved = {k: getattr(parse_args([]), k) for k in RUN_DEFINING if k != "sampler"}
+    # the flag on the command line of a resume does not override the run's own
+    args = parse_args(["--name", "old", "--resume", "--output", str(tmp_path), f"--{key}", other])
+    saved = {k: getattr(parse_args([]), k) for k in RUN_DEFINING if k != key}
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / RUN_FILE).write_text(json.dumps({"args": saved}))
-    assert restore_args(args, tmp_path / "old").sampler == "startup"
-    (tmp_path / "old" / RUN_FILE).write_text(json.dumps({"args": {**saved, "sampler": "tpe"}}))
-    assert restore_args(parse_args(["--name", "old", "--resume"]), tmp_path / "old").sampler == "tpe"
+    assert getattr(restore_args(args, tmp_path / "old"), key) == before
+    (tmp_path / "old" / RUN_FILE).write_text(json.dumps({"args": {**saved, key: other}}))
+    assert getattr(restore_args(parse_args(["--name", "old", "--resume"]), tmp_path / "old"), key) == other
