@@ -353,10 +353,8 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results: list[TrialResult] = []
     started = time.time()
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=ctx.max_epochs,
-                                              reduction_factor=HYPERBAND_FACTOR))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=hyperband_pruner(ctx.max_epochs))
 
     def objective(trial: optuna.Trial) -> float:
         constants = define_space(trial, ctx.max_epochs)  # samples first: trial.params fills as it runs
@@ -388,6 +386,14 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     return ArmResult("optuna", seed, wall, results, winner and str(winner.number),
                      winner and _optuna_value(winner), winner and _with_epochs(winner.user_attrs["config"],
                                                                               ctx.max_epochs))
+
+
+def hyperband_pruner(max_epochs: int):
+    """Optuna alone's pruner: Hyperband judging each epoch from the first (``search.run
+    --scheduler hyperband`` gives Ray's Hyperband the same brackets)."""
+    import optuna
+
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=HYPERBAND_FACTOR)
 
 
 def _optuna_result(trial, finished_s: float, max_epochs: int) -> TrialResult:

@@ -59,14 +59,18 @@ def test_hyperband_has_the_brackets_of_optunas_pruner(max_epochs: int) -> None:
     """--scheduler hyperband judges at the epochs Optuna's HyperbandPruner does in the Optuna-alone arm."""
     import optuna
 
+    from experiments.compare_tuners import hyperband_pruner
     from search.run import build_scheduler, parse_args
 
     scheduler = build_scheduler(parse_args(["--scheduler", "hyperband", "--max-epochs", str(max_epochs)]))
     ray_rungs = [sorted(int(milestone) for milestone, _ in bracket._rungs) for bracket in scheduler._brackets]
-    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
+    pruner = hyperband_pruner(max_epochs)  # the Optuna-alone arm's own
     pruner._try_initialization(optuna.create_study())
-    optuna_rungs = [[3 ** (bracket._min_early_stopping_rate + k) for k in range(max_epochs)
-                     if 3 ** (bracket._min_early_stopping_rate + k) < max_epochs] for bracket in pruner._pruners]
+    optuna_rungs = []
+    for bracket in pruner._pruners:  # Optuna's successive halving: rung k at min_resource * rf^(rate + k)
+        rungs = (bracket._min_resource * bracket._reduction_factor ** (bracket._min_early_stopping_rate + k)
+                 for k in range(max_epochs))
+        optuna_rungs.append([rung for rung in rungs if rung < max_epochs])
     assert ray_rungs == optuna_rungs
     assert ray_rungs[0] == [1, 3, 9] + ([27] if max_epochs > 27 else [])
 
