@@ -21,6 +21,7 @@ HEADS = ("flatten", "gap")
 PADDINGS = ("valid", "same")
 CLASS_WEIGHTS = ("none", "balanced")
 NORMALIZATIONS = ("none", "standardize", "equalize")  # per-image: zero mean, unit variance; histogram equalization
+OPTIMIZERS = ("adam", "sgd")  # sgd: Nesterov momentum 0.9
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class TrainConfig:
     erasing: float = 0.0  # up to this chance per image of one noise-filled rectangle, 2-15% of the face
     mixup: float = 0.0  # Beta(a, a) of mixup: each face blended with another of its batch, labels alike; 0 is off
     # optimisation
+    optimizer: str = "adam"
     learning_rate: float = 1e-3
     batch_size: int = 32
     epochs: int = 20
@@ -78,6 +80,7 @@ class TrainConfig:
         _check_choice(self, "padding", PADDINGS)
         _check_choice(self, "class_weight", CLASS_WEIGHTS)
         _check_choice(self, "normalize", NORMALIZATIONS)
+        _check_choice(self, "optimizer", OPTIMIZERS)
         for name in ("conv_dropout", "dense_dropout", "label_smoothing"):
             _check_range(self, name, 0.0, 1.0, hi_open=True)
         for name in ("shift", "zoom", "contrast", "brightness", "erasing"):

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PLATEAU_PATIENCE = 2  # epochs without val-loss improvement before the plateau schedule lowers the rate
 PREDICT_BATCH = 256
+SGD_MOMENTUM = 0.9  # with Nesterov's look-ahead; the usual setting for CNNs trained by SGD
 
 
 class TrainingDiverged(RuntimeError):
@@ -212,7 +213,7 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
         model, history = keras.saving.load_model(resume[0]), list(resume[1])
     else:
         model, history = build_cnn(config, train.images.shape[1:], train.n_classes), []
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+        model.compile(optimizer=make_optimizer(config),
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                       weighted_metrics=["accuracy"])
     if val is not None and val.class_names != train.class_names:
@@ -233,6 +234,15 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     model.fit(make_dataset(train, config, training=True, threads=threads), epochs=config.epochs,
               initial_epoch=len(history), callbacks=[reporter, *schedule, *callbacks], shuffle=False, verbose=verbose)
     return model, history
+
+
+def make_optimizer(config: TrainConfig):
+    """The Keras optimizer of ``config`` at its base rate (the schedule sets it per epoch)."""
+    import keras
+
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=SGD_MOMENTUM, nesterov=True)
+    return keras.optimizers.Adam(config.learning_rate)
 
 
 def predict_proba(model, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:

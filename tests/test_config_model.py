@@ -41,6 +41,7 @@ def test_from_dict_coerces_types_from_search_libraries() -> None:
     ({"conv_dropout": 1.0}, "conv_dropout=1.0"),
     ({"learning_rate": -1}, "learning_rate=-1"),
     ({"phase2_factor": 0}, "phase2_factor=0"),
+    ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
 ])
 def test_bad_config_values_name_the_field(values: dict, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
