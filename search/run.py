@@ -781,15 +781,14 @@ def _trial_dirname(trial) -> str:
 
 
 def _progress_table(metric: str):
+    """Tune's progress table. Its parameter columns must be in every trial's config (Ray
+    looks them up in the best trial's without a default), so no conditional parameter."""
     from ray.tune import CLIReporter
-
-    from search.space import SGD_RATE
 
     return CLIReporter(metric_columns={"training_iteration": "epochs", "val_accuracy": "val acc",
                                        "val_macro_f1": "val F1", "time_total_s": "s"},
                        parameter_columns={"conv_blocks": "blocks", "base_filters": "filters",
-                                          "batch_norm": "bn", "learning_rate": "lr", SGD_RATE: "sgd lr",
-                                          "batch_size": "batch",
+                                          "batch_norm": "bn", "optimizer": "optimizer", "batch_size": "batch",
                                           "schedule": "schedule"},
                        metric=metric, mode="max", max_report_frequency=30, sort_by_metric=True)
 

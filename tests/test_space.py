@@ -83,3 +83,14 @@ def test_an_sgd_config_enqueued_in_its_own_names_is_replayed_as_it_was(values: d
     assert trial.params == point
     config = to_config({**trial.params, **constants})
     assert config.optimizer == "sgd" and config.learning_rate == 0.02
+
+
+def test_the_progress_table_shows_only_parameters_every_trial_has() -> None:
+    """Ray looks the table's parameter columns up in the best trial's config without a
+    default, so a conditional one (an SGD trial has no ``learning_rate``) stops the search."""
+    from search.run import _progress_table
+
+    columns = set(_progress_table("val_accuracy")._parameter_columns)
+    points = _sample(100, seed=2)
+    assert {"optimizer", "conv_blocks"} <= columns
+    assert all(columns <= set(point) for point in points), columns - set.intersection(*map(set, points))
