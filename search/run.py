@@ -238,7 +238,7 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
     ``augment``); a typo or a bad value is an error naming the file and the point.
     """
     from fer_core.config import TrainConfig
-    from search.space import SGD_RATE, define_space, seed_point, to_config, to_params
+    from search.space import define_space, seed_point, to_config
 
     if path is None:
         return []
@@ -252,13 +252,13 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ConfigError(f"--points {path}: expected a JSON object or a list of objects")
     seed = seed_point()
-    known = set(seed) | {f for f in TrainConfig().to_dict() if f != "epochs"} | {SGD_RATE}
+    known = set(seed) | {f for f in TrainConfig().to_dict() if f != "epochs"}
     completed = []
     for i, point in enumerate(points, start=1):
         unknown = sorted(set(point) - known)
         if unknown:
             raise ConfigError(f"--points {path}, point {i}: unknown parameter(s) {', '.join(unknown)}")
-        merged = to_params({**seed, **point})
+        merged = {**seed, **{k: v for k, v in point.items() if k in known}}
         try:
             to_config(merged)
             held = define_space(_point_trial(merged), max_epochs=1)
@@ -370,7 +370,7 @@ def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s
     """Run (or resume) the Tune search; return Tune's ExperimentAnalysis of all trials."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from search.space import SGD_RATE, seed_point
+    from search.space import seed_point
     from search.tensorboard import TensorBoardCallback, write_hparams_config
     from search.trainable import SearchData, train_trial
 
@@ -383,7 +383,7 @@ def run_search(args: argparse.Namespace, run_dir: Path, splits: Splits, budget_s
         log.info("resuming %s: finished trials are kept", tune_path)
         tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True, resume_errored=False)
     else:
-        write_hparams_config(run_dir / TENSORBOARD_DIR, [*seed_point(), SGD_RATE, "epochs"])
+        write_hparams_config(run_dir / TENSORBOARD_DIR, [*seed_point(), "epochs"])
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -781,14 +781,12 @@ def _trial_dirname(trial) -> str:
 
 
 def _progress_table(metric: str):
-    """Tune's progress table. Its parameter columns must be in every trial's config (Ray
-    looks them up in the best trial's without a default), so no conditional parameter."""
     from ray.tune import CLIReporter
 
     return CLIReporter(metric_columns={"training_iteration": "epochs", "val_accuracy": "val acc",
                                        "val_macro_f1": "val F1", "time_total_s": "s"},
                        parameter_columns={"conv_blocks": "blocks", "base_filters": "filters",
-                                          "batch_norm": "bn", "optimizer": "optimizer", "batch_size": "batch",
+                                          "batch_norm": "bn", "learning_rate": "lr", "batch_size": "batch",
                                           "schedule": "schedule"},
                        metric=metric, mode="max", max_report_frequency=30, sort_by_metric=True)
 

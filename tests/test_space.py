@@ -7,7 +7,7 @@ import pytest
 
 from fer_core.config import TrainConfig
 from fer_core.model import check_fits
-from search.space import INPUT_SHAPE, SGD_RATE, define_space, seed_point, to_config, to_params
+from search.space import INPUT_SHAPE, define_space, seed_point, to_config
 
 
 def _sample(n: int, seed: int = 0) -> list[dict]:
@@ -35,11 +35,6 @@ def test_every_sampled_point_is_a_buildable_config() -> None:
     assert {p["normalize"] for p in points} == {"standardize"}
     assert {p["batch_size"] for p in points} == {16, 32, 64} and {p["conv_blocks"] for p in points} == {2, 3}
     assert {p["dense_units"] for p in points} == {128, 256, 512}
-    # each optimizer over its own rates, under its own name
-    rates = {name: [to_config(p).learning_rate for p in points if p["optimizer"] == name] for name in ("adam", "sgd")}
-    assert min(rates["adam"]) >= 1e-4 and max(rates["adam"]) <= 1e-2 and max(rates["adam"]) > 1e-3
-    assert min(rates["sgd"]) >= 1e-3 and max(rates["sgd"]) <= 5e-2 and max(rates["sgd"]) > 1e-2
-    assert all((SGD_RATE in p) != ("learning_rate" in p) == (p["optimizer"] == "adam") for p in points)
 
 
 def test_augmentation_switch_turns_every_magnitude_off() -> None:
@@ -67,30 +62,3 @@ def test_valid_padding_that_cannot_fit_becomes_same(blocks: int, convs: int, ker
     constants = define_space(trial, max_epochs=5)
     assert constants.get("padding", "valid") == padding
 
-
-
-@pytest.mark.parametrize("values", [{"optimizer": "sgd", "learning_rate": 0.02},
-                                    {"optimizer": "sgd", SGD_RATE: 0.02, "learning_rate": 1e-3}])
-def test_an_sgd_config_enqueued_in_its_own_names_is_replayed_as_it_was(values: dict) -> None:
-    """A config in ``TrainConfig``'s names (or a report's, in the space's) goes through the
-    space as it was: SGD at its rate, whichever name the rate came under."""
-    point = to_params({**seed_point(), **values})
-    assert point[SGD_RATE] == 0.02 and "learning_rate" not in point
-    study = optuna.create_study()
-    study.enqueue_trial(point)
-    trial = study.ask()
-    constants = define_space(trial, max_epochs=20)
-    assert trial.params == point
-    config = to_config({**trial.params, **constants})
-    assert config.optimizer == "sgd" and config.learning_rate == 0.02
-
-
-def test_the_progress_table_shows_only_parameters_every_trial_has() -> None:
-    """Ray looks the table's parameter columns up in the best trial's config without a
-    default, so a conditional one (an SGD trial has no ``learning_rate``) stops the search."""
-    from search.run import _progress_table
-
-    columns = set(_progress_table("val_accuracy")._parameter_columns)
-    points = _sample(100, seed=2)
-    assert {"optimizer", "conv_blocks"} <= columns
-    assert all(columns <= set(point) for point in points), columns - set.intersection(*map(set, points))
