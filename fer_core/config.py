@@ -21,7 +21,7 @@ HEADS = ("flatten", "gap")
 PADDINGS = ("valid", "same")
 CLASS_WEIGHTS = ("none", "balanced")
 NORMALIZATIONS = ("none", "standardize", "equalize")  # per-image: zero mean, unit variance; histogram equalization
-OPTIMIZERS = ("adam", "sgd")  # sgd: Nesterov momentum 0.9
+OPTIMIZERS = ("adam", "sgd")  # sgd: with Nesterov momentum (fer_core.train.SGD_MOMENTUM)
 
 
 @dataclass(frozen=True)
