@@ -252,7 +252,8 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ConfigError(f"--points {path}: expected a JSON object or a list of objects")
     seed = seed_point()
-    known = set(seed) | {f for f in TrainConfig().to_dict() if f != "epochs"}
+    defaults = TrainConfig().to_dict()
+    known = set(seed) | {f for f in defaults if f != "epochs"}
     completed = []
     for i, point in enumerate(points, start=1):
         unknown = sorted(set(point) - known)
@@ -261,10 +262,14 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
         merged = {**seed, **{k: v for k, v in point.items() if k in known}}
         try:
             to_config(merged)
-            held = define_space(_point_trial(merged), max_epochs=1)
+            trial = _point_trial(merged)
+            held = define_space(trial, max_epochs=1)
         except ConfigError as exc:
             raise ConfigError(f"--points {path}, point {i}: {exc}") from None
-        for name, value in held.items():  # the space holds these constant: the point gets the space's value
+        # what the trial runs with but does not sample: the space's constants, and the config's own
+        # defaults for the fields the space leaves out (a trial's config is built from its sample alone)
+        fixed = {**{k: v for k, v in defaults.items() if k not in trial.params}, **held}
+        for name, value in fixed.items():  # the point gets these values, whatever it says
             if name in point and point[name] != value:
                 log.warning("--points %s, point %d: %s=%r is held at %r by the search space", path, i, name,
                             point[name], value)

@@ -312,13 +312,18 @@ def test_points_say_which_values_the_space_holds_constant(tmp_path: Path, caplog
     from search.run import read_points
 
     points = tmp_path / "points.json"
-    points.write_text(json.dumps({"head": "gap", "normalize": "none", "schedule": "two_phase", "learning_rate": 3e-3}))
+    # a report's best config names every field: the space's constants, and the fields it leaves out
+    # (optimizer, mixup, seed), which a trial takes from TrainConfig's defaults
+    points.write_text(json.dumps({"head": "gap", "normalize": "none", "schedule": "two_phase", "learning_rate": 3e-3,
+                                  "optimizer": "sgd", "mixup": 0.2, "seed": 42}))
     with caplog.at_level("WARNING", logger="search.run"):
         [point] = read_points(str(points))
     assert point["learning_rate"] == 3e-3
     held = sorted(r.getMessage() for r in caplog.records)
     assert held == [f"--points {points}, point 1: head='gap' is held at 'flatten' by the search space",
-                    f"--points {points}, point 1: normalize='none' is held at 'standardize' by the search space"]
+                    f"--points {points}, point 1: mixup=0.2 is held at 0.0 by the search space",
+                    f"--points {points}, point 1: normalize='none' is held at 'standardize' by the search space",
+                    f"--points {points}, point 1: optimizer='sgd' is held at 'adam' by the search space"]
 
 
 @pytest.mark.slow
