@@ -252,8 +252,7 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ConfigError(f"--points {path}: expected a JSON object or a list of objects")
     seed = seed_point()
-    defaults = TrainConfig().to_dict()
-    known = set(seed) | {f for f in defaults if f != "epochs"}
+    known = set(seed) | {f for f in TrainConfig().to_dict() if f != "epochs"}
     completed = []
     for i, point in enumerate(points, start=1):
         unknown = sorted(set(point) - known)
@@ -266,13 +265,13 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
             held = define_space(trial, max_epochs=1)
         except ConfigError as exc:
             raise ConfigError(f"--points {path}, point {i}: {exc}") from None
-        # what the trial runs with but does not sample: the space's constants, and the config's own
-        # defaults for the fields the space leaves out (a trial's config is built from its sample alone)
-        fixed = {**{k: v for k, v in defaults.items() if k not in trial.params}, **held}
-        for name, value in fixed.items():  # the point gets these values, whatever it says
-            if name in point and point[name] != value:
+        # the config the trial trains with, built as the trainable builds it: from the sample and the
+        # space's constants alone, so a field the space leaves out takes TrainConfig's default
+        runs_with = to_config({**trial.params, **held}).to_dict()
+        for name, value in point.items():
+            if name in runs_with and value != runs_with[name]:
                 log.warning("--points %s, point %d: %s=%r is held at %r by the search space", path, i, name,
-                            point[name], value)
+                            value, runs_with[name])
         completed.append(merged)
     return completed
 
