@@ -46,6 +46,14 @@ validation with its full epoch budget and tested on the held-out split by one fu
 test figures and the range of test accuracy. One training of one winner moves by several
 points on a few hundred test faces, which would otherwise decide the test column.
 
+With ``--final-models`` each arm also builds and tests a final model as ``search.run`` builds
+FER Tune's (``search.run.retrain_members``: the 5 best configs at three times their epochs on
+train + validation, each checked for learning, their probabilities averaged with mirror
+test-time augmentation), by the same code for every tool; what differs is which configs:
+FER Tune's are ranked by its confirmation, every other tool's by validation accuracy
+(``search.run.pick_ensemble``). The winner's column is what a user of the tool gets from
+its best trial; this one is what FER Tune's final stage makes of each tool's trials.
+
 It prints one markdown table (one row per seed and tool, then each tool's mean over the
 seeds), writes it to ``OUTPUT/compare.md`` and everything to ``OUTPUT/compare.json``
 (rewritten after every arm), and prints as its last line one JSON object. Bad arguments
@@ -114,6 +122,7 @@ class Context:
     budget_s: float
     retrains: int
     fertune_args: tuple[str, ...] = ()
+    final_models: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,10 @@ class ArmResult:
     winner_val_accuracy: Optional[float]
     winner_config: Optional[dict[str, Any]]
     notes: dict[str, Any] = field(default_factory=dict)
+    # FER Tune's final members (search.run's trial dicts, best first) and its search.run
+    # arguments, for --final-models; the other tools' members are their best by validation
+    members: Optional[list[dict[str, Any]]] = None
+    final_args: Optional[argparse.Namespace] = None
 
 
 # ----------------------------------------------------------------------------- command line
@@ -178,6 +191,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="more search.run options for the fertune arm, one string given with =, e.g. "
                         "--fertune-args='--confirm 0 --cpus-per-trial 2' (not those the harness sets: "
                         + ", ".join(HARNESS_FLAGS) + ")")
+    p.add_argument("--final-models", action="store_true",
+                   help="also build each arm's final model as search.run builds FER Tune's (its 5 best configs at "
+                        "three times their epochs on train + validation, each checked for learning, averaged with "
+                        "mirror test-time augmentation) and test it: FER Tune's members ranked by its confirmation, "
+                        "the other tools' by validation accuracy")
     p.add_argument("--merge", nargs="+", metavar="COMPARE_JSON", default=None,
                    help="search nothing: table together earlier comparisons' compare.json files of the same "
                         "protocol (data, split, budget, epochs), e.g. an arm re-run after an interruption")
@@ -279,6 +297,8 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         arm = _ray_arm("fertune", seed, wall, records, analysis.trials, started, ctx.max_epochs,
                        best=confirmation.ranked[0] if confirmation.ranked else None)
         arm.notes["confirmation"] = confirmation.summary()
+        arm.members = search_run.pick_members(records, confirmation.ranked, args.ensemble)
+        arm.final_args = args
         return arm
     finally:
         ray.shutdown()
@@ -664,6 +684,14 @@ TABLE = (("best_val_accuracy", "best val acc", "pct"), ("best_val_by_budget", "b
          ("test_accuracy", "test acc", "pct"), ("test_accuracy_range", "test acc range", "range"),
          ("test_macro_f1", "test macro-F1", "f3"), ("trials_completed", "trials", "n"),
          ("search_wall_clock_s", "search s", "s"), ("time_to_95_s", "time to 95% s", "s"))
+# --final-models: tabled when some row has them
+FINAL_TABLE = (("final_test_accuracy", "final model test acc", "pct"),
+               ("final_test_macro_f1", "final model macro-F1", "f3"))
+
+
+def table_columns(rows: list[dict[str, Any]]) -> tuple[tuple[str, str, str], ...]:
+    """The table's columns: :data:`TABLE`, and :data:`FINAL_TABLE` where a row has a final model."""
+    return TABLE + (FINAL_TABLE if any("final_test_accuracy" in r for r in rows) else ())
 
 
 def tool_means(rows: list[dict[str, Any]], tools: list[str]) -> list[dict[str, Any]]:
@@ -672,18 +700,19 @@ def tool_means(rows: list[dict[str, Any]], tools: list[str]) -> list[dict[str, A
     for tool in tools:
         mine = [r for r in rows if r["tool"] == tool]
         mean = {"seed": "mean", "tool": tool, "seeds": len(mine)}
-        for key, _, _ in TABLE:
-            values = [r[key] for r in mine if _finite(r[key])]
+        for key, _, _ in table_columns(rows):
+            values = [r.get(key) for r in mine if _finite(r.get(key))]
             mean[key] = float(np.mean(values)) if values else None
         means.append(mean)
     return means
 
 
 def render_table(rows: list[dict[str, Any]], means: list[dict[str, Any]]) -> str:
-    header = "| seed | tool | " + " | ".join(title for _, title, _ in TABLE) + " |"
-    lines = [header, "|" + "---|" * (len(TABLE) + 2)]
+    columns = table_columns(rows)
+    header = "| seed | tool | " + " | ".join(title for _, title, _ in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 2)]
     for row in [*rows, *means]:
-        cells = [_cell(row.get(key), kind) for key, _, kind in TABLE]
+        cells = [_cell(row.get(key), kind) for key, _, kind in columns]
         tool = row["tool"] + (" (error)" if row.get("error") else "")
         lines.append(f"| {row['seed']} | {tool} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -703,7 +732,11 @@ def render_markdown(meta: dict[str, Any], table: str) -> str:
         "completed or stopped early (KerasTuner: configurations). Time to 95%: when the best validation "
         "accuracy so far first reached 95% of the arm's final best. Best val by budget: the best validation "
         "accuracy among the trials that had finished when the budget ran out (trials running then are let "
-        "finish, so the tool's own winner may come later).", "",
+        "finish, so the tool's own winner may come later)."
+        + (" Final model: the arm's final model as search.run builds FER Tune's (its 5 best configs at three "
+           "times their epochs on train + validation, averaged, mirror test-time augmentation), FER Tune's "
+           "configs ranked by its confirmation, the other tools' by validation accuracy; trained once, outside "
+           "every budget." if meta.get("final_models") else ""), "",
         table, ""])
 
 
@@ -728,7 +761,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     data = load(args.data)
     splits = make_splits(data, args.split)
     ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s, args.retrains,
-                  fertune_args)
+                  fertune_args, args.final_models)
     output.mkdir(parents=True, exist_ok=True)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
@@ -737,7 +770,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     configure_tensorflow(THREADS)  # before anything imports Keras in this process
     meta = {"data": data.source, "split": splits.method, "n_train": len(splits.train), "n_val": len(splits.val),
             "n_test": len(splits.test), "budget_s": budget_s, "max_epochs": args.max_epochs,
-            "retrains": args.retrains, "seeds": args.seeds,
+            "retrains": args.retrains, "seeds": args.seeds, "final_models": args.final_models,
             "tools": tools, "fertune_args": list(ctx.fertune_args), "threads": THREADS, "cpus": os.cpu_count(),
             "share_of_best": SHARE_OF_BEST}
     rows: list[dict[str, Any]] = []
@@ -847,7 +880,72 @@ def run_arm(tool: str, ctx: Context, seed: int, arm_dir: Path) -> dict[str, Any]
     seed = arm.winner_config["seed"]
     tests = [retrain_and_test({**arm.winner_config, "seed": seed + i}, ctx.splits) for i in range(ctx.retrains)]
     log.info("seed %d, %s: test accuracy %s", arm.seed, tool, ", ".join(f"{t['accuracy']:.3f}" for t in tests))
-    return arm_row(arm, tests, time.perf_counter() - clock, ctx.budget_s)
+    row = arm_row(arm, tests, time.perf_counter() - clock, ctx.budget_s)
+    if ctx.final_models:
+        row.update(final_model_row(arm, ctx))
+    return row
+
+
+def final_members(arm: ArmResult, size: int) -> list[dict[str, Any]]:
+    """The configs an arm's final model averages, best first, as search.run's trial dicts.
+
+    FER Tune's are its own (:func:`search.run.pick_members`: its confirmation's ranking, then
+    its next best by validation); any other tool's are its ``size`` best distinct configs by
+    validation accuracy, those that ran every epoch first (:func:`search.run.pick_ensemble`,
+    the rule FER Tune follows without a confirmation)."""
+    from search.run import pick_ensemble
+
+    if arm.members is not None:
+        return arm.members
+    trials = [{"trial_id": t.trial_id, "status": t.status, "final_metric": t.val_accuracy, "config": t.config,
+               "history": []} for t in arm.trials if t.scored and t.config is not None]
+    return pick_ensemble(trials, size)
+
+
+def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
+    """``--final-models``: the arm's final model, built and tested by search.run's own final stage.
+
+    Its members train as Ray tasks on a local cluster (one trial's resources each, as
+    ``search.run`` retrains them), are checked for learning and retrained once or dropped
+    (:func:`search.run.retrain_members`), and the final model averages the kept members'
+    test probabilities, each on the face and its mirror. A failure here is recorded in the
+    row (``final_error``) and loses none of the arm's other figures."""
+    import ray
+
+    from fer_core.evaluate import evaluate_predictions
+    from search import run as search_run
+
+    args = arm.final_args or search_run.parse_args([])
+    members = final_members(arm, args.ensemble)
+    empty = {"final_test_accuracy": None, "final_test_macro_f1": None, "final_members": [], "final_dropped": [],
+             "final_s": None, "final_error": None}
+    if not members:
+        return {**empty, "final_error": "no scored trial to build a final model from"}
+    log.info("seed %d, %s: final model of %d members (trials %s)", arm.seed, arm.tool, len(members),
+             ", ".join(m["trial_id"] for m in members))
+    clock = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            search_run._start_ray(None)
+            try:
+                kept, dropped, _ = search_run.retrain_members(*search_run.final_networks(members, args),
+                                                              ctx.splits, args)
+            finally:
+                ray.shutdown()
+    except Exception:  # noqa: BLE001 - the arm's search and winner figures stand without it
+        error = traceback.format_exc()
+        log.error("seed %d, %s: the final model failed:\n%s", arm.seed, arm.tool, error)
+        return {**empty, "final_error": error.strip().splitlines()[-1]}
+    probabilities = np.mean([m["result"]["probabilities"] for m in kept], axis=0)
+    test = ctx.splits.test
+    metrics = evaluate_predictions(test.labels, probabilities.argmax(axis=1), test.class_names)
+    log.info("seed %d, %s: final model test accuracy %.3f, macro-F1 %.3f", arm.seed, arm.tool,
+             metrics["accuracy"], metrics["macro_f1"])
+    return {**empty, "final_test_accuracy": metrics["accuracy"], "final_test_macro_f1": metrics["macro_f1"],
+            "final_members": [{"trial_id": m["trial"]["trial_id"], "val_accuracy": m["trial"]["final_metric"],
+                               "epochs": m["config"].epochs, "seed": m["config"].seed, "attempts": m["attempts"],
+                               "test_accuracy": m["result"]["metrics"]["accuracy"]} for m in kept],
+            "final_dropped": dropped, "final_s": round(time.perf_counter() - clock, 2), "final_test": metrics}
 
 
 def write_results(output: Path, meta: dict[str, Any], rows: list[dict[str, Any]], tools: list[str]) -> None:
@@ -861,7 +959,8 @@ def write_results(output: Path, meta: dict[str, Any], rows: list[dict[str, Any]]
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("seed", "tool", *(key for key, _, _ in TABLE), "error")}
+    return {k: row.get(k) for k in ("seed", "tool", *(key for key, _, _ in TABLE + FINAL_TABLE), "error")
+            if k in row}
 
 
 def _train_config(params: Optional[dict[str, Any]], max_epochs: int) -> Optional[dict[str, Any]]:

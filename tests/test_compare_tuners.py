@@ -185,3 +185,41 @@ def _winners_rescored_by_cross_validation(tmp_path: Path, compare_json: Path, re
         bad = subprocess.run([sys.executable, "-m", "experiments.rescore_winners", str(path)], cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
         assert bad.returncode == 2 and expected in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+@pytest.mark.slow
+def test_final_models_are_built_by_search_runs_final_stage_for_every_tool(tmp_path: Path) -> None:
+    """--final-models: each arm's 5 best configs (FER Tune's by its confirmation, Optuna's by
+    validation) retrained at three times their epochs, averaged and tested; tabled beside the winner."""
+    output = tmp_path / "compare"
+    result = _compare("--data", "synthetic:120", "--split", "subject", "--budget", "12s", "--max-epochs", "1",
+                      "--retrains", "1", "--tools", "fertune,optuna", "--final-models", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((output / "compare.json").read_text())
+    assert report["final_models"] is True
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| seed"))
+    assert header.endswith("| final model test acc | final model macro-F1 |")
+    for row in report["rows"]:
+        assert row["error"] is None and row["final_error"] is None, row
+        assert 0.0 <= row["final_test_accuracy"] <= 1.0 and 0.0 <= row["final_test_macro_f1"] <= 1.0
+        assert row["final_test"]["n"] == report["n_test"] and row["final_test"]["accuracy"] == row["final_test_accuracy"]
+        members = row["final_members"]
+        scored = {t["trial_id"]: t for t in row["trials"] if t["status"] != "failed"}
+        distinct = {json.dumps(t["config"], sort_keys=True) for t in scored.values()}
+        assert len(members) + len(row["final_dropped"]) == min(5, len(distinct)), row["tool"]
+        for member in members:  # each a trial of this arm, at three times the trial's epoch
+            assert member["trial_id"] in scored and member["epochs"] == 3 and 0.0 <= member["test_accuracy"] <= 1.0
+        if row["tool"] == "optuna":  # its best by validation (one epoch: every trial ran to the end)
+            accuracies = [m["val_accuracy"] for m in members]
+            assert accuracies == sorted(accuracies, reverse=True)
+            picked = {m["trial_id"] for m in members} | {d["trial_id"] for d in row["final_dropped"]}
+            floor = min(scored[t]["val_accuracy"] for t in picked)
+            assert all(t["val_accuracy"] <= floor for i, t in scored.items() if i not in picked)
+        else:  # FER Tune: its confirmation's ranking first, as search.run picks its members
+            ranked = [t["trial_id"] for t in row["notes"]["confirmation"]["trials"]]
+            assert [m["trial_id"] for m in members][:len(ranked)] == ranked[:len(members)]
+    markdown = (output / "compare.md").read_text()
+    assert "Final model: the arm's final model as search.run builds FER Tune's" in markdown
+    merged = tmp_path / "merged"  # a merge tables the final models too
+    result = _compare("--merge", str(output / "compare.json"), "--output", str(merged), timeout=120)
+    assert result.returncode == 0 and header in result.stdout, result.stderr[-2000:]
