@@ -101,6 +101,11 @@ TRIAL_CAP = "1000"  # the Ray arms' trial count: the budget, not this, ends them
 HARNESS_FLAGS = ("--trials", "--time-budget", "--max-epochs", "--seed", "--data", "--split", "--output", "--name",
                  "--resume", "--address")
 HYPERBAND_FACTOR = 3
+# --final-models, in its help and under the table
+FINAL_MODEL_TEXT = ("the arm's final model as search.run builds FER Tune's (its 5 best configs at three times their "
+                    "epochs on train + validation, each checked for learning, averaged with mirror test-time "
+                    "augmentation), FER Tune's configs ranked by its confirmation, the other tools' by validation "
+                    "accuracy")
 SHARE_OF_BEST = 0.95  # "time to 95%": when the best so far first reached this share of the final best
 SCORED = ("completed", "stopped_early")
 DEFAULT_RETRAINS = 3
@@ -192,10 +197,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         "--fertune-args='--confirm 0 --cpus-per-trial 2' (not those the harness sets: "
                         + ", ".join(HARNESS_FLAGS) + ")")
     p.add_argument("--final-models", action="store_true",
-                   help="also build each arm's final model as search.run builds FER Tune's (its 5 best configs at "
-                        "three times their epochs on train + validation, each checked for learning, averaged with "
-                        "mirror test-time augmentation) and test it: FER Tune's members ranked by its confirmation, "
-                        "the other tools' by validation accuracy")
+                   help="also build and test " + FINAL_MODEL_TEXT)
     p.add_argument("--merge", nargs="+", metavar="COMPARE_JSON", default=None,
                    help="search nothing: table together earlier comparisons' compare.json files of the same "
                         "protocol (data, split, budget, epochs), e.g. an arm re-run after an interruption")
@@ -733,10 +735,8 @@ def render_markdown(meta: dict[str, Any], table: str) -> str:
         "accuracy so far first reached 95% of the arm's final best. Best val by budget: the best validation "
         "accuracy among the trials that had finished when the budget ran out (trials running then are let "
         "finish, so the tool's own winner may come later)."
-        + (" Final model: the arm's final model as search.run builds FER Tune's (its 5 best configs at three "
-           "times their epochs on train + validation, averaged, mirror test-time augmentation), FER Tune's "
-           "configs ranked by its confirmation, the other tools' by validation accuracy; trained once, outside "
-           "every budget." if meta.get("final_models") else ""), "",
+        + (f" Final model: {FINAL_MODEL_TEXT}; trained once, outside every budget." if meta.get("final_models")
+           else ""), "",
         table, ""])
 
 
@@ -959,8 +959,7 @@ def write_results(output: Path, meta: dict[str, Any], rows: list[dict[str, Any]]
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row.get(k) for k in ("seed", "tool", *(key for key, _, _ in TABLE + FINAL_TABLE), "error")
-            if k in row}
+    return {k: row[k] for k in ("seed", "tool", *(key for key, _, _ in TABLE + FINAL_TABLE), "error") if k in row}
 
 
 def _train_config(params: Optional[dict[str, Any]], max_epochs: int) -> Optional[dict[str, Any]]:
