@@ -40,6 +40,7 @@ class TrainConfig:
     base_filters: int = 32
     filter_growth: float = 2.0  # filters of block i = base_filters * filter_growth**i
     convs_per_block: int = 1
+    residual: bool = False  # each block's input added to its convolutions' output (a 1x1 projection where widths differ)
     kernel_size: int = 3
     padding: str = "valid"  # the seed used Keras' default
     batch_norm: bool = False

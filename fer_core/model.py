@@ -3,8 +3,8 @@
 ``build_cnn(TrainConfig())`` is the seed notebook's network exactly: three blocks of one
 3x3 ReLU convolution (32/64/128 filters, ``valid`` padding) and 2x2 max-pooling, flatten,
 dense 128, softmax. The search varies input standardization, depth, width,
-convolutions per block, kernel size, padding, batch norm, pooling, dropout, L2 and the
-head. :func:`build_predictor` joins trained networks into the exported model: the
+convolutions per block, residual shortcuts, kernel size, padding, batch norm, pooling,
+dropout, L2 and the head. :func:`build_predictor` joins trained networks into the exported model: the
 average over the members, each seeing the face and its mirror image.
 """
 
@@ -46,16 +46,23 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
 
         x = Equalize(name="equalize")(x)
     for block, filters in enumerate(config.filters, start=1):
+        shortcut = x
         for conv in range(1, config.convs_per_block + 1):
+            # in a residual block the last convolution's ReLU comes after the shortcut is added
+            last = config.residual and conv == config.convs_per_block
             x = layers.Conv2D(filters, config.kernel_size, padding=config.padding,
                               use_bias=not config.batch_norm, kernel_regularizer=regularizer,
-                              activation=None if config.batch_norm else "relu",
+                              activation=None if config.batch_norm or last else "relu",
                               name=f"block{block}_conv{conv}")(x)
             if config.batch_norm:
                 # momentum 0.9, not 0.99: trials on small data sets run few steps, and the moving
                 # statistics must catch up within an epoch or two for validation to mean anything
                 x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{block}_bn{conv}")(x)
+            if config.batch_norm and not last:
                 x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
+        if config.residual:
+            x = layers.Add(name=f"block{block}_add")([x, _shortcut(shortcut, filters, config, regularizer, block)])
+            x = layers.Activation("relu", name=f"block{block}_relu")(x)
         pool = layers.MaxPooling2D if config.pooling == "max" else layers.AveragePooling2D
         x = pool(2, name=f"block{block}_pool")(x)
         if config.conv_dropout > 0:
@@ -69,6 +76,24 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
         x = layers.Dropout(config.dense_dropout, name="dense_dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _shortcut(x, filters: int, config: TrainConfig, regularizer, block: int):
+    """A residual block's shortcut: its input, centre-cropped by what ``valid`` padding
+    trims from the convolutions' output, and projected by a 1x1 convolution (batch-normed
+    where the block is) when the block changes the width."""
+    from keras import layers
+
+    trim = config.convs_per_block * (config.kernel_size - 1) if config.padding == "valid" else 0
+    if trim:
+        side = (trim // 2, trim - trim // 2)
+        x = layers.Cropping2D((side, side), name=f"block{block}_crop")(x)
+    if x.shape[-1] != filters:
+        x = layers.Conv2D(filters, 1, use_bias=not config.batch_norm, kernel_regularizer=regularizer,
+                          name=f"block{block}_project")(x)
+        if config.batch_norm:
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{block}_project_bn")(x)
+    return x
 
 
 def build_predictor(members: Sequence, mirror: bool = True, name: str = "fer_predictor"):

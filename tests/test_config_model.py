@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -76,6 +77,50 @@ def test_search_variants_build_with_the_asked_structure() -> None:
     assert kinds.count("Dropout") == 5
     assert model.output_shape == (None, 5)
     assert model.get_layer("block1_conv1").kernel_regularizer is not None
+
+
+@pytest.mark.parametrize("kernel_size", [3, 4])
+def test_residual_block_adds_its_cropped_projected_input(kernel_size: int) -> None:
+    """With the block's convolutions zeroed, a residual block passes on ReLU of its input,
+    centre-cropped by what ``valid`` padding trims and projected to the block's width; a
+    plain block passes on nothing."""
+    import numpy as np
+    import keras
+
+    from fer_core.model import build_cnn
+
+    config = TrainConfig(residual=True, conv_blocks=1, convs_per_block=2, kernel_size=kernel_size,
+                         padding="valid", base_filters=4)
+    model = build_cnn(config, (12, 12, 1), 3)
+    for name in ("block1_conv1", "block1_conv2"):
+        layer = model.get_layer(name)
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    projection = np.arange(1, 5, dtype="float32").reshape(1, 1, 1, 4)  # widths 1 -> 4, scaled 1..4
+    model.get_layer("block1_project").set_weights([projection, np.zeros(4, "float32")])
+    block = keras.Model(model.inputs, model.get_layer("block1_relu").output)
+    faces = np.random.default_rng(0).normal(size=(2, 12, 12, 1)).astype("float32")
+    trim = 2 * (kernel_size - 1)  # two valid convolutions
+    lo, hi = trim // 2, 12 - (trim - trim // 2)
+    expected = np.maximum(faces[:, lo:hi, lo:hi, :] * projection.reshape(1, 1, 1, 4), 0)
+    np.testing.assert_allclose(block.predict(faces, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+    plain = build_cnn(dataclasses.replace(config, residual=False), (12, 12, 1), 3)
+    assert not [layer for layer in plain.layers if type(layer).__name__ == "Add"]
+    for name in ("block1_conv1", "block1_conv2"):
+        layer = plain.get_layer(name)
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    conv = keras.Model(plain.inputs, plain.get_layer("block1_conv2").output)
+    assert not conv.predict(faces, verbose=0).any()
+
+
+def test_residual_block_of_unchanged_width_adds_its_input_unprojected() -> None:
+    from fer_core.model import build_cnn
+
+    model = build_cnn(TrainConfig(residual=True, conv_blocks=2, base_filters=1, filter_growth=1.0, batch_norm=True,
+                                  padding="same"), (12, 12, 1), 3)
+    names = [layer.name for layer in model.layers]
+    assert "block1_add" in names and "block2_add" in names
+    assert not [n for n in names if "project" in n or "crop" in n]
 
 
 def test_config_that_collapses_the_feature_map_is_a_config_error() -> None:
