@@ -3,8 +3,9 @@
 ``build_cnn(TrainConfig())`` is the seed notebook's network exactly: three blocks of one
 3x3 ReLU convolution (32/64/128 filters, ``valid`` padding) and 2x2 max-pooling, flatten,
 dense 128, softmax. The search varies input standardization, depth, width,
-convolutions per block, residual shortcuts, kernel size, padding, batch norm, pooling,
-dropout, L2 and the head. :func:`build_predictor` joins trained networks into the exported model: the
+convolutions per block, kernel size, padding, batch norm, pooling, dropout, L2 and the
+head; residual shortcuts are a config choice the search leaves out (:mod:`search.space`
+says why). :func:`build_predictor` joins trained networks into the exported model: the
 average over the members, each seeing the face and its mirror image.
 """
 
