@@ -92,9 +92,7 @@ def test_residual_block_adds_its_cropped_projected_input(kernel_size: int) -> No
     config = TrainConfig(residual=True, conv_blocks=1, convs_per_block=2, kernel_size=kernel_size,
                          padding="valid", base_filters=4)
     model = build_cnn(config, (12, 12, 1), 3)
-    for name in ("block1_conv1", "block1_conv2"):
-        layer = model.get_layer(name)
-        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    _zero_convolutions(model, "block1_conv1", "block1_conv2")
     projection = np.arange(1, 5, dtype="float32").reshape(1, 1, 1, 4)  # widths 1 -> 4, scaled 1..4
     model.get_layer("block1_project").set_weights([projection, np.zeros(4, "float32")])
     block = keras.Model(model.inputs, model.get_layer("block1_relu").output)
@@ -106,11 +104,17 @@ def test_residual_block_adds_its_cropped_projected_input(kernel_size: int) -> No
 
     plain = build_cnn(dataclasses.replace(config, residual=False), (12, 12, 1), 3)
     assert not [layer for layer in plain.layers if type(layer).__name__ == "Add"]
-    for name in ("block1_conv1", "block1_conv2"):
-        layer = plain.get_layer(name)
-        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    _zero_convolutions(plain, "block1_conv1", "block1_conv2")
     conv = keras.Model(plain.inputs, plain.get_layer("block1_conv2").output)
     assert not conv.predict(faces, verbose=0).any()
+
+
+def _zero_convolutions(model, *names: str) -> None:
+    import numpy as np
+
+    for name in names:
+        layer = model.get_layer(name)
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
 
 
 def test_residual_block_of_unchanged_width_adds_its_input_unprojected() -> None:
