@@ -56,7 +56,7 @@ DEFAULT_ENSEMBLE = 5
 # the epochs raised the members' mean validation accuracy. Three times raised the 5-member
 # ensembles of two other searches by 0.8 points each over twice, by 3-fold subject
 # cross-validation of train + validation (experiments.final_recipe --scales 2 3 --folds 3;
-# see the README's benchmarks); four times added 0.2 more on one of them.
+# see experiments/README.md); four times added 0.2 more on one of them.
 DEFAULT_FINAL_EPOCHS_SCALE = 3.0
 # --final-mixup: off by default. On CK+ (subject split, two searches' 5 best configs at three
 # times their epochs) mixup at Beta(0.2, 0.2) raised the 5-member ensembles by 1.4 and 0.8
