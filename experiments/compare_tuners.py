@@ -87,9 +87,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fer_core.data import SPLITS, load
+from fer_core.data import load
+from fer_core.splits import SPLITS
 from fer_core.errors import ConfigError, run_cli
-from search.run import DEFAULT_MAX_EPOCHS, Splits, make_splits, output_path, parse_duration
+from fer_core.splits import Splits, make_splits
+from search.run import DEFAULT_MAX_EPOCHS, output_path, parse_duration
 
 log = logging.getLogger("experiments.compare_tuners")
 

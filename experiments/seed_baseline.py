@@ -17,7 +17,8 @@ import sys
 import time
 
 from fer_core.config import TrainConfig
-from fer_core.data import SPLITS, load, resolve_split, split
+from fer_core.data import load
+from fer_core.splits import SPLITS, resolve_split, split
 from fer_core.errors import run_cli
 from fer_core.evaluate import SEED_BASELINE_ACCURACY, evaluate_model
 

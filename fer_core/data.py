@@ -43,9 +43,6 @@ USAGE_FOLDERS = {"train": "Training", "training": "Training", "val": "PublicTest
                  "validation": "PublicTest", "publictest": "PublicTest",
                  "test": "PrivateTest", "privatetest": "PrivateTest"}
 
-SPLITS = ("auto", "random", "subject", "usage")
-TEST_FRACTION = 0.2  # the seed notebook's 80/20 split
-SPLIT_SEED = 42  # the seed notebook's random_state
 
 CSV_FIELD_LIMIT = 64 * 2**20  # bytes in one pixel string: far above any real image (csv's default is 128 KiB)
 PROGRESS_MIN_FILES = 2000  # show a progress bar only for folders this large
@@ -344,89 +341,3 @@ def _to_float(images_u8: np.ndarray) -> np.ndarray:
 def _check_classes(dataset: Dataset, where: str) -> None:
     if dataset.n_classes < 2:
         raise DataError(f"{where}: only one class ({dataset.class_names[0]}); expected at least two")
-
-
-# --------------------------------------------------------------------------- splitting
-
-def resolve_split(dataset: Dataset, method: str) -> str:
-    """The concrete split method for ``method`` on this data set, checked.
-
-    ``auto`` is ``subject`` when subject ids exist, else ``usage`` when the source has a
-    Usage column with a test part, else ``random``. ``subject`` without subject ids and
-    ``usage`` without a Usage column raise :class:`DataError`.
-    """
-    if method not in SPLITS:
-        raise DataError(f"split {method!r}: expected one of {', '.join(SPLITS)}")
-    if method == "auto":
-        if dataset.groups is not None:
-            return "subject"
-        if dataset.usage is not None and len(set(dataset.usage.tolist()) - {"Training"}) > 0:
-            return "usage"
-        return "random"
-    if method == "subject" and dataset.groups is None:
-        raise DataError(f"split 'subject' needs subject ids, and {dataset.source or 'this data set'} has none "
-                        "(expected CK+ style file names like S010_004_00000017.png); use --split random")
-    if method == "usage" and dataset.usage is None:
-        raise DataError(f"split 'usage' needs a Usage column, and {dataset.source or 'this data set'} has none; "
-                        "use --split random")
-    return method
-
-
-def split(dataset: Dataset, method: str = "auto", test_size: float = TEST_FRACTION,
-          seed: int = SPLIT_SEED) -> tuple[Dataset, Dataset]:
-    """Split into (train, test) by ``method``: random, subject, usage or auto.
-
-    ``random`` is stratified by class; ``subject`` keeps each subject on one side and
-    stratifies as far as the groups allow; ``usage`` holds out the last tier present of
-    Training < PublicTest < PrivateTest, so calling it again on the train part carves
-    the validation set FER2013 intends. Deterministic for a given seed.
-    """
-    method = resolve_split(dataset, method)
-    if method == "usage":
-        train_idx, test_idx = _usage_split(dataset)
-    elif method == "subject":
-        train_idx, test_idx = _subject_split(dataset, test_size, seed)
-    else:
-        train_idx, test_idx = _random_split(dataset, test_size, seed)
-    return dataset.subset(np.sort(train_idx)), dataset.subset(np.sort(test_idx))
-
-
-def _random_split(dataset: Dataset, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    counts = dataset.class_counts()
-    for name, count in zip(dataset.class_names, counts):
-        if count < 2:
-            raise DataError(f"{dataset.source or 'data set'}: class {name!r} has {count} image(s); "
-                            "a stratified split needs at least 2 per class")
-    n_test = int(np.ceil(test_size * len(dataset)))
-    if n_test < dataset.n_classes or len(dataset) - n_test < dataset.n_classes:
-        raise DataError(f"{dataset.source or 'data set'}: {len(dataset)} images are too few to split "
-                        f"{dataset.n_classes} classes {1 - test_size:.0%}/{test_size:.0%} with every class on both sides")
-    index = np.arange(len(dataset))
-    train, test = train_test_split(index, test_size=test_size, stratify=dataset.labels, random_state=seed)
-    return train, test
-
-
-def _subject_split(dataset: Dataset, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n_splits = max(2, int(round(1 / test_size)))
-    n_groups = len(np.unique(dataset.groups))
-    if n_groups < n_splits:
-        raise DataError(f"{dataset.source or 'data set'}: {n_groups} subject(s) are too few for a "
-                        f"subject split holding out 1/{n_splits}; expected at least {n_splits}")
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train, test = next(folds.split(np.zeros(len(dataset)), dataset.labels, dataset.groups))
-    return train, test
-
-
-def _usage_split(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    usage = dataset.usage
-    for tier in ("PrivateTest", "PublicTest"):
-        held = usage == tier
-        if held.any() and (~held).any():
-            return np.flatnonzero(~held), np.flatnonzero(held)
-    values = ", ".join(sorted(set(usage.tolist())))
-    raise DataError(f"{dataset.source or 'data set'}: Usage column holds only {values}; a usage split needs "
-                    "Training rows and PublicTest or PrivateTest rows")

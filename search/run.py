@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fer_core.config import NORMALIZATIONS
-from fer_core.data import SPLITS, Dataset, load, resolve_split, split
+from fer_core.data import Dataset, load
+from fer_core.splits import SPLITS, Splits, make_splits
 from fer_core.errors import ConfigError, FerInputError, run_cli
 from search.confirm import BUDGET_SHARE, DEFAULT_CONFIRM, DEFAULT_FOLDS
 
@@ -299,24 +300,6 @@ def restore_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
 
 
 # ----------------------------------------------------------------------------- the search
-
-@dataclass(frozen=True)
-class Splits:
-    """The three parts of the data: the search sees train and val, never test."""
-
-    train: Dataset
-    val: Dataset
-    test: Dataset
-    method: str
-
-
-def make_splits(data: Dataset, method: str) -> Splits:
-    """Hold out the test split once (the protocol's seed), then carve validation from the rest."""
-    method = resolve_split(data, method)
-    rest, test = split(data, method)
-    train, val = split(rest, method)
-    return Splits(train, val, test, method)
-
 
 def build_searcher(args: argparse.Namespace, budget_s: Optional[float]):
     """Optuna TPE over :func:`search.space.define_space` after a random start

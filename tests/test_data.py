@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import random_pixels, write_csv, write_image_folder
-from fer_core.data import CSV_LABELS, Dataset, load, load_csv, resolve_split, split
+from fer_core.data import CSV_LABELS, Dataset, load, load_csv
+from fer_core.splits import resolve_split, split
 from fer_core.errors import DataError
 
 

@@ -70,7 +70,7 @@ def test_scales_train_each_member_for_that_many_times_its_epochs(tmp_path: Path)
     assert "trained at seeds 43-44" in result.stdout and figures["copies"] == 2
 
     from fer_core.data import load
-    from search.run import make_splits
+    from fer_core.splits import make_splits
 
     assert figures["folds"] == 0 and figures["n_scored"] == len(make_splits(load("synthetic:300"), "subject").val)
     assert [(r["scale"], r["variant"]) for r in figures["rows"]] == [(1.0, "as-found"), (1.5, "as-found")]
@@ -90,7 +90,7 @@ def test_folds_score_each_variant_on_every_face_of_train_and_validation(tmp_path
     figures = json.loads(result.stdout.strip().splitlines()[-1])
 
     from fer_core.data import load
-    from search.run import make_splits
+    from fer_core.splits import make_splits
 
     splits = make_splits(load("synthetic:300"), "subject")
     assert figures["folds"] == 3 and figures["n_scored"] == len(splits.train) + len(splits.val)

@@ -185,7 +185,7 @@ def _cross_validation_matches_the_saved_predictions(run: Path, confirmation: dic
     """confirm.json's out-of-fold predictions, put back on the faces they scored, give the report's figures."""
     from fer_core.data import load
     from search.confirm import folds_of
-    from search.run import make_splits
+    from fer_core.splits import make_splits
 
     splits = make_splits(load("synthetic:300"), "subject")
     rest = splits.train.concat(splits.val)
@@ -403,7 +403,7 @@ def test_confirmation_resumes_from_its_saved_trainings_and_ranks_by_them(tmp_pat
 
     from fer_core.data import load
     from search.confirm import CONFIRM_FILE, confirm, folds_of
-    from search.run import make_splits
+    from fer_core.splits import make_splits
     from search.space import seed_point
 
     splits = make_splits(load("synthetic:120"), "subject")
