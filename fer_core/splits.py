@@ -2,13 +2,15 @@
 
 ``random`` is stratified 80/20 at the seed notebook's seed; ``subject`` keeps each subject on
 one side (the honest split for CK+, whose frames of a sequence are near-duplicates);
-``usage`` follows a Usage column (FER2013: PublicTest validates, PrivateTest tests).
+``usage`` follows a Usage column (FER2013: PublicTest validates, PrivateTest tests; where
+the column has no PublicTest, validation is carved from Training at random, stratified).
 :func:`make_splits` is the one place a run's three parts are made: the search sees
 ``train`` and ``val``, never ``test``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,11 @@ from fer_core.errors import DataError
 SPLITS = ("auto", "random", "subject", "usage")
 TEST_FRACTION = 0.2  # the seed notebook's 80/20 split
 SPLIT_SEED = 42  # the seed notebook's random_state
+# Validation carved from Training when a Usage column has no PublicTest: FER2013's own
+# PublicTest is 11% of its non-test rows (3,589 of 32,298), so 10% keeps that proportion.
+VAL_FRACTION = 0.1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,10 +39,21 @@ class Splits:
 
 
 def make_splits(data: Dataset, method: str) -> Splits:
-    """Hold out the test split once (the protocol's seed), then carve validation from the rest."""
+    """Hold out the test split once (the protocol's seed), then carve validation from the rest.
+
+    Validation comes by the same method, except for a ``usage`` split whose rest holds only
+    Training rows (a ``train/`` + ``test/`` folder without FER2013's file names, a CSV
+    without PublicTest): then :data:`VAL_FRACTION` of it is carved at random, stratified
+    by class, at the protocol's seed.
+    """
     method = resolve_split(data, method)
     rest, test = split(data, method)
-    train, val = split(rest, method)
+    if method == "usage" and set(rest.usage.tolist()) == {"Training"}:
+        train, val = split(rest, "random", test_size=VAL_FRACTION)
+        log.info("%s: only Training rows besides the test rows; validation is %d of them (%.0f%%, "
+                 "stratified at random, seed %d)", data.source or "data set", len(val), 100 * VAL_FRACTION, SPLIT_SEED)
+    else:
+        train, val = split(rest, method)
     return Splits(train, val, test, method)
 
 
@@ -56,7 +74,8 @@ def resolve_split(dataset: Dataset, method: str) -> str:
         return "random"
     if method == "subject" and dataset.groups is None:
         raise DataError(f"split 'subject' needs subject ids, and {dataset.source or 'this data set'} has none "
-                        "(expected CK+ style file names like S010_004_00000017.png); use --split random")
+                        "(expected CK+ style file names like S010_004_00000017.png, or a manifest CSV "
+                        "with a subject column); use --split random")
     if method == "usage" and dataset.usage is None:
         raise DataError(f"split 'usage' needs a Usage column, and {dataset.source or 'this data set'} has none; "
                         "use --split random")
