@@ -493,8 +493,8 @@ def _finish(parts: _Parts, source: str) -> Dataset:
     _check_classes(dataset, source)
     why = ""
     if parts.faces.asked == "auto":
-        why = (" (a sample of the images are mostly photos with a small face)" if parts.faces.mode == "crop" else
-               " (a sample of the images are mostly 48x48, face crops, or without a face)")
+        why = (" (most sampled images are photos with a small face)" if parts.faces.mode == "crop" else
+               " (most sampled images are 48x48, face crops or show no face)")
     log.info("%s: %d images; %s%s", source, len(dataset), parts.faces.describe(), why)
     return dataset
 
