@@ -5,7 +5,7 @@
         [--fertune-args='--confirm 0 --cpus-per-trial 2']
     python -m experiments.compare_tuners --merge A/compare.json B/compare.json [--output DIR]
 
-The protocol. The data set is loaded and split once (``search.run.make_splits``): the test
+The protocol. The data set is loaded and split once (``fer_core.splits.make_splits``): the test
 split is held out by the fixed protocol seed and no tool sees it; every tool searches on
 the same train and validation parts, over the same space (``search.space.define_space``,
 as far as each tool can express it), for each ``--seeds`` seed, with the same wall-clock
@@ -13,7 +13,7 @@ as far as each tool can express it), for each ``--seeds`` seed, with the same wa
 actual wall-clock is recorded. An arm's clock starts when its tool is set up (the data
 loaded and, for the Ray arms, the local cluster started) and stops when its search returns.
 
-- ``fertune``: FER Tune itself, exactly as ``python -m search.run`` runs it: Optuna TPE with
+- ``fertune``: FER Tune itself, through the stages ``python -m search.run`` runs (``search.pipeline``): Optuna TPE with
   the seed's recipe first, after a random start that the budget's clock can end
   (``search/sampler.py``), ASHA, on Ray; one CPU and one TensorFlow thread per trial, as
   many trials at once as there are CPUs; then, inside the same budget (the search stops
@@ -41,17 +41,17 @@ final best, and the best validation accuracy of the trials finished when the bud
 out (the same cut for every tool: a tool without early stopping often finds its winner
 in a trial that was let run past the budget). Each winner is then retrained on train +
 validation with its full epoch budget and tested on the held-out split by one function for every tool
-(``search.run._retrain_task``), one at a time, outside every budget: ``--retrains`` times
+(``search.tasks.train_and_score``), one at a time, outside every budget: ``--retrains`` times
 (default 3), at the config's training seed and the next ones, and the table gives the mean
 test figures and the range of test accuracy. One training of one winner moves by several
 points on a few hundred test faces, which would otherwise decide the test column.
 
 With ``--final-models`` each arm also builds and tests a final model as ``search.run`` builds
-FER Tune's (``search.run.retrain_members``: the 5 best configs at three times their epochs on
+FER Tune's (``search.final.retrain_members``: the 5 best configs at three times their epochs on
 train + validation, each checked for learning, their probabilities averaged with mirror
 test-time augmentation), by the same code for every tool; what differs is which configs:
 FER Tune's are ranked by its confirmation, every other tool's by validation accuracy
-(``search.run.pick_ensemble``). The winner's column is what a user of the tool gets from
+(``search.ranking.pick_ensemble``). The winner's column is what a user of the tool gets from
 its best trial; this one is what FER Tune's final stage makes of each tool's trials.
 
 It prints one markdown table (one row per seed and tool, then each tool's mean over the
@@ -91,7 +91,9 @@ from fer_core.data import load
 from fer_core.splits import SPLITS
 from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
-from search.run import DEFAULT_MAX_EPOCHS, output_path, parse_duration
+from search.cli import parse_duration
+from search.rundir import output_path
+from search.tuner import DEFAULT_MAX_EPOCHS
 
 log = logging.getLogger("experiments.compare_tuners")
 
@@ -167,10 +169,10 @@ class ArmResult:
     winner_val_accuracy: Optional[float]
     winner_config: Optional[dict[str, Any]]
     notes: dict[str, Any] = field(default_factory=dict)
-    # FER Tune's final members (search.run's trial dicts, best first) and its search.run
-    # arguments, for --final-models; the other tools' members are their best by validation
+    # FER Tune's final members (search.run's trial dicts, best first) and its run settings,
+    # for --final-models; the other tools' members are their best by validation
     members: Optional[list[dict[str, Any]]] = None
-    final_args: Optional[argparse.Namespace] = None
+    settings: Optional[Any] = None  # search.pipeline.RunSettings
 
 
 # ----------------------------------------------------------------------------- command line
@@ -243,7 +245,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path, tuple[
 
 def fertune_args_of(args: argparse.Namespace) -> tuple[str, ...]:
     """``--fertune-args`` as search.run's argument list, checked by search.run itself."""
-    from search import run as search_run
+    from search.cli import build_parser, check_args, run_settings
 
     text = args.fertune_args
     try:
@@ -255,7 +257,9 @@ def fertune_args_of(args: argparse.Namespace) -> tuple[str, ...]:
         verb = "is" if len(taken) == 1 else "are"
         raise ConfigError(f"--fertune-args {text!r}: {', '.join(taken)} {verb} set by the harness for every arm")
     try:
-        search_run.check_args(search_run.parse_args(["--data", "synthetic", *extra], _Parser))
+        parsed = build_parser(_Parser).parse_args(["--data", "synthetic", *extra])
+        check_args(parsed)
+        run_settings(parsed)
     except ConfigError as exc:
         raise ConfigError(f"--fertune-args {text!r}: {exc}") from None
     return extra
@@ -277,35 +281,44 @@ def _output_dir(text: Optional[str]) -> Path:
 # ----------------------------------------------------------------------------- the arms
 
 def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
-    """FER Tune as ``search.run`` runs it: its own arguments, Ray start, searcher and scheduler."""
+    """FER Tune through ``search.run``'s own stages: its flags, Ray start, search and confirmation."""
     import ray
 
-    from search import run as search_run
-    from search.report import trial_record
+    from search.cli import build_parser, check_args, run_settings
+    from search.pipeline import confirm_trials, final_members, search_trials
+    from search.tuner import start_ray
 
-    args = search_run.parse_args(["--trials", TRIAL_CAP, "--time-budget", ctx.budget_text,
-                                  "--max-epochs", str(ctx.max_epochs), "--seed", str(seed), "--data", ctx.data,
-                                  "--split", ctx.split, "--output", str(arm_dir.parent), "--name", arm_dir.name,
-                                  *ctx.fertune_args])
-    search_run.check_args(args)
-    run_dir = search_run.prepare_run_dir(args)
-    run_dir.mkdir(parents=True)
-    search_run._start_ray(None)
+    args = build_parser(_Parser).parse_args(["--trials", TRIAL_CAP, "--time-budget", ctx.budget_text,
+                                             "--max-epochs", str(ctx.max_epochs), "--seed", str(seed),
+                                             "--data", ctx.data, "--split", ctx.split, *ctx.fertune_args])
+    check_args(args)
+    settings = run_settings(args)
+    arm_dir.mkdir(parents=True)
+    start_ray(None)
     try:
         started = time.time()
-        analysis = search_run.run_search(args, run_dir, ctx.splits, search_run.search_budget(args, ctx.budget_s))
-        records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]
+        records = search_trials(settings, arm_dir, ctx.splits)
         # its confirmation by cross-validation is part of its search: inside the same budget
-        confirmation = search_run.confirm_best(records, ctx.splits, args, run_dir, started + ctx.budget_s)
+        confirmation = confirm_trials(settings, arm_dir, ctx.splits, records, started + ctx.budget_s)
         wall = time.time() - started
-        arm = _ray_arm("fertune", seed, wall, records, analysis.trials, started, ctx.max_epochs,
+        trials = _tune_trials(arm_dir)
+        arm = _ray_arm("fertune", seed, wall, records, trials, started, ctx.max_epochs,
                        best=confirmation.ranked[0] if confirmation.ranked else None)
         arm.notes["confirmation"] = confirmation.summary()
-        arm.members = search_run.pick_members(records, confirmation.ranked, args.ensemble)
-        arm.final_args = args
+        arm.members = final_members(settings, records, confirmation)
+        arm.settings = settings
         return arm
     finally:
         ray.shutdown()
+
+
+def _tune_trials(arm_dir: Path) -> list:
+    """Tune's own trial objects of the search in ``arm_dir`` (for their result times)."""
+    from ray import tune
+
+    from search.rundir import TUNE_DIR
+
+    return tune.ExperimentAnalysis(str(arm_dir / TUNE_DIR)).trials
 
 
 def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
@@ -315,13 +328,14 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from search import run as search_run
     from search.budget import BudgetedOptunaSearch
     from search.report import trial_record
+    from search.rundir import TUNE_DIR
     from search.space import define_space
     from search.trainable import SearchData, train_trial
+    from search.tuner import TRIAL_RETRIES, start_ray, trial_dirname
 
-    search_run._start_ray(None)
+    start_ray(None)
     try:
         started = time.time()
         searcher = BudgetedOptunaSearch(space=functools.partial(define_space, max_epochs=ctx.max_epochs),
@@ -333,14 +347,14 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(num_samples=int(TRIAL_CAP), search_alg=searcher, reuse_actors=True,
-                                        trial_dirname_creator=search_run._trial_dirname),
-            run_config=tune.RunConfig(name=search_run.TUNE_DIR, storage_path=str(arm_dir),
+                                        trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(arm_dir),
                                       callbacks=[JsonLoggerCallback()],  # result.json, read by trial_record
-                                      failure_config=tune.FailureConfig(max_failures=search_run.TRIAL_RETRIES),
+                                      failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0))
         tuner.fit()
         wall = time.time() - started
-        analysis = tune.ExperimentAnalysis(str(arm_dir / search_run.TUNE_DIR))
+        analysis = tune.ExperimentAnalysis(str(arm_dir / TUNE_DIR))
         records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]
         return _ray_arm("ray_random", seed, wall, records, analysis.trials, started, ctx.max_epochs)
     finally:
@@ -353,10 +367,12 @@ def _ray_arm(tool: str, seed: int, wall: float, records: list[dict], trials: lis
 
     The winner is ``best`` when given (FER Tune's, after its confirmation), else the trial
     with the best validation accuracy."""
-    from search.run import pick_best
+    from search.ranking import pick_best
 
     results = []
-    for record, trial in zip(records, trials):
+    by_id = {trial.trial_id: trial for trial in trials}
+    for record in records:
+        trial = by_id[record["trial_id"]]
         finished = trial.run_metadata.last_result_time
         results.append(TrialResult(
             trial_id=record["trial_id"], finished_s=finished - started if math.isfinite(finished) else None,
@@ -632,10 +648,10 @@ def retrain_and_test(config: dict[str, Any], splits: Splits) -> dict[str, Any]:
     """The winner on train + validation, tested on the held-out split: the same code for every tool."""
     import keras
 
-    from search.run import _retrain_task
+    from search.tasks import train_and_score
 
     keras.backend.clear_session()
-    return _retrain_task(config, splits.train.concat(splits.val), splits.test, THREADS)["metrics"]
+    return train_and_score(config, splits.train.concat(splits.val), splits.test, THREADS)["metrics"]
 
 
 def best_by(trials: list[TrialResult], seconds: float) -> Optional[float]:
@@ -891,11 +907,11 @@ def run_arm(tool: str, ctx: Context, seed: int, arm_dir: Path) -> dict[str, Any]
 def final_members(arm: ArmResult, size: int) -> list[dict[str, Any]]:
     """The configs an arm's final model averages, best first, as search.run's trial dicts.
 
-    FER Tune's are its own (:func:`search.run.pick_members`: its confirmation's ranking, then
-    its next best by validation); any other tool's are its ``size`` best distinct configs by
-    validation accuracy, those that ran every epoch first (:func:`search.run.pick_ensemble`,
+    FER Tune's are its own (:func:`search.pipeline.final_members`: its confirmation's ranking,
+    then its next best by validation); any other tool's are its ``size`` best distinct configs by
+    validation accuracy, those that ran every epoch first (:func:`search.ranking.pick_ensemble`,
     the rule FER Tune follows without a confirmation)."""
-    from search.run import pick_ensemble
+    from search.ranking import pick_ensemble
 
     if arm.members is not None:
         return arm.members
@@ -909,16 +925,18 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
 
     Its members train as Ray tasks on a local cluster (one trial's resources each, as
     ``search.run`` retrains them), are checked for learning and retrained once or dropped
-    (:func:`search.run.retrain_members`), and the final model averages the kept members'
+    (:func:`search.final.retrain_members`), and the final model averages the kept members'
     test probabilities, each on the face and its mirror. A failure here is recorded in the
     row (``final_error``) and loses none of the arm's other figures."""
     import ray
 
     from fer_core.evaluate import evaluate_predictions
-    from search import run as search_run
+    from search.final import final_networks, retrain_members
+    from search.pipeline import RunSettings
+    from search.tuner import start_ray
 
-    args = arm.final_args or search_run.parse_args([])
-    members = final_members(arm, args.ensemble)
+    settings = arm.settings or RunSettings()
+    members = final_members(arm, settings.final.ensemble)
     empty = {"final_test_accuracy": None, "final_test_macro_f1": None, "final_members": [], "final_dropped": [],
              "final_s": None, "final_error": None}
     if not members:
@@ -928,10 +946,10 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
     clock = time.perf_counter()
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            search_run._start_ray(None)
+            start_ray(None)
             try:
-                kept, dropped, _ = search_run.retrain_members(*search_run.final_networks(members, args),
-                                                              ctx.splits, args)
+                kept, dropped, _ = retrain_members(*final_networks(members, settings.final), ctx.splits,
+                                                   settings.search.resources)
             finally:
                 ray.shutdown()
     except Exception:  # noqa: BLE001 - the arm's search and winner figures stand without it
@@ -952,7 +970,7 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
 
 def write_results(output: Path, meta: dict[str, Any], rows: list[dict[str, Any]], tools: list[str]) -> None:
     """compare.md and compare.json as they stand (rewritten after each arm)."""
-    from search.report import write_atomic
+    from search.rundir import write_atomic
 
     means = tool_means(rows, tools)
     write_atomic(output / "compare.md", render_markdown(meta, render_table(rows, means)))

@@ -3,7 +3,7 @@
 The search ranks its trials on one validation part. On CK+ that part is 156 faces, about
 52 sequences from 17 subjects: one sequence moves a trial by 1.9 points, and the best of
 50 trials is partly the luckiest. After the search the ``--confirm`` best distinct configs
-(as :func:`search.run.pick_ensemble` ranks them) are therefore each trained K times
+(as :func:`search.ranking.pick_ensemble` ranks them) are therefore each trained K times
 (``--confirm-folds``), on K-1 folds of train + validation (split by subject where the data
 has subject ids, stratified by class) for their trial's epochs, and scored on the fold
 left out with the final model's mirror test-time augmentation. The out-of-fold
@@ -11,7 +11,8 @@ predictions cover every train + validation face, about 5 times the faces and sub
 of the validation part, most of them faces no config was picked on; they give each
 config a cross-validated accuracy and macro-F1. The final members and the best trial are
 the best by that figure (the one ``--metric`` names), the search's own figure breaking ties.
-The test split is not read.
+A config whose training diverged or failed in a fold leaves the ranking. The test split
+is not read.
 
 Trainings run as Ray tasks with one trial's resources. Each finished training's
 predictions are saved in the run folder's ``confirm.json`` at once, so an interrupted run
@@ -35,6 +36,10 @@ import numpy as np
 
 from fer_core.data import Dataset
 from fer_core.errors import ConfigError
+from fer_core.splits import Splits
+from search.ranking import pick_ensemble
+from search.rundir import write_atomic
+from search.tasks import Resources
 
 log = logging.getLogger("search.confirm")
 
@@ -43,10 +48,17 @@ CONFIRM_FILE = "confirm.json"
 DEFAULT_CONFIRM = 6
 DEFAULT_FOLDS = 3
 BUDGET_SHARE = 0.35  # of a --time-budget, kept for the confirmation
-# out-of-fold class probabilities are saved to this many decimals (about 40 kB a config on CK+),
-# for studies of how to average the configs (experiments.member_choice)
-PROBABILITY_DECIMALS = 4
 TASK_OVERHEAD_S = 4.0  # a training's set-up (model build, graph tracing) and scoring, beyond its epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfirmSettings:
+    """How many leading configs are cross-validated, in how many folds, split at which seed, ranked by what."""
+
+    configs: int = DEFAULT_CONFIRM  # 0: no confirmation, the search's ranking stands
+    folds: int = DEFAULT_FOLDS
+    seed: int = 0
+    metric: str = "val_accuracy"
 
 
 def folds_of(rest: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -100,6 +112,12 @@ class Confirmation:
     scores: dict[str, dict[str, Any]]
     seconds: float
     skipped: Optional[str] = None
+    left_out: list[dict] = dataclasses.field(default_factory=list)  # candidates that diverged or failed
+
+    @property
+    def excluded(self) -> list[str]:
+        """Trial ids whose configs diverged or failed in a fold: out of the ranking and of the final model."""
+        return [trial_id for trial_id, score in self.scores.items() if "cv_accuracy" not in score]
 
     def summary(self) -> dict[str, Any]:
         """What the report keeps: per candidate, its validation and cross-validated figures."""
@@ -107,30 +125,41 @@ class Confirmation:
                 "skipped": self.skipped,
                 "trials": [{"trial_id": t["trial_id"], "val_metric": t["final_metric"],
                             **self.scores.get(t["trial_id"], {})}
-                           for t in self.ranked]}
+                           for t in self.ranked + self.left_out]}
 
 
-def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optional[float] = None,
-            slots: Optional[int] = None) -> Confirmation:
+def confirm_leaders(trials: list[dict], splits: Splits, settings: ConfirmSettings, resources: Resources,
+                    run_dir: Path, ensemble: int, deadline: Optional[float] = None) -> Confirmation:
+    """The ``settings.configs`` best configs of the search, cross-validated and ranked by it.
+
+    With no confirmation (``configs`` 0) the search's ``ensemble`` best stand, in its order.
+    """
+    if not settings.configs:
+        return Confirmation(settings.folds, 0, pick_ensemble(trials, ensemble), {}, 0.0, "--confirm 0")
+    return confirm(pick_ensemble(trials, settings.configs), splits, settings, resources, run_dir, deadline)
+
+
+def confirm(candidates: list[dict], splits: Splits, settings: ConfirmSettings, resources: Resources,
+            run_dir: Path, deadline: Optional[float] = None, slots: Optional[int] = None) -> Confirmation:
     """Cross-validate ``candidates`` (best first by the search) and rank them by the result.
 
-    ``args`` carries ``confirm_folds``, ``seed``, ``metric``, ``cpus_per_trial`` and
-    ``gpus_per_trial``. With ``deadline`` (a ``time.time()``) only the leading candidates
-    whose trainings fit before it are confirmed (``slots`` at a time, default: the
-    cluster's CPUs over a trial's); the others follow them in the search's order.
+    With ``deadline`` (a ``time.time()``) only the leading candidates whose trainings fit
+    before it are confirmed (``slots`` at a time, default: the cluster's CPUs over a
+    trial's); the others follow them in the search's order. Candidates that diverged or
+    failed in a fold go to ``left_out``, not ``ranked``.
     """
-    import ray
-
     from fer_core.evaluate import evaluate_predictions
     from search.space import to_config
 
     started = time.time()
-    k = args.confirm_folds
+    k = settings.folds
     rest = splits.train.concat(splits.val)
     if len(candidates) < 2:
         return Confirmation(k, 0, list(candidates), {}, 0.0, "fewer than 2 configs to compare")
     if deadline is not None:
-        slots = slots or max(1, int(ray.cluster_resources().get("CPU", 1) // args.cpus_per_trial))
+        import ray
+
+        slots = slots or max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
         estimates = [estimated_seconds(t, k, len(rest), len(splits.train)) for t in candidates]
         fit = how_many_fit(estimates, k, slots, deadline - started)
         if fit < 2:
@@ -143,21 +172,22 @@ def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optio
         candidates, unconfirmed = candidates[:fit], candidates[fit:]
     else:
         unconfirmed = []
-    parts = folds_of(rest, k, args.seed)
+    parts = folds_of(rest, k, settings.seed)
     path = run_dir / CONFIRM_FILE
-    done = _read_saved(path, k, args.seed, len(rest))
+    done = read_saved(path, k, settings.seed, len(rest))
     jobs = [(t["trial_id"], f) for t in candidates for f in range(k) if f"{t['trial_id']}/{f}" not in done]
     if jobs:
         log.info("confirming the %d best configs by %d-fold cross-validation over %d train + validation faces "
                  "(%d trainings%s)", len(candidates), k, len(rest), len(jobs),
                  f", {len(candidates) * k - len(jobs)} saved" if done else "")
-        _run_jobs(jobs, {t["trial_id"]: t for t in candidates}, rest, parts, args, path, done)
+        _run_jobs(jobs, {t["trial_id"]: t for t in candidates}, rest, parts, settings, resources, path, done)
     scores = {}
     for trial in candidates:
         trial_id = trial["trial_id"]
         results = [done[f"{trial_id}/{f}"] for f in range(k)]
-        if any("diverged" in r for r in results):
-            scores[trial_id] = {"diverged": next(r["diverged"] for r in results if "diverged" in r)}
+        broken = next((r for r in results if "predictions" not in r), None)
+        if broken is not None:
+            scores[trial_id] = dict(broken)  # {"diverged": reason} or {"failed": reason}
             continue
         predicted = np.empty(len(rest), dtype=np.int64)
         for (_, score_idx), result in zip(parts, results):
@@ -167,43 +197,45 @@ def confirm(candidates: list[dict], splits, args, run_dir: Path, deadline: Optio
                             "fold_accuracy": [float(np.mean(np.asarray(r["predictions"]) == rest.labels[idx]))
                                               for (_, idx), r in zip(parts, results)],
                             "epochs": to_config(trial["config"]).epochs}
-    key = "cv_macro_f1" if args.metric == "val_macro_f1" else "cv_accuracy"
-    ranked = sorted(candidates, key=lambda t: -scores[t["trial_id"]].get(key, -1.0))  # stable: search order on ties
+    key = "cv_macro_f1" if settings.metric == "val_macro_f1" else "cv_accuracy"
+    scored = [t for t in candidates if key in scores[t["trial_id"]]]
+    left_out = [t for t in candidates if key not in scores[t["trial_id"]]]
+    ranked = sorted(scored, key=lambda t: -scores[t["trial_id"]][key])  # stable: search order on ties
     for trial in ranked:
         score = scores[trial["trial_id"]]
-        log.info("trial %s: validation %.3f, cross-validated accuracy %s, macro-F1 %s", trial["trial_id"],
-                 trial["final_metric"], _fmt(score.get("cv_accuracy")), _fmt(score.get("cv_macro_f1")))
-    return Confirmation(k, len(rest), ranked + unconfirmed, scores, time.time() - started)
+        log.info("trial %s: validation %.3f, cross-validated accuracy %.3f, macro-F1 %.3f", trial["trial_id"],
+                 trial["final_metric"], score["cv_accuracy"], score["cv_macro_f1"])
+    for trial in left_out:
+        log.warning("trial %s left the ranking: its cross-validation %s", trial["trial_id"],
+                    ", ".join(f"{kind} ({reason})" for kind, reason in scores[trial["trial_id"]].items()))
+    return Confirmation(k, len(rest), ranked + unconfirmed, scores, time.time() - started, left_out=left_out)
 
 
-def _run_jobs(jobs: list[tuple[str, int]], trials: dict[str, dict], rest: Dataset, parts, args, path: Path,
-              done: dict[str, dict]) -> None:
+def _run_jobs(jobs: list[tuple[str, int]], trials: dict[str, dict], rest: Dataset, parts, settings: ConfirmSettings,
+              resources: Resources, path: Path, done: dict[str, dict]) -> None:
     """Train the (trial, fold) jobs as Ray tasks, saving each result to ``path`` as it arrives."""
     import ray
 
-    from fer_core.train import TrainingDiverged
-    from search.run import _retrain_task
     from search.space import to_config
+    from search.tasks import failure_reason, remote_training
 
     fold_refs = [(ray.put(rest.subset(a)), ray.put(rest.subset(b))) for a, b in parts]
-    task = ray.remote(_retrain_task).options(num_cpus=args.cpus_per_trial, num_gpus=args.gpus_per_trial)
-    threads = max(1, int(args.cpus_per_trial))
-    pending = {task.remote(to_config(trials[t]["config"]).to_dict(), *fold_refs[f], threads, mirror=True,
+    task = remote_training(resources)
+    pending = {task.remote(to_config(trials[t]["config"]).to_dict(), *fold_refs[f], resources.threads, mirror=True,
                            weights=False): (t, f) for t, f in jobs}
     while pending:
         [ref], _ = ray.wait(list(pending), num_returns=1)
         trial_id, fold = pending.pop(ref)
         try:
             result = ray.get(ref)
-            probabilities = result["probabilities"]
-            done[f"{trial_id}/{fold}"] = {"predictions": probabilities.argmax(axis=1).tolist(),
-                                          "probabilities": np.round(probabilities, PROBABILITY_DECIMALS).tolist()}
-        except TrainingDiverged as exc:
-            done[f"{trial_id}/{fold}"] = {"diverged": str(exc).strip().splitlines()[-1]}
-        _save(path, args.confirm_folds, args.seed, len(rest), done)
+            done[f"{trial_id}/{fold}"] = {"predictions": result["probabilities"].argmax(axis=1).tolist()}
+        except Exception as exc:  # noqa: BLE001  a divergence, a lost worker: this training's alone
+            kind, reason = failure_reason(exc)
+            done[f"{trial_id}/{fold}"] = {kind: reason}
+        _save(path, settings.folds, settings.seed, len(rest), done)
 
 
-def _read_saved(path: Path, folds: int, seed: int, n_rest: int) -> dict[str, dict]:
+def read_saved(path: Path, folds: int, seed: int, n_rest: int) -> dict[str, dict]:
     """The trainings an earlier attempt of this run finished, if it split the same way."""
     try:
         saved = json.loads(path.read_text())
@@ -215,10 +247,4 @@ def _read_saved(path: Path, folds: int, seed: int, n_rest: int) -> dict[str, dic
 
 
 def _save(path: Path, folds: int, seed: int, n_rest: int, done: dict[str, dict]) -> None:
-    from search.report import write_atomic
-
     write_atomic(path, json.dumps({"folds": folds, "seed": seed, "n_rest": n_rest, "done": done}))
-
-
-def _fmt(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{value:.3f}"

@@ -9,11 +9,18 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import numpy as np
+
+from search.rundir import BEST_DIR, TENSORBOARD_DIR, write_atomic
+
+if TYPE_CHECKING:
+    from fer_core.data import Dataset
+    from fer_core.splits import Splits
+    from search.confirm import Confirmation
+    from search.pipeline import Finished, RunSettings
 
 PLOTS = "plots"
 HISTORY_FIELDS = ("epoch", "val_accuracy", "val_macro_f1", "val_loss", "train_loss", "train_accuracy",
@@ -99,11 +106,73 @@ def _plain(value: Any) -> Any:
 
 # ----------------------------------------------------------------------------- writing
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``path`` through a temporary sibling and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+def build_report(name: str, settings: "RunSettings", data: "Dataset", splits: "Splits", trials: list[dict],
+                 confirmation: "Confirmation", finished: "Finished", search_seconds: float,
+                 timings: Mapping[str, float]) -> dict[str, Any]:
+    """The run's ``report.json``: data and split, the test figures of the final model, the seed's
+    recipe and the majority class side by side, the confirmation, the members, every trial."""
+    from fer_core.evaluate import SEED_BASELINE_ACCURACY
+    from search.space import to_config
+
+    test, final, best = finished.test, finished.final, finished.members[0]
+    seed_test = final.seed_recipe.get("metrics")
+    return {
+        "name": name, "data": data.source, "n_images": len(data), "split": splits.method,
+        "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
+        "metric": settings.search.metric, "max_epochs": settings.search.max_epochs, "seed": settings.search.seed,
+        "time_budget_s": settings.time_budget_s,
+        "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
+        "test_balanced_accuracy": test["balanced_accuracy"], "test_accuracy_ci95": test["accuracy_ci95"],
+        "majority_accuracy": test["majority_accuracy"], "seed_baseline_accuracy": SEED_BASELINE_ACCURACY,
+        "seed_recipe_test_accuracy": seed_test["accuracy"] if seed_test else None,
+        "seed_recipe_test_macro_f1": seed_test["macro_f1"] if seed_test else None,
+        "seed_recipe_failed": final.seed_recipe.get("failed"),
+        "trials_completed": sum(t["status"] in ("completed", "stopped_early") for t in trials),
+        "trials_stopped_early": sum(t["status"] == "stopped_early" for t in trials),
+        "trials_failed": sum(t["status"] == "failed" for t in trials),
+        "best_trial_id": best["trial_id"], "best_val_metric": best["final_metric"],
+        "best_config": to_config(best["config"]).to_dict(), "confirmation": confirmation.summary(),
+        "final_epochs_scale": settings.final.epochs_scale, "final_mixup": settings.final.mixup,
+        "final_inputs": list(settings.final.inputs),
+        "ensemble": [{"trial_id": m["trial"]["trial_id"], "normalize": m["config"].normalize,
+                      "val_metric": m["trial"]["final_metric"],
+                      "epochs": m["config"].epochs, "seed": m["config"].seed, "attempts": m["attempts"],
+                      "test_accuracy": m["result"]["metrics"]["accuracy"],
+                      "test_macro_f1": m["result"]["metrics"]["macro_f1"]}
+                     for m in final.kept],
+        "ensemble_dropped": final.dropped,
+        "search_wall_clock_s": round(search_seconds, 1),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "test": test, "seed_recipe_test": seed_test,
+        "trials": trials,
+        "exported": {"dir": BEST_DIR, "keras": f"{BEST_DIR}/model.keras", "saved_model": f"{BEST_DIR}/saved_model",
+                     "tflite": f"{BEST_DIR}/model.tflite", "model_card": f"{BEST_DIR}/model_card.json"},
+    }
+
+
+def summary_text(report: Mapping[str, Any], run_dir: Path) -> str:
+    """The few lines the command prints at the end: the final model against the seed's recipe and
+    the majority class, and where to look next."""
+    pct = _pct
+    low, high = report["test_accuracy_ci95"]
+    seed = (f"test accuracy {pct(report['seed_recipe_test_accuracy'])}, "
+            f"macro-F1 {report['seed_recipe_test_macro_f1']:.3f}" if report["seed_recipe_test_accuracy"] is not None
+            else f"not available ({report['seed_recipe_failed']})")
+    return "\n".join([
+        f"\nFER Tune: {report['trials_completed']} trials completed, {report['trials_failed']} failed, "
+        f"search {report['search_wall_clock_s']:.0f} s, split {report['split']}",
+        f"  final model   test accuracy {pct(report['test_accuracy'])} (95% CI {pct(low)}-{pct(high)}), "
+        f"macro-F1 {report['test_macro_f1']:.3f} (ensemble of {len(report['ensemble'])} networks of the best "
+        f"configs on {' and '.join(report['final_inputs'])} faces, mirror test-time augmentation)",
+        f"  seed recipe   {seed} (the notebook reported {report['seed_baseline_accuracy']:.0%})",
+        f"  majority class {pct(report['majority_accuracy'])}",
+        f"  report: {run_dir / 'report.md'}",
+        f"  model:  {run_dir / BEST_DIR}",
+        f"  tensorboard --logdir {run_dir / TENSORBOARD_DIR}\n"])
+
+
+def _pct(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def write_report(run_dir: Path, report: Mapping[str, Any], final_history: Sequence[Mapping[str, float]],
@@ -129,8 +198,11 @@ def write_report(run_dir: Path, report: Mapping[str, Any], final_history: Sequen
 
 def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     """The human report: comparison table, best config, trials, plots."""
-    test, seed = report["test"], report["seed_recipe_test"]
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    test = report["test"]
+    seed = report["seed_recipe_test"] or {"accuracy": None, "macro_f1": None, "balanced_accuracy": None,
+                                          "majority_accuracy": None}
+    pct = _pct
+    f1 = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [
         f"# FER Tune report: {report['name']}",
         "",
@@ -147,11 +219,13 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         "|---|---|---|",
         f"| accuracy | **{pct(test['accuracy'])}** (95% CI {pct(test['accuracy_ci95'][0])}-"
         f"{pct(test['accuracy_ci95'][1])}) | {pct(seed['accuracy'])} |",
-        f"| macro-F1 | **{test['macro_f1']:.3f}** | {seed['macro_f1']:.3f} |",
+        f"| macro-F1 | **{test['macro_f1']:.3f}** | {f1(seed['macro_f1'])} |",
         f"| balanced accuracy | {pct(test['balanced_accuracy'])} | {pct(seed['balanced_accuracy'])} |",
         f"| majority class | {pct(test['majority_accuracy'])} | {pct(seed['majority_accuracy'])} |",
         "",
-        f"The seed notebook reported {pct(report['seed_baseline_accuracy'])} on CK+ with a random split.",
+        f"The seed notebook reported {pct(report['seed_baseline_accuracy'])} on CK+ with a random split."
+        + (f" The seed's recipe did not finish its retrain: {report['seed_recipe_failed']}."
+           if report.get("seed_recipe_failed") else ""),
         "",
         f"The final model averages the class probabilities of {len(report['ensemble'])} networks: the best "
         f"trials' configs, each retrained on train + validation{_inputs_words(report)}{_mixup_words(report)} "

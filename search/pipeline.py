@@ -1,0 +1,108 @@
+"""A run's stages as functions of explicit settings: search, confirm, final model.
+
+``python -m search.run`` calls them in order; ``experiments.compare_tuners`` and the tests
+call the same functions, so that FER Tune is measured as it runs. Each stage takes the
+data's splits, the run folder and a settings object; none reads the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from fer_core.data import Dataset
+from fer_core.splits import Splits
+from search.confirm import BUDGET_SHARE, Confirmation, ConfirmSettings, confirm_leaders
+from search.final import FinalModel, FinalSettings
+from search.tuner import SearchSettings
+
+log = logging.getLogger("search.pipeline")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides what a run computes (not where it writes or which cluster it uses)."""
+
+    search: SearchSettings = SearchSettings()
+    confirm: ConfirmSettings = ConfirmSettings()
+    final: FinalSettings = FinalSettings()
+    time_budget_s: Optional[float] = None
+
+    @property
+    def search_budget_s(self) -> Optional[float]:
+        """The search's share of the time budget: all of it, less the confirmation's share."""
+        budget = self.time_budget_s
+        return budget * (1 - BUDGET_SHARE) if budget and self.confirm.configs else budget
+
+
+@dataclass
+class Finished:
+    """The final stage's outcome: the model, its test figures, and where it was exported."""
+
+    final: FinalModel
+    members: list[dict]
+    test: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, resume: bool = False) -> list[dict]:
+    """Run (or resume) the Tune search; return every trial as :func:`search.report.trial_record` lists it."""
+    import ray
+
+    from search.report import trial_record
+    from search.tuner import run_search
+
+    analysis = run_search(settings.search, run_dir, splits, settings.search_budget_s, resume=resume)
+    node_ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
+    return [trial_record(t, settings.search.metric, settings.search.max_epochs, node_ips) for t in analysis.trials]
+
+
+def confirm_trials(settings: RunSettings, run_dir: Path, splits: Splits, trials: list[dict],
+                   deadline: Optional[float] = None) -> Confirmation:
+    """The leading configs cross-validated over train + validation (:mod:`search.confirm`)."""
+    return confirm_leaders(trials, splits, settings.confirm, settings.search.resources, run_dir,
+                           settings.final.ensemble, deadline)
+
+
+def final_members(settings: RunSettings, trials: list[dict], confirmation: Confirmation) -> list[dict]:
+    """The configs the final model is built from: the confirmation's order, then the search's."""
+    from search.ranking import pick_members
+
+    return pick_members(trials, confirmation.ranked, settings.final.ensemble, exclude=confirmation.excluded)
+
+
+def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits,
+                     members: list[dict]) -> Finished:
+    """Retrain ``members`` into the final model, test it once on the held-out split, export it,
+    and write TensorBoard's ``final`` run."""
+    from fer_core.evaluate import evaluate_predictions
+    from fer_core.export import export_model
+    from fer_core.train import predict_proba
+    from search.final import build_final_model
+    from search.report import plot_confusion
+    from search.rundir import BEST_DIR, TENSORBOARD_DIR
+    from search.space import to_config
+    from search.tensorboard import write_final_run
+
+    clock = time.perf_counter()
+    final = build_final_model(members, splits, settings.final, settings.search.resources)
+    probabilities = predict_proba(final.model, splits.test.images)
+    test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)
+    timings = {"retrain_s": time.perf_counter() - clock}
+    clock = time.perf_counter()
+    export_model(final.model, run_dir / BEST_DIR, data.class_names, to_config(members[0]["config"]).to_dict(),
+                 metrics={f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "balanced_accuracy")}
+                 | {"split": splits.method},
+                 data_fingerprint=splits.train.concat(splits.val).fingerprint(),
+                 extra={"trained_on": f"{data.source}: train + validation of the {splits.method} split",
+                        "ensemble": [{"trial_id": m["trial"]["trial_id"], "config": m["config"].to_dict()}
+                                     for m in final.kept],
+                        "test_time_augmentation": "mean of each member's probabilities on the image and its "
+                                                  "left-right mirror"})
+    write_final_run(run_dir / TENSORBOARD_DIR / "final", final.kept[0]["result"]["history"],
+                    data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
+    timings["export_s"] = time.perf_counter() - clock
+    return Finished(final, members, test, timings)

@@ -1,0 +1,50 @@
+"""Ranking trials: which configs the confirmation compares and the final model is built from."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+
+def pick_ensemble(trials: list[dict], size: int, exclude: Iterable[str] = ()) -> list[dict]:
+    """The ``size`` best trials, best first: by final metric, preferring trials that ran
+    their whole budget; configs that are the same are taken once; ``exclude``: trial ids left out.
+
+    Ties (on 156 validation faces many trials share an accuracy) go to the lower final
+    validation loss, then to the trial id, so the pick does not depend on the order in
+    which Tune lists the trials (which differs after ``--resume``).
+    """
+    def rank(trial: dict) -> tuple:
+        loss = trial["history"][-1].get("val_loss") if trial.get("history") else None
+        loss = loss if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
+        return trial["status"] == "completed", trial["final_metric"], -loss, trial["trial_id"]
+
+    excluded = set(exclude)
+    scored = [t for t in trials if t["status"] in ("completed", "stopped_early") and t["final_metric"] is not None
+              and t["trial_id"] not in excluded]
+    scored.sort(key=rank, reverse=True)
+    picked: list[dict] = []
+    for trial in scored:
+        if all(trial["config"] != other["config"] for other in picked):
+            picked.append(trial)
+        if len(picked) == size:
+            break
+    return picked
+
+
+def pick_members(trials: list[dict], ranked: list[dict], size: int, exclude: Iterable[str] = ()) -> list[dict]:
+    """The ``size`` final members: ``ranked`` first, then the search's next best configs
+    (none of ``exclude``, the trial ids the confirmation saw diverge)."""
+    members = list(ranked[:size])
+    for trial in pick_ensemble(trials, size + len(members), exclude):
+        if len(members) == size:
+            break
+        if all(trial["config"] != other["config"] for other in members):
+            members.append(trial)
+    return members
+
+
+def pick_best(trials: list[dict]) -> Optional[dict]:
+    """The best trial: highest final metric, preferring trials that ran their whole budget."""
+    picked = pick_ensemble(trials, 1)
+    return picked[0] if picked else None

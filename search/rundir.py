@@ -1,0 +1,72 @@
+"""The run folder: where a run's files go, its saved state for ``--resume``, and atomic writes.
+
+``OUTPUT/NAME/`` holds ``run.json`` (the run's defining arguments and the data's
+fingerprint), ``tune/`` (Ray Tune's experiment), ``tensorboard/``, ``confirm.json``,
+``best/`` (the exported model), ``plots/``, ``report.md`` and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from fer_core.errors import ConfigError
+
+RUN_FILE = "run.json"  # the run's arguments, so that --resume continues the same search
+TUNE_DIR = "tune"  # Ray Tune's own experiment folder inside the run folder
+TENSORBOARD_DIR = "tensorboard"
+BEST_DIR = "best"
+
+
+def output_path(text: str) -> Path:
+    """``--output`` as a local folder: a path, or a ``file://`` URI as Ray's storage writes them.
+
+    Other storage URIs (``s3://``, ``gs://``) are refused in one line: the report, the
+    exported model and TensorBoard's files are written with local file operations.
+    """
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme != "file":
+        raise ConfigError(f"--output {text!r}: storage URIs other than file:// are not supported; "
+                          "expected a folder every Ray node sees (a shared file system)")
+    return Path(rest if sep else text).expanduser().resolve()
+
+
+def prepare_run_dir(output: str, name: str, resume: bool) -> Path:
+    """Check the output folder before the search; return the run folder (not created yet).
+
+    A new run must not overwrite an old one; a resumed run must exist. The output folder
+    must be writable, checked by looking for the nearest existing folder, so that a search
+    is never started only to fail when its first result is saved.
+    """
+    root = output_path(output)
+    run_dir = root / name
+    if resume:
+        if not (run_dir / RUN_FILE).is_file():
+            raise ConfigError(f"--resume: no run {name!r} in {root} (expected {run_dir / RUN_FILE})")
+    elif run_dir.exists():
+        raise ConfigError(f"--name {name!r}: {run_dir} exists; pass --resume to continue it, or another --name")
+    probe_dir = root
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {output!r}: {probe_dir} is not a writable folder")
+    return run_dir
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """The run's saved state (``run.json``): its defining arguments, the data's fingerprint, time spent."""
+    return json.loads((run_dir / RUN_FILE).read_text())
+
+
+def write_state(run_dir: Path, state: dict[str, Any]) -> None:
+    """Save the run's state atomically."""
+    write_atomic(run_dir / RUN_FILE, json.dumps(state, indent=2))
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``path`` through a temporary sibling and a rename: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
