@@ -61,13 +61,46 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
             **dict(extra or {}),
         }
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2, default=_jsonable))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Put ``staging`` at ``target`` so that a complete model is there at every instant.
+
+    A new target is one rename. An existing one is exchanged with ``staging`` in one
+    ``renameat2(RENAME_EXCHANGE)`` call (Linux), after which the old model, now at the
+    staging path, is removed. Where that call is missing the old model is renamed aside
+    first: a crash between the two renames leaves it under ``.NAME-old-*`` beside the target.
+    """
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    if _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+    os.replace(target, aside / target.name)
+    os.replace(staging, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where unsupported."""
+    import ctypes
+    import ctypes.util
+
+    rename_exchange, at_fdcwd = 2, -100
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def load_predictors(directory: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:

@@ -71,11 +71,12 @@ def configure_tensorflow(threads: Optional[int] = None):
 
     TensorFlow's C++ runtime prints oneDNN and CUDA notices to stderr before its log
     level applies, once per process: in a search that is every Ray worker. The first
-    import and start-up run with stderr pointed at /dev/null; an import that fails
-    still raises as usual.
+    import and start-up run with stderr pointed at /dev/null; later calls leave stderr
+    alone, so nothing else written to it is lost. An import that fails still raises.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _stderr_muted():
+    first = "tensorflow" not in sys.modules
+    with _stderr_muted() if first else contextlib.nullcontext():
         import tensorflow as tf
 
         if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
@@ -90,7 +91,8 @@ def configure_tensorflow(threads: Optional[int] = None):
                 tf.config.experimental.set_memory_growth(gpu, True)
             except RuntimeError:
                 pass
-        tf.constant(0)  # starts the runtime (and its CUDA probe) while stderr is muted
+        if first:
+            tf.constant(0)  # starts the runtime (and its CUDA probe) while stderr is muted
     tf.get_logger().setLevel(logging.ERROR)
     return tf
 

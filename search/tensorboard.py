@@ -88,12 +88,24 @@ def hparam_values(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.items()}
 
 
-def write_final_run(logdir: Path, history: Sequence[Mapping[str, float]], class_names: Sequence[str], figure_png: bytes) -> None:
-    """The retrained model's per-epoch curves and its test confusion matrix as an image."""
+def write_final_run(logdir: Path, history: Sequence[Mapping[str, float]], class_names: Sequence[str],
+                    figure_png: bytes) -> None:
+    """The retrained model's per-epoch curves and its test confusion matrix as an image.
+
+    Written into a fresh sibling folder that then replaces ``logdir``: a final model rebuilt by
+    ``--resume`` replaces the earlier curves instead of adding a second event file beside them.
+    """
+    import shutil
+    import tempfile
+
     from fer_core.train import configure_tensorflow
     tf = configure_tensorflow()
 
-    with tf.summary.create_file_writer(str(logdir)).as_default():
+    logdir = Path(logdir)
+    logdir.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{logdir.name}-", dir=logdir.parent))
+    writer = tf.summary.create_file_writer(str(fresh))
+    with writer.as_default():
         for row in history:
             for tag in SCALARS:
                 value = row.get(tag)
@@ -102,3 +114,7 @@ def write_final_run(logdir: Path, history: Sequence[Mapping[str, float]], class_
         image = tf.io.decode_png(figure_png, channels=4)[tf.newaxis]
         tf.summary.image("final/confusion_matrix", image, step=0)
         tf.summary.text("final/classes", ", ".join(class_names), step=0)
+    writer.close()
+    if logdir.exists():
+        shutil.rmtree(logdir)
+    fresh.rename(logdir)

@@ -40,8 +40,11 @@ def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_d
                  rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, flip=False, seed=7)
     configs = [TrainConfig(**small, learning_rate=3e-3),  # learns
                TrainConfig(**small, learning_rate=1e-12),  # stays where it started: chance
-               TrainConfig(**small, learning_rate=1e9, batch_norm=False)]  # the loss leaves the numbers
-    trials = [{"trial_id": name, "history": [{"train_accuracy": 0.5}]} for name in ("good", "frozen", "exploding")]
+               TrainConfig(**small, learning_rate=1e9, batch_norm=False),  # the loss leaves the numbers
+               # a failure that is not a divergence: the network cannot be built on 48x48 faces
+               TrainConfig(**{**small, "conv_blocks": 6, "kernel_size": 5, "padding": "valid"})]
+    trials = [{"trial_id": name, "history": [{"train_accuracy": 0.5}]}
+              for name in ("good", "frozen", "exploding", "unbuildable")]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         kept, dropped, extra = retrain_members(trials, configs, splits, Resources(),
@@ -51,10 +54,12 @@ def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_d
     assert [m["trial"]["trial_id"] for m in kept] == ["good"] and kept[0]["attempts"] == 1
     assert kept[0]["config"].seed == 7 and len(kept[0]["result"]["history"]) == 6
     assert {d["trial_id"]: d["seeds"] for d in dropped} == {"frozen": [7, 7 + RESEED_OFFSET],
-                                                            "exploding": [7, 7 + RESEED_OFFSET]}
+                                                            "exploding": [7, 7 + RESEED_OFFSET],
+                                                            "unbuildable": [7, 7 + RESEED_OFFSET]}
     reasons = {d["trial_id"]: d["reason"] for d in dropped}
     assert reasons["frozen"].startswith("did not learn (final training accuracy")
     assert reasons["exploding"].startswith("diverged")
+    assert reasons["unbuildable"].startswith("failed (") and "leaves no pixels" in reasons["unbuildable"]
     assert set(extra) == {"seed"} and 0.0 <= extra["seed"]["metrics"]["accuracy"] <= 1.0
 
 

@@ -471,3 +471,22 @@ def test_resume_of_a_run_from_before_a_search_flag_keeps_what_it_ran(tmp_path: P
     assert getattr(restore_args(args, tmp_path / "old"), key) == before
     (tmp_path / "old" / RUN_FILE).write_text(json.dumps({"args": {**saved, key: other}}))
     assert getattr(restore_args(parse_args(["--name", "old", "--resume"]), tmp_path / "old"), key) == other
+
+
+def test_rewriting_the_final_run_replaces_its_curves(tmp_path: Path) -> None:
+    """A final model rebuilt by --resume writes TensorBoard's final run again: one event file, each epoch once."""
+    import tensorflow as tf
+
+    from search.report import plot_confusion
+    from search.tensorboard import write_final_run
+
+    figure = plot_confusion([[2, 0], [1, 1]], ["a", "b"])
+    for losses in ([0.9, 0.5, 0.3], [0.8, 0.4, 0.2]):
+        history = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate(losses)]
+        write_final_run(tmp_path / "final", history, ["a", "b"], figure)
+    assert len(list((tmp_path / "final").glob("events.out.tfevents.*"))) == 1
+    events = _events(tmp_path / "final")
+    losses = [float(tf.make_ndarray(e.tensor_proto))
+              for e in events.Tensors("final/train_loss")]
+    assert losses == pytest.approx([0.8, 0.4, 0.2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]

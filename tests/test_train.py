@@ -224,3 +224,48 @@ def test_threads_are_pinned_even_when_tensorflow_is_configured_twice() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["1", "1"], result.stderr[-2000:]
     assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower()
+
+
+def test_configuring_tensorflow_again_leaves_stderr_alone() -> None:
+    """Only the first import mutes stderr (TensorFlow's start-up notices); a later call, which the
+    search's TensorBoard callback makes for every result, must not hide what others write there."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import os; from fer_core.train import configure_tensorflow; configure_tensorflow(1); "
+            "calls = []; real = os.dup2; os.dup2 = lambda *a: calls.append(a) or real(*a); "
+            "configure_tensorflow(1); configure_tensorflow(); print(len(calls))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["0"], result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_crash_while_replacing_an_exported_model_leaves_a_complete_one(faces, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from fer_core.export import export_model, load_predictors
+    from fer_core.train import fit
+
+    train, _ = faces
+    model, _ = fit(TrainConfig(**SMALL, epochs=1), train)
+    export_model(model, tmp_path / "best", train.class_names, {}, metrics={"run": 1})
+    real_replace = os.replace
+
+    def crash_on_the_move(src, dst, *args, **kwargs):  # the moment the new folder would be moved into place
+        if Path(src).name.startswith(".best-"):
+            raise OSError("simulated crash")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", crash_on_the_move)
+    try:
+        export_model(model, tmp_path / "best", train.class_names, {}, metrics={"run": 2})
+    except OSError:
+        pass
+    monkeypatch.undo()
+    card = json.loads((tmp_path / "best" / "model_card.json").read_text())
+    assert card["metrics"]["run"] in (1, 2)  # the old model or the new one, whole
+    assert set(load_predictors(tmp_path / "best")) == {"keras", "saved_model", "tflite"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
