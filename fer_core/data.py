@@ -519,7 +519,7 @@ def _to_48(count: int, decode: Callable[[int], np.ndarray], where: Callable[[int
     out) and the :class:`FaceReport`. Most images without a face is a :class:`DataError`
     naming ``place``: cropping cannot be what the user meant.
     """
-    mode = _face_mode(count, decode, faces, place)
+    mode = _face_mode(count, decode, faces)
     out = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     keep = np.ones(count, dtype=bool)
     missing: list[str] = []
@@ -546,7 +546,7 @@ def _to_48(count: int, decode: Callable[[int], np.ndarray], where: Callable[[int
     return out[keep], keep, report
 
 
-def _face_mode(count: int, decode: Callable[[int], np.ndarray], faces: str, place: str) -> str:
+def _face_mode(count: int, decode: Callable[[int], np.ndarray], faces: str) -> str:
     if faces != "auto":
         return faces
     sample = np.unique(np.linspace(0, count - 1, min(FACE_SAMPLE, count)).round().astype(int))
@@ -608,7 +608,8 @@ def _cached(place: Path, files: Sequence[Path], faces: str, build: Callable[[], 
             raise DataError(f"{file}: cannot read ({exc.strerror})") from None
         digest.update(f"\n{os.path.abspath(file)}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
     key = digest.hexdigest()
-    prefix = hashlib.sha256(str(place.resolve()).encode()).hexdigest()[:12]
+    # One entry per folder and option: a new entry replaces the older one of the same prefix.
+    prefix = hashlib.sha256(f"{place.resolve()} faces={faces}".encode()).hexdigest()[:12]
     entry = directory / f"{prefix}-{key[:24]}.npz"
     parts = _read_cache(entry, key)
     if parts is not None:
@@ -659,7 +660,7 @@ def _write_cache(entry: Path, key: str, parts: _Parts) -> None:
         os.replace(temp, entry)
         temp = None
         for old in entry.parent.glob(f"{entry.name.split('-')[0]}-*.npz"):
-            if old != entry:  # an older entry of the same folder: its files have changed since
+            if old != entry:  # the same folder and options with other files: stale
                 old.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("%s: cannot write the cache (%s); the next load decodes again", entry.parent, exc)
