@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 PLOTS = "plots"
 HISTORY_FIELDS = ("epoch", "val_accuracy", "val_macro_f1", "val_loss", "train_loss", "train_accuracy",
-                  "learning_rate", "train_seconds", "val_seconds", "time_total_s")
+                  "learning_rate", "train_seconds", "val_seconds", "time_total_s", "node_id", "restored_from_epoch")
 
 
 # ----------------------------------------------------------------------------- trial records

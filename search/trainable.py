@@ -12,6 +12,7 @@ checkpoint on any node instead of starting again.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any, Optional
 from fer_core.data import Dataset
 
 CHECKPOINT_PERIOD_S = 30.0  # a lost trial redoes at most this much work; saving costs ~0.1 s
+CHECKPOINT_PERIOD_ENV = "FER_TUNE_CHECKPOINT_S"  # overrides it on a node (the lost-node test checkpoints every epoch)
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 
@@ -38,8 +40,9 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
 
     Reported per epoch: ``val_accuracy``, ``val_macro_f1``, ``val_loss``, ``train_loss``,
     ``train_accuracy``, ``learning_rate``, ``epoch``, the seconds spent training and
-    validating, the Ray ``node_id`` the trial runs on and ``tf_threads``, TensorFlow's
-    intra-op threads there. An exception (a config that
+    validating, the Ray ``node_id`` the trial runs on, ``tf_threads``, TensorFlow's
+    intra-op threads there, and after a restore ``restored_from_epoch``, the epochs its
+    checkpoint held. An exception (a config that
     diverges, say) propagates, and Tune records the trial as failed with its reason.
     """
     import ray
@@ -53,6 +56,7 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     import keras
 
     config = to_config(params)
+    period_s = float(os.environ.get(CHECKPOINT_PERIOD_ENV, CHECKPOINT_PERIOD_S))
     # Ray's own node_ip is the machine's address; the node id tells nodes of one machine apart
     node_id = ray.get_runtime_context().get_node_id()
     placement = {"node_id": node_id}
@@ -69,7 +73,7 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
 
                 placement["tf_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
             metrics = {**latest["report"], **placement}
-            due = time.monotonic() - self.last_saved >= CHECKPOINT_PERIOD_S and epoch + 1 < config.epochs
+            due = time.monotonic() - self.last_saved >= period_s and epoch + 1 < config.epochs
             if not due:
                 tune.report(metrics)
                 return
@@ -91,5 +95,6 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
         return
     with checkpoint.as_directory() as folder:
         history.extend(json.loads((Path(folder) / HISTORY_FILE).read_text()))
+        placement["restored_from_epoch"] = len(history)  # the trial's records show where it continued
         fit(config, data.train, data.val, callbacks=[TuneReporter()], on_epoch=remember, threads=threads,
             resume=(Path(folder) / MODEL_FILE, history))

@@ -48,7 +48,9 @@ class LoopbackCluster:
         Ray turns token authentication on for a head when a token file exists, but not
         for a node that joins it; saying the mode outright makes every process agree.
         """
-        return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+        return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+                # every epoch leaves a checkpoint, so a trial on a lost node has one to continue from
+                "FER_TUNE_CHECKPOINT_S": "0"}
 
     def start(self, num_cpus: int = 1) -> "LoopbackCluster":
         self._start("127.0.0.1", "--head", f"--port={self.port}", f"--num-cpus={num_cpus}",
