@@ -6,7 +6,7 @@ recipe is retrained beside them for the report's comparison. A member whose trai
 diverged, failed (a lost worker, an out-of-memory kill) or learned nothing is retrained
 once at another seed, then left out. The final model averages the kept members'
 probabilities, each on the face and its mirror image. Evidence for each default:
-``experiments/README.md``, "The final model".
+``experiments/README.md``, "The 50-trial search" (its final-member paragraphs).
 """
 
 from __future__ import annotations

@@ -64,12 +64,21 @@ def test_bad_flags_exit_2_with_one_line_and_no_output(tmp_path: Path, flags: lis
     assert not output.exists()
 
 
-def test_help_lists_every_flag() -> None:
+def test_readme_flag_table_lists_every_flag_help_prints() -> None:
+    """The README's table of flags and ``--help`` name the same flags, each with its default."""
+    import re
+
     result = _search("--help", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    for flag in ("--trials", "--confirm", "--confirm-folds", "--time-budget", "--resume"):
-        assert flag in result.stdout
-    assert "65% of it" in result.stdout
+    options = result.stdout[result.stdout.index("options:"):]
+    helped = set(re.findall(r"^\s+(--[a-z-]+)", options, flags=re.M)) - {"--help"}
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Flags"):]
+    table = table[:table.index("\n## ", 4)]
+    rows = re.findall(r"^\| `(--[a-z-]+)` \| ([^|]+) \| ([^|]+) \|$", table, flags=re.M)
+    assert helped and {flag for flag, _, _ in rows} == helped
+    assert all(default.strip() and meaning.strip() for _, default, meaning in rows)
+    assert "65% of it" in result.stdout  # the budget's share for the confirmation, from its constant
 
 
 def test_subject_split_without_subject_ids_exits_2(tmp_path: Path, no_subjects_csv: Path) -> None:
