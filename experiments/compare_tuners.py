@@ -92,7 +92,7 @@ from fer_core.splits import SPLITS
 from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
 from search.cli import parse_duration
-from search.rundir import output_path
+from search.rundir import check_writable, output_path
 from search.tuner import DEFAULT_MAX_EPOCHS
 
 log = logging.getLogger("experiments.compare_tuners")
@@ -270,11 +270,7 @@ def _output_dir(text: Optional[str]) -> Path:
     output = output_path(text or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ConfigError(f"--output {text!r}: {output} exists and is not an empty folder")
-    probe = output
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output {text!r}: {probe} is not a writable folder")
+    check_writable(output, text)
     return output
 
 

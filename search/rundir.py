@@ -47,12 +47,18 @@ def prepare_run_dir(output: str, name: str, resume: bool) -> Path:
             raise ConfigError(f"--resume: no run {name!r} in {root} (expected {run_dir / RUN_FILE})")
     elif run_dir.exists():
         raise ConfigError(f"--name {name!r}: {run_dir} exists; pass --resume to continue it, or another --name")
-    probe_dir = root
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output {output!r}: {probe_dir} is not a writable folder")
+    check_writable(root, output)
     return run_dir
+
+
+def check_writable(folder: Path, given: str) -> None:
+    """Refuse, naming ``--output`` as ``given``, a folder that could not be created and written:
+    the nearest existing folder on its path must be a writable folder."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {given!r}: {probe} is not a writable folder")
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
