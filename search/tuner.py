@@ -74,6 +74,7 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float]):
     """Optuna TPE over :func:`search.space.define_space` after a random start
     (``sampler="tpe"``: Optuna's own), the seed's recipe and the points enqueued first;
     no new trial after ``budget_s`` seconds from now."""
+    import optuna
     from optuna.exceptions import ExperimentalWarning
     from optuna.samplers import TPESampler
 
@@ -81,6 +82,7 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float]):
     from search.sampler import StartupSampler
     from search.space import define_space, seed_point
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Tune's table shows the trials; Optuna's lines repeat it
     now = time.time()
     if settings.sampler == "tpe":
         sampler = TPESampler(seed=settings.seed)
@@ -154,7 +156,14 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
         tuner.fit()
     finally:
         tune_log.removeFilter(_drop_ray_resume_hint)
-    return tune.ExperimentAnalysis(str(tune_path))
+    # a trial interrupted before its first epoch has no results yet: the report says so, not Ray
+    analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = analysis_log.level
+    analysis_log.setLevel(logging.ERROR)
+    try:
+        return tune.ExperimentAnalysis(str(tune_path))
+    finally:
+        analysis_log.setLevel(level)
 
 
 def _drop_ray_resume_hint(record: logging.LogRecord) -> bool:
