@@ -11,7 +11,8 @@ TensorFlow in data loading, so it is the one used here.
 Public API: :func:`detect_faces` (all faces, largest first), :func:`crop_face` (the
 margin crop, 48x48 by default), :func:`largest_face_crop` (both in one call, for an
 inference command line), :func:`needs_cropping` (are a set of images photos to crop, or
-face crops already) and :class:`FaceReport` (what a data set's loading did, for the run's report).
+face crops already) and :class:`FaceReport` (what a data set's loading did, for the run's
+report).
 Images are 2-D ``uint8`` grayscale arrays throughout; decoding files is the loaders' job.
 """
 
@@ -31,18 +32,21 @@ SCALE_FACTOR = 1.1  # OpenCV's default step between detection scales
 # blank or noisy ones, as is, dim and washed out): 8 put the largest box on the face in 48 of
 # 48 each time; OpenCV's tutorial value 5 with histogram equalisation found a false larger face 3 times.
 MIN_NEIGHBORS = 8
-# px: larger photos are shrunk for detection only (the crop is from the original). Measured on
-# the astronaut pasted into 20 pictures of 1600x1200: faces found 6, 18, 16, 15 of 20 at 640,
-# 800, 1024, 1600 px, in 83, 125, 213, 494 ms an image; smaller faces are lost below 800.
+# px: larger photos are shrunk for detection only (the crop is from the original). With the
+# astronaut pasted into 20 pictures of 1600x1200 (face 92 px wide), an earlier setting found
+# 6 of 20 at 640 px and 18 at 800; the time grows with the pixels (idle machine: 83 ms an
+# image at 640, 125 at 800, 494 at full size), so 800 is the smallest size that kept them.
 DETECT_MAX_SIDE = 800
 # Share of the box added on each side of a crop. The cascade's box already frames a face as
-# CK+48 and FER2013 do (box side / crop side, median 0.99 on 60 enlarged images of each, pasted
-# into pictures), so no margin: crops from photos look like the data sets the models learn from.
+# CK+48 and FER2013 do (box side / image side, median 1.01 and 0.97 on 60 images of each,
+# enlarged and pasted into pictures), so no margin: crops look like the data sets the models know.
 CROP_MARGIN = 0.0
 # A face spanning at least half the image's shorter side means the image is already a face
 # crop (on CK+48 and FER2013 images the box is 85-100% of the side).
 CROP_SHARE = 0.5
-DETECTOR = f"opencv-haar:{CASCADE_FILE}:min{MIN_FACE}:margin{CROP_MARGIN}"  # identifies crops, e.g. in caches
+# Names the detector and its settings, so that caches of crops made otherwise are not reused.
+DETECTOR = (f"opencv-haar:{CASCADE_FILE}:min{MIN_FACE}:scale{SCALE_FACTOR}:neighbors{MIN_NEIGHBORS}"
+            f":side{DETECT_MAX_SIDE}:margin{CROP_MARGIN}")
 
 
 @dataclass(frozen=True)
