@@ -16,8 +16,9 @@ loaded and, for the Ray arms, the local cluster started) and stops when its sear
 - ``fertune``: FER Tune itself, through the stages ``python -m search.run`` runs (``search.pipeline``): Optuna TPE with
   the seed's recipe first, after a random start that the budget's clock can end
   (``search/sampler.py``), ASHA, on Ray; one CPU and one TensorFlow thread per trial, as
-  many trials at once as there are CPUs; then, inside the same budget (the search stops
-  starting trials at 65% of it), the cross-validated confirmation of its best configs
+  many trials at once as there are CPUs; then, inside the same budget (the search has
+  ``SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE)`` of it, 71%, as ``search.budget`` shares a
+  run's between those two stages), the cross-validated confirmation of its best configs
   (``search/confirm.py``), whose best is its winner. Its "best val acc" is that winner's
   validation accuracy, which need not be the highest of its trials. ``--fertune-args``
   gives it more ``search.run`` options (checked by ``search.run`` before anything runs);
@@ -91,6 +92,7 @@ from fer_core.data import load
 from fer_core.splits import SPLITS
 from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
+from search.budget import CONFIRM_SHARE, SEARCH_SHARE
 from search.cli import parse_duration
 from search.rundir import check_writable, output_path
 from search.tuner import DEFAULT_MAX_EPOCHS
@@ -293,7 +295,8 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     start_ray(None)
     try:
         started = time.time()
-        records = search_trials(settings, arm_dir, ctx.splits)
+        search_s = ctx.budget_s * SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE)
+        records = search_trials(settings, arm_dir, ctx.splits, search_s)
         # its confirmation by cross-validation is part of its search: inside the same budget
         confirmation = confirm_trials(settings, arm_dir, ctx.splits, records, started + ctx.budget_s)
         wall = time.time() - started
@@ -324,7 +327,7 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from search.budget import BudgetedOptunaSearch
+    from search.deadline import DEADLINE_FILE, BudgetedOptunaSearch, write_deadline
     from search.report import trial_record
     from search.rundir import TUNE_DIR
     from search.space import define_space
@@ -334,9 +337,11 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     start_ray(None)
     try:
         started = time.time()
+        arm_dir.mkdir(parents=True, exist_ok=True)
+        write_deadline(arm_dir, started + ctx.budget_s)
         searcher = BudgetedOptunaSearch(space=functools.partial(define_space, max_epochs=ctx.max_epochs),
                                         sampler=optuna.samplers.RandomSampler(seed=seed), metric=METRIC,
-                                        mode="max", deadline=started + ctx.budget_s)
+                                        mode="max", deadline_file=arm_dir / DEADLINE_FILE)
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, data=SearchData(ctx.splits.train, ctx.splits.val), threads=1),
             {"cpu": 1, "gpu": 0})

@@ -1,25 +1,60 @@
-"""A searcher wrapper that honours ``--time-budget``: no new trials once the time is up.
+"""The run's time budget: how ``--time-budget`` is shared by the stages, and what they cost.
 
-Tune's own ``time_budget_s`` stops running trials too; a user who gives a budget wants
-the trials already started to finish, and the search to end cleanly with a report.
+The budget bounds the whole run. What is left of it after start-up (the data loaded, Ray
+started), less an allowance for the export, is shared: :data:`SEARCH_SHARE` for the search,
+:data:`CONFIRM_SHARE` for the confirmation, :data:`FINAL_SHARE` for the final model. Each
+stage sizes its work from the epoch times the trials measured (:func:`epoch_seconds`); the
+search keeps to its share through :mod:`search.deadline`.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Optional
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from ray.tune.search.optuna import OptunaSearch
+import numpy as np
+
+SEARCH_SHARE = 0.5
+CONFIRM_SHARE = 0.2  # with --confirm 0 it goes to the search
+FINAL_SHARE = 0.3
+EXPORT_ALLOWANCE_S = 30.0  # export, TensorBoard's final run and the report: ~13 s on the synthetic faces
 
 
-class BudgetedOptunaSearch(OptunaSearch):
-    """:class:`OptunaSearch` that answers ``FINISHED`` after ``deadline`` (a Unix time)."""
+@dataclass(frozen=True)
+class BudgetPlan:
+    """Seconds of the budget for each stage, planned once, when the run starts."""
 
-    def __init__(self, *args, deadline: Optional[float] = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadline = deadline
+    total_s: float
+    startup_s: float
+    search_s: float
+    confirm_s: float
+    final_s: float
 
-    def suggest(self, trial_id: str):
-        if self.deadline is not None and time.time() > self.deadline:
-            return OptunaSearch.FINISHED
-        return super().suggest(trial_id)
+    @classmethod
+    def of(cls, total_s: float, startup_s: float, confirm: bool) -> "BudgetPlan":
+        """Share what ``total_s`` leaves after ``startup_s`` and the export's allowance."""
+        usable = max(0.0, total_s - startup_s - EXPORT_ALLOWANCE_S)
+        search = SEARCH_SHARE + (0.0 if confirm else CONFIRM_SHARE)
+        return cls(total_s, startup_s, usable * search, usable * CONFIRM_SHARE if confirm else 0.0,
+                   usable * FINAL_SHARE)
+
+    def to_dict(self) -> dict[str, float]:
+        """Rounded seconds, for ``run.json`` and the report."""
+        return {k: round(v, 1) for k, v in asdict(self).items()}
+
+
+def epoch_seconds(trial: dict[str, Any]) -> float:
+    """The median seconds one epoch of ``trial`` took (training and validation); 0 when unknown."""
+    seconds = [row["train_seconds"] + row.get("val_seconds", 0.0) for row in trial.get("history") or []
+               if isinstance(row.get("train_seconds"), (int, float)) and math.isfinite(row["train_seconds"])]
+    return float(np.median(seconds)) if seconds else 0.0
+
+
+def makespan(durations: list[float], slots: int) -> float:
+    """Seconds until ``durations`` end when they start in order, ``slots`` at a time (as Ray runs tasks)."""
+    free = [0.0] * max(1, slots)
+    for duration in durations:
+        free.sort()
+        free[0] += duration
+    return max(free)

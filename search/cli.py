@@ -17,7 +17,8 @@ from typing import Optional
 from fer_core.config import NORMALIZATIONS
 from fer_core.errors import ConfigError
 from fer_core.splits import SPLITS
-from search.confirm import BUDGET_SHARE, DEFAULT_CONFIRM, DEFAULT_FOLDS, ConfirmSettings
+from search.budget import CONFIRM_SHARE, FINAL_SHARE, SEARCH_SHARE
+from search.confirm import DEFAULT_CONFIRM, DEFAULT_FOLDS, ConfirmSettings
 from search.final import (DEFAULT_ENSEMBLE, DEFAULT_FINAL_EPOCHS_SCALE, DEFAULT_FINAL_INPUTS, DEFAULT_FINAL_MIXUP,
                           FinalSettings)
 from search.pipeline import RunSettings
@@ -27,10 +28,14 @@ from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, Sear
 
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points", "confirm", "confirm_folds", "sampler", "scheduler")
+                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget")
 # run-defining arguments added since the first runs: a run.json without them ran without
 # confirmation, with the random start, under the recent-trials ASHA
-RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0]}
+RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0],
+                       "time_budget": None}
+# the built-in faces are for a first look: the run fits in 10 minutes on 2 cores (experiments/bench_first_run.py)
+FIRST_RUN_DATA = "synthetic"
+FIRST_RUN_BUDGET = "8m"
 DESCRIPTION = "find the best CNN for a facial-expression data set"
 
 
@@ -73,9 +78,10 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
     p.add_argument("--time-budget", default=None,
-                   help="stop starting trials after this long, e.g. 30m, 2h, 90s; with --confirm the search "
-                        f"stops starting trials at {100 * (1 - BUDGET_SHARE):.0f}%% of it and the confirmation "
-                        "fits in the rest (default: none)")
+                   help="bound the whole run, e.g. 30m, 2h, 90s: after start-up the search has "
+                        f"{100 * SEARCH_SHARE:.0f}%% of it, the confirmation {100 * CONFIRM_SHARE:.0f}%%, the final "
+                        f"model {100 * FINAL_SHARE:.0f}%%, each sized to fit (default: none; "
+                        f"{FIRST_RUN_BUDGET} on the built-in synthetic faces)")
     p.add_argument("--address", default=None, help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--output", default="runs", help="folder of runs (default runs/)")
     p.add_argument("--name", default=None, help="name of this run (default: a timestamp)")
@@ -154,4 +160,5 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         confirm=ConfirmSettings(configs=args.confirm, folds=args.confirm_folds, seed=args.seed, metric=args.metric),
         final=FinalSettings(ensemble=args.ensemble, epochs_scale=args.final_epochs_scale, mixup=args.final_mixup,
                             inputs=tuple(args.final_inputs)),
-        time_budget_s=parse_duration(args.time_budget))
+        time_budget_s=parse_duration(args.time_budget if args.time_budget or args.data != FIRST_RUN_DATA
+                                     else FIRST_RUN_BUDGET))

@@ -16,10 +16,9 @@ is not read.
 
 Trainings run as Ray tasks with one trial's resources. Each finished training's
 predictions are saved in the run folder's ``confirm.json`` at once, so an interrupted run
-continued with ``--resume`` redoes none. Under ``--time-budget`` the search keeps
-:data:`BUDGET_SHARE` of the budget for the confirmation and confirms as many configs as
-fit in what is left, judged by the epoch times their trials measured; with fewer than two
-it confirms none.
+continued with ``--resume`` redoes none. Under ``--time-budget`` it confirms as many
+configs as fit in its share (:mod:`search.budget`), judged by the epoch times their trials
+measured; with fewer than two it confirms none.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -37,6 +35,7 @@ import numpy as np
 from fer_core.data import Dataset
 from fer_core.errors import ConfigError
 from fer_core.splits import Splits
+from search.budget import epoch_seconds
 from search.ranking import pick_ensemble
 from search.rundir import write_atomic
 from search.tasks import Resources
@@ -47,7 +46,6 @@ CONFIRM_FILE = "confirm.json"
 # 6 configs x 3 folds: 18 trainings of a trial's length, 37-182 s on 2 CPUs on CK+ (seeds 1-3)
 DEFAULT_CONFIRM = 6
 DEFAULT_FOLDS = 3
-BUDGET_SHARE = 0.35  # of a --time-budget, kept for the confirmation
 TASK_OVERHEAD_S = 4.0  # a training's set-up (model build, graph tracing) and scoring, beyond its epochs
 
 
@@ -84,11 +82,8 @@ def estimated_seconds(trial: dict, folds: int, n_rest: int, n_train: int) -> flo
     """
     from search.space import to_config
 
-    seconds = [row["train_seconds"] + row.get("val_seconds", 0.0) for row in trial.get("history") or []
-               if isinstance(row.get("train_seconds"), (int, float)) and math.isfinite(row["train_seconds"])]
-    per_epoch = float(np.median(seconds)) if seconds else 0.0
     size = (folds - 1) / folds * n_rest / max(1, n_train)
-    return to_config(trial["config"]).epochs * per_epoch * size + TASK_OVERHEAD_S
+    return to_config(trial["config"]).epochs * epoch_seconds(trial) * size + TASK_OVERHEAD_S
 
 
 def how_many_fit(estimates: Sequence[float], folds: int, slots: int, seconds: float) -> int:
@@ -157,9 +152,9 @@ def confirm(candidates: list[dict], splits: Splits, settings: ConfirmSettings, r
     if len(candidates) < 2:
         return Confirmation(k, 0, list(candidates), {}, 0.0, "fewer than 2 configs to compare")
     if deadline is not None:
-        import ray
+        from search.tuner import cluster_slots
 
-        slots = slots or max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
+        slots = slots or cluster_slots(resources)
         estimates = [estimated_seconds(t, k, len(rest), len(splits.train)) for t in candidates]
         fit = how_many_fit(estimates, k, slots, deadline - started)
         if fit < 2:

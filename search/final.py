@@ -21,6 +21,7 @@ import numpy as np
 
 from fer_core.config import TrainConfig
 from fer_core.splits import Splits
+from search.budget import epoch_seconds, makespan
 from search.tasks import Resources
 
 log = logging.getLogger("search.final")
@@ -30,6 +31,7 @@ DEFAULT_FINAL_EPOCHS_SCALE = 3.0  # 3x a trial's epochs: +0.8 points over 2x in 
 DEFAULT_FINAL_MIXUP = 0.0  # mixup's cross-validation gains did not hold on test: off
 DEFAULT_FINAL_INPUTS = ("standardize",)  # a second input doubled the retrain for 0-0.5 points
 RESEED_OFFSET = 1000  # a member that fails is retrained once at its seed plus this
+TASK_OVERHEAD_S = 12.0  # a retrain's worker start, model build, graph tracing and test: 37 s for 2 short ones on 2 busy cores
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,41 @@ def final_networks(members: list[dict], settings: FinalSettings) -> tuple[list[d
             trials.append(trial)
             configs.append(final_config(trial["config"], settings.epochs_scale, settings.mixup, normalization))
     return trials, configs
+
+
+def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings, n_rest: int, n_train: int,
+               slots: int, seconds: Optional[float]) -> tuple[FinalSettings, float]:
+    """The final stage that fits in ``seconds``, and its estimated seconds.
+
+    Each network's time is its trial's epoch time (scaled from the training part to train +
+    validation) times its epochs; the seed's recipe trains beside them, ``slots`` at a time.
+    Without ``seconds`` the settings stand. Otherwise fewer epochs (down to the trial's own),
+    then fewer members, until it fits; one member at its trial's epochs when nothing does.
+    """
+    from search.space import seed_point
+
+    scale_data = n_rest / max(1, n_train)
+    typical = float(np.median([epoch_seconds(t) for t in trials] or [0.0]))
+    seed_trial = next((t for t in trials if all(t["config"].get(k) == v for k, v in seed_point().items())), None)
+    seed_s = TrainConfig().epochs * (epoch_seconds(seed_trial) if seed_trial else typical) * scale_data
+
+    def cost(candidate: FinalSettings) -> float:
+        durations = [final_config(m["config"], candidate.epochs_scale).epochs * (epoch_seconds(m) or typical)
+                     * scale_data + TASK_OVERHEAD_S
+                     for m in members[:candidate.ensemble] for _ in candidate.inputs]
+        return makespan(durations + [seed_s + TASK_OVERHEAD_S], slots)
+
+    if seconds is None:
+        return settings, cost(settings)
+    scales = sorted({s for s in (settings.epochs_scale, 2.0, 1.0) if s <= settings.epochs_scale}, reverse=True)
+    sizes = sorted({n for n in (settings.ensemble, 3, 1) if n <= settings.ensemble}, reverse=True)
+    for ensemble in sizes:
+        for scale in scales:
+            candidate = dataclasses.replace(settings, ensemble=ensemble, epochs_scale=scale)
+            if cost(candidate) <= seconds:
+                return candidate, cost(candidate)
+    smallest = dataclasses.replace(settings, ensemble=1, epochs_scale=min(scales), inputs=settings.inputs[:1])
+    return smallest, cost(smallest)
 
 
 def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resources,

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from fer_core.data import Dataset
 from fer_core.splits import Splits
-from search.confirm import BUDGET_SHARE, Confirmation, ConfirmSettings, confirm_leaders
+from search.confirm import Confirmation, ConfirmSettings, confirm_leaders
 from search.final import FinalModel, FinalSettings
 from search.tuner import SearchSettings
 
@@ -29,13 +29,7 @@ class RunSettings:
     search: SearchSettings = SearchSettings()
     confirm: ConfirmSettings = ConfirmSettings()
     final: FinalSettings = FinalSettings()
-    time_budget_s: Optional[float] = None
-
-    @property
-    def search_budget_s(self) -> Optional[float]:
-        """The search's share of the time budget: all of it, less the confirmation's share."""
-        budget = self.time_budget_s
-        return budget * (1 - BUDGET_SHARE) if budget and self.confirm.configs else budget
+    time_budget_s: Optional[float] = None  # the whole run's, shared by the stages (search.budget)
 
 
 @dataclass
@@ -48,14 +42,19 @@ class Finished:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, resume: bool = False) -> list[dict]:
-    """Run (or resume) the Tune search; return every trial as :func:`search.report.trial_record` lists it."""
+def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, search_s: Optional[float] = None,
+                  resume: bool = False) -> list[dict]:
+    """Run (or resume) the Tune search, starting no trial after ``search_s`` seconds from now and
+    stopping running ones at their next epoch after it; return every trial as
+    :func:`search.report.trial_record` lists it."""
     import ray
 
+    from search.deadline import write_deadline
     from search.report import trial_record
     from search.tuner import run_search
 
-    analysis = run_search(settings.search, run_dir, splits, settings.search_budget_s, resume=resume)
+    write_deadline(run_dir, time.time() + max(0.0, search_s) if search_s is not None else None)
+    analysis = run_search(settings.search, run_dir, splits, search_s, resume=resume)
     node_ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
     return [trial_record(t, settings.search.metric, settings.search.max_epochs, node_ips) for t in analysis.trials]
 
@@ -74,10 +73,30 @@ def final_members(settings: RunSettings, trials: list[dict], confirmation: Confi
     return pick_members(trials, confirmation.ranked, settings.final.ensemble, exclude=confirmation.excluded)
 
 
+def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[dict], members: list[dict],
+                     final_s: Optional[float]) -> RunSettings:
+    """The settings with the final stage that fits in ``final_s`` seconds (:func:`search.final.plan_final`),
+    its estimate in the log."""
+    import dataclasses
+
+    from search.final import plan_final
+    from search.tuner import cluster_slots
+
+    slots = cluster_slots(settings.search.resources)
+    n_rest = len(splits.train) + len(splits.val)
+    final, estimate = plan_final(trials, members, settings.final, n_rest, len(splits.train), slots, final_s)
+    if final != settings.final:
+        log.info("the final stage is sized to the %.0f s left for it: %d member(s) at %gx their epochs "
+                 "(instead of %d at %gx)", final_s, final.ensemble, final.epochs_scale, settings.final.ensemble,
+                 settings.final.epochs_scale)
+    log.info("the final stage will take about %s", f"{estimate:.0f} s" if estimate < 90 else f"{estimate / 60:.0f} min")
+    return dataclasses.replace(settings, final=final)
+
+
 def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits,
                      members: list[dict]) -> Finished:
-    """Retrain ``members`` into the final model, test it once on the held-out split, export it,
-    and write TensorBoard's ``final`` run."""
+    """Retrain ``members`` (the first ``settings.final.ensemble``) into the final model, test it once
+    on the held-out split, export it, and write TensorBoard's ``final`` run."""
     from fer_core.evaluate import evaluate_predictions
     from fer_core.export import export_model
     from fer_core.train import predict_proba
@@ -88,6 +107,7 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
     from search.tensorboard import write_final_run
 
     clock = time.perf_counter()
+    members = members[:settings.final.ensemble]
     final = build_final_model(members, splits, settings.final, settings.search.resources)
     probabilities = predict_proba(final.model, splits.test.images)
     test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)

@@ -19,6 +19,7 @@ from search.rundir import BEST_DIR, TENSORBOARD_DIR, write_atomic
 if TYPE_CHECKING:
     from fer_core.data import Dataset
     from fer_core.splits import Splits
+    from search.budget import BudgetPlan
     from search.confirm import Confirmation
     from search.pipeline import Finished, RunSettings
 
@@ -108,7 +109,7 @@ def _plain(value: Any) -> Any:
 
 def build_report(name: str, settings: "RunSettings", data: "Dataset", splits: "Splits", trials: list[dict],
                  confirmation: "Confirmation", finished: "Finished", search_seconds: float,
-                 timings: Mapping[str, float]) -> dict[str, Any]:
+                 timings: Mapping[str, float], plan: Optional["BudgetPlan"] = None) -> dict[str, Any]:
     """The run's ``report.json``: data and split, the test figures of the final model, the seed's
     recipe and the majority class side by side, the confirmation, the members, every trial."""
     from fer_core.evaluate import SEED_BASELINE_ACCURACY
@@ -120,7 +121,7 @@ def build_report(name: str, settings: "RunSettings", data: "Dataset", splits: "S
         "name": name, "data": data.source, "n_images": len(data), "split": splits.method,
         "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
         "metric": settings.search.metric, "max_epochs": settings.search.max_epochs, "seed": settings.search.seed,
-        "time_budget_s": settings.time_budget_s,
+        "time_budget_s": settings.time_budget_s, "budget_plan": plan.to_dict() if plan else None,
         "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
         "test_balanced_accuracy": test["balanced_accuracy"], "test_accuracy_ci95": test["accuracy_ci95"],
         "majority_accuracy": test["majority_accuracy"], "seed_baseline_accuracy": SEED_BASELINE_ACCURACY,

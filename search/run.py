@@ -5,7 +5,8 @@ line and exit status 2, before anything starts); load the data and hold out the 
 split once; save the run's state for ``--resume``; start Ray; search (:mod:`search.tuner`);
 confirm the leading configs by cross-validation (:mod:`search.confirm`); retrain the best
 into the final model, test it once beside the seed's recipe, export it
-(:mod:`search.final`); write the report (:mod:`search.report`).
+(:mod:`search.final`); write the report (:mod:`search.report`). Under a time budget each
+stage keeps to its share of it (:mod:`search.budget`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from fer_core.data import Dataset, load
 from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
 from search.cli import RUN_DEFINING, check_args, parse_args, restore_args, run_settings
-from search.pipeline import RunSettings, build_and_export, confirm_trials, final_members, search_trials
+from search.budget import BudgetPlan
+from search.pipeline import (RunSettings, build_and_export, confirm_trials, final_members, plan_final_stage,
+                             search_trials)
 from search.rundir import TUNE_DIR, prepare_run_dir, read_state, write_state
 
 log = logging.getLogger("search.run")
@@ -35,6 +38,7 @@ EXIT_FAILED = 1
 
 def main(argv: Optional[list[str]] = None) -> int:
     # the command line
+    begun = time.monotonic()
     args = parse_args(argv)
     _quiet_start()
     check_args(args)
@@ -52,23 +56,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     clock = time.perf_counter()
     data, splits = load_and_split(args.data, args.split, settings)
     timings = {"load_s": time.perf_counter() - clock}
-
-    # the run's state, for --resume
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = open_state(run_dir, args, data, resume=args.resume)
-
-    # the search
     from search.tuner import start_ray
 
     clock = time.perf_counter()
     start_ray(args.address)
     timings["ray_start_s"] = time.perf_counter() - clock
+
+    # the run's state and its budget's plan, kept for --resume
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = open_state(run_dir, args, data, settings, startup_s=time.monotonic() - begun)
+    plan = BudgetPlan(**state["plan"]) if state.get("plan") else None
+
+    # the search
     started = time.time()
-    trials = search_trials(settings, run_dir, splits, resume=args.resume)
+    search_s = plan.search_s - state["search_seconds"] if plan else None
+    trials = search_trials(settings, run_dir, splits, search_s, resume=args.resume)
     timings["search_s"] = time.time() - started
-    state["search_seconds"] += timings["search_s"]
+    state = read_state(run_dir) | {"search_seconds": state["search_seconds"] + timings["search_s"]}
     write_state(run_dir, state)
-    if search_interrupted(trials, settings, time.time() - started):
+    if search_interrupted(trials, settings, started + search_s if plan else None):
         finished = sum(t["status"] != "unfinished" for t in trials)
         log.warning("search interrupted with %d of %d trials finished; continue it with: "
                     "python -m search.run --output %s --name %s --resume",
@@ -76,22 +82,23 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_INTERRUPTED
 
     # the confirmation, then the final model
-    deadline = started + settings.time_budget_s if settings.time_budget_s else None
-    confirmation = confirm_trials(settings, run_dir, splits, trials, deadline)
+    confirmation = confirm_trials(settings, run_dir, splits, trials, time.time() + plan.confirm_s if plan else None)
     timings["confirm_s"] = confirmation.seconds
     members = final_members(settings, trials, confirmation)
     if not members:
         print(f"search.run: no trial left a config to build the final model from ({len(trials)} trials: failed, "
               f"or diverged in the confirmation); see {run_dir / TUNE_DIR}", file=sys.stderr)
         return EXIT_FAILED
+    settings = plan_final_stage(settings, splits, trials, members, plan.final_s if plan else None)
     finished = build_and_export(settings, run_dir, data, splits, members)
     timings.update(finished.timings)
 
     # the report
     from search.report import build_report, summary_text, write_report
 
+    timings["run_s"] = time.monotonic() - begun
     report = build_report(args.name, settings, data, splits, trials, confirmation, finished,
-                          state["search_seconds"], timings)
+                          state["search_seconds"], timings, plan)
     write_report(run_dir, report, finished.final.kept[0]["result"]["history"], settings.search.metric)
     print(summary_text(report, run_dir))
     return 0
@@ -115,25 +122,31 @@ def load_and_split(source: str, method: str, settings: RunSettings) -> tuple[Dat
     return data, splits
 
 
-def open_state(run_dir: Path, args: argparse.Namespace, data: Dataset, resume: bool) -> dict:
-    """The run's saved state: new, or the resumed run's, whose data must not have changed."""
+def open_state(run_dir: Path, args: argparse.Namespace, data: Dataset, settings: RunSettings,
+               startup_s: float) -> dict:
+    """The run's saved state: new (with its budget's plan, from the start-up measured), or the
+    resumed run's, whose data must not have changed."""
     fingerprint = data.fingerprint()  # hashes every image: once per run
-    if resume:
+    if args.resume:
         state = read_state(run_dir)
         if state["fingerprint"] != fingerprint:
             raise ConfigError(f"--resume: the data at {args.data} changed since run {args.name} started")
-    else:
-        state = {"args": {k: getattr(args, k) for k in RUN_DEFINING}, "fingerprint": fingerprint,
-                 "search_seconds": 0.0}
+        return state
+    plan = (BudgetPlan.of(settings.time_budget_s, startup_s, confirm=bool(settings.confirm.configs))
+            if settings.time_budget_s else None)
+    if plan:
+        log.info("time budget %.0f s: search %.0f s, confirmation %.0f s, final model %.0f s (start-up took %.0f s)",
+                 plan.total_s, plan.search_s, plan.confirm_s, plan.final_s, plan.startup_s)
+    state = {"args": {k: getattr(args, k) for k in RUN_DEFINING}, "fingerprint": fingerprint,
+             "search_seconds": 0.0, "plan": plan.to_dict() if plan else None}
     write_state(run_dir, state)
     return state
 
 
-def search_interrupted(trials: list[dict], settings: RunSettings, elapsed_s: float) -> bool:
+def search_interrupted(trials: list[dict], settings: RunSettings, deadline: Optional[float]) -> bool:
     """Whether the search stopped before its end: a trial unfinished, or fewer trials than asked
-    while the budget (if any) was not spent."""
-    budget = settings.search_budget_s
-    budget_spent = budget is not None and elapsed_s >= budget
+    before its deadline (if any) had passed."""
+    budget_spent = deadline is not None and time.time() >= deadline
     unfinished = any(t["status"] == "unfinished" for t in trials)
     return unfinished or (len(trials) < settings.search.trials and not budget_spent)
 

@@ -12,6 +12,7 @@ checkpoint on any node instead of starting again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -53,6 +54,7 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
 
     # before Keras imports TensorFlow: pins the threads, keeps the start-up chatter out
     configure_tensorflow(threads)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # a line per checkpoint in the driver's log otherwise
     import keras
 
     config = to_config(params)

@@ -70,15 +70,16 @@ def startup_trials(trials: int) -> int:
     return max(1, min(STARTUP_CAP, trials * 2 // 5))  # STARTUP_SHARE, in whole trials
 
 
-def build_searcher(settings: SearchSettings, budget_s: Optional[float]):
+def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline_file: Optional[Path] = None):
     """Optuna TPE over :func:`search.space.define_space` after a random start
     (``sampler="tpe"``: Optuna's own), the seed's recipe and the points enqueued first;
-    no new trial after ``budget_s`` seconds from now."""
+    no new trial after the deadline in ``deadline_file`` (:mod:`search.deadline`). ``budget_s``,
+    the search's seconds, also ends the random start at two fifths of them."""
     import optuna
     from optuna.exceptions import ExperimentalWarning
     from optuna.samplers import TPESampler
 
-    from search.budget import BudgetedOptunaSearch
+    from search.deadline import BudgetedOptunaSearch
     from search.sampler import StartupSampler
     from search.space import define_space, seed_point
 
@@ -94,7 +95,7 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float]):
                                      random_until=now + budget_s * STARTUP_SHARE if budget_s else None)
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_epochs), metric=settings.metric,
                                 mode="max", points_to_evaluate=[seed_point(), *settings.points],
-                                sampler=sampler, deadline=now + budget_s if budget_s else None)
+                                sampler=sampler, deadline_file=deadline_file)
 
 
 def build_scheduler(settings: SearchSettings):
@@ -124,6 +125,8 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from search.deadline import DEADLINE_FILE, DeadlineStopper
+    from search.progress import SearchProgress
     from search.space import seed_point
     from search.tensorboard import TensorBoardCallback, write_hparams_config
     from search.trainable import SearchData, train_trial
@@ -143,10 +146,13 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
             tune_config=tune.TuneConfig(
                 num_samples=settings.trials, trial_dirname_creator=trial_dirname,
                 reuse_actors=True,  # a worker keeps TensorFlow loaded from one trial to the next
-                search_alg=build_searcher(settings, budget_s), scheduler=build_scheduler(settings)),
+                search_alg=build_searcher(settings, budget_s, run_dir / DEADLINE_FILE),
+                scheduler=build_scheduler(settings)),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(run_dir),
-                callbacks=[TensorBoardCallback(run_dir / TENSORBOARD_DIR), CSVLoggerCallback(), JsonLoggerCallback()],
+                callbacks=[TensorBoardCallback(run_dir / TENSORBOARD_DIR), CSVLoggerCallback(), JsonLoggerCallback(),
+                           SearchProgress(run_dir, settings.trials, settings.metric, cluster_slots(resources))],
+                stop=DeadlineStopper(run_dir / DEADLINE_FILE),
                 failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 progress_reporter=_progress_table(settings.metric), verbose=1))
@@ -164,6 +170,13 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
         return tune.ExperimentAnalysis(str(tune_path))
     finally:
         analysis_log.setLevel(level)
+
+
+def cluster_slots(resources: Resources) -> int:
+    """Trials at once on this cluster: its CPUs over a trial's."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // resources.cpus))
 
 
 def _drop_ray_resume_hint(record: logging.LogRecord) -> bool:

@@ -19,16 +19,26 @@ def test_random_start_is_two_fifths_of_the_search_up_to_20() -> None:
     assert all(1 <= startup_trials(n) <= max(1, n) for n in range(1, 200))
 
 
-def test_the_search_uses_it_and_a_time_budget_also_bounds_it_in_time() -> None:
+def test_the_search_uses_it_and_a_time_budget_also_bounds_it_in_time(tmp_path) -> None:
+    from search.deadline import DEADLINE_FILE, write_deadline
+
     for trials in (5, 50):
         searcher = build_searcher(SearchSettings(trials=trials, seed=3), budget_s=None)
         assert isinstance(searcher._sampler, StartupSampler)
         assert searcher._sampler.n_startup == startup_trials(trials) and searcher._sampler.random_until is None
     before = time.time()
-    searcher = build_searcher(SearchSettings(trials=1000, seed=3), budget_s=500.0)
+    searcher = build_searcher(SearchSettings(trials=1000, seed=3), budget_s=500.0,
+                              deadline_file=tmp_path / DEADLINE_FILE)
     assert searcher._sampler.n_startup == 20
     assert before + 500 * STARTUP_SHARE <= searcher._sampler.random_until <= time.time() + 500 * STARTUP_SHARE
-    assert before + 500 <= searcher.deadline <= time.time() + 500
+    # no trial once the deadline the driver wrote has passed; one before it
+    write_deadline(tmp_path, time.time() - 1)
+    assert searcher.suggest("late") == searcher.FINISHED
+    write_deadline(tmp_path, time.time() + 60)
+    from search.space import seed_point
+
+    first = searcher.suggest("early")  # the first trial: the seed's recipe, with the space's constants
+    assert {k: first[k] for k in seed_point()} == seed_point()
 
 
 def test_sampler_tpe_is_optunas_own_with_its_defaults() -> None:

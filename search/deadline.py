@@ -1,0 +1,64 @@
+"""The search's deadline: one file in the run folder that the searcher and a stopper read.
+
+The driver writes ``budget.json`` at each attempt of a budgeted run, from the search time
+already spent (``run.json``), so a resumed run goes on with what is left of its search
+share and the time it stood still is not counted. The searcher starts no trial after the
+deadline; the stopper stops a running trial at its first result after it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+from ray.tune import Stopper
+from ray.tune.search.optuna import OptunaSearch
+
+DEADLINE_FILE = "budget.json"
+
+
+def write_deadline(run_dir: Path, deadline: Optional[float]) -> None:
+    """Set the search's deadline (a ``time.time()``; None: no deadline) for the searcher and the stopper."""
+    from search.rundir import write_atomic
+
+    write_atomic(run_dir / DEADLINE_FILE, json.dumps({"search_deadline": deadline}))
+
+
+def read_deadline(path: Path) -> Optional[float]:
+    """The search's deadline in ``path``; None when there is none (or no file)."""
+    try:
+        return json.loads(path.read_text()).get("search_deadline")
+    except (OSError, ValueError):
+        return None
+
+
+class BudgetedOptunaSearch(OptunaSearch):
+    """:class:`OptunaSearch` that answers ``FINISHED`` once the deadline in ``deadline_file`` has passed."""
+
+    def __init__(self, *args, deadline_file: Optional[Path] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline_file = deadline_file
+
+    def suggest(self, trial_id: str):
+        deadline = read_deadline(self.deadline_file) if self.deadline_file else None
+        if deadline is not None and time.time() > deadline:
+            return OptunaSearch.FINISHED
+        return super().suggest(trial_id)
+
+
+class DeadlineStopper(Stopper):
+    """Stops a running trial at its first result after the deadline in ``deadline_file``.
+
+    The trial keeps what it reported; it is recorded as stopped early, as ASHA's are."""
+
+    def __init__(self, deadline_file: Path) -> None:
+        self.deadline_file = deadline_file
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        deadline = read_deadline(self.deadline_file)
+        return deadline is not None and time.time() > deadline
+
+    def stop_all(self) -> bool:
+        return False

@@ -1,0 +1,69 @@
+"""The time budget's plan: shares that never exceed it, a final stage sized to its share, progress lines."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from search.budget import EXPORT_ALLOWANCE_S, BudgetPlan, epoch_seconds, makespan
+from search.final import FinalSettings, plan_final
+from search.progress import progress_line
+from search.space import seed_point
+
+
+@pytest.mark.parametrize("total, startup", [(90, 4), (600, 25), (3600, 60), (20, 5)])
+@pytest.mark.parametrize("confirm", [True, False])
+def test_the_plan_never_exceeds_the_budget(total: float, startup: float, confirm: bool) -> None:
+    plan = BudgetPlan.of(total, startup, confirm)
+    stages = plan.search_s + plan.confirm_s + plan.final_s
+    assert stages <= total - startup - EXPORT_ALLOWANCE_S + 1e-9 or stages == 0
+    assert plan.search_s >= 0 and plan.final_s >= 0
+    assert (plan.confirm_s > 0) == (confirm and stages > 0)
+    # without a confirmation its share goes to the search
+    assert BudgetPlan.of(total, startup, False).search_s >= BudgetPlan.of(total, startup, True).search_s
+
+
+def test_makespan_runs_tasks_in_order_slots_at_a_time() -> None:
+    assert makespan([10, 10, 10, 10], 2) == 20
+    assert makespan([30, 10, 10, 10], 2) == 30
+    assert makespan([5], 4) == 5 and makespan([], 2) == 0
+
+
+def _trial(trial_id: str, seconds: float, epochs: int = 4, **config) -> dict:
+    return {"trial_id": trial_id, "config": {**seed_point(), "epochs": epochs, **config},
+            "history": [{"train_seconds": seconds, "val_seconds": 0.0}] * 3}
+
+
+def test_epoch_seconds_is_the_median_of_the_trials_epochs() -> None:
+    trial = {"history": [{"train_seconds": 1.0, "val_seconds": 0.5}, {"train_seconds": 9.0},
+                         {"train_seconds": 2.0, "val_seconds": 0.5}, {"train_seconds": float("nan")}]}
+    assert epoch_seconds(trial) == 2.5 and epoch_seconds({"history": []}) == 0.0
+
+
+def test_the_final_stage_shrinks_to_its_share_epochs_first_then_members() -> None:
+    seed = _trial("seed", 1.0, epochs=16)
+    members = [_trial(f"m{i}", 2.0, dense_units=128 + i) for i in range(5)]
+    trials = [seed, *members]
+    default = FinalSettings()
+    # each member: 4 epochs x 3 x 2 s (+ overhead) on as many faces as its trial saw
+    planned, estimate = plan_final(trials, members, default, n_rest=100, n_train=100, slots=2, seconds=None)
+    assert planned == default and estimate > 0
+    generous, _ = plan_final(trials, members, default, 100, 100, 2, seconds=estimate)
+    assert generous == default
+    tighter, cost = plan_final(trials, members, default, 100, 100, 2, seconds=estimate * 0.85)
+    assert (tighter.ensemble, tighter.epochs_scale) == (5, 2.0) and cost <= estimate * 0.85
+    tight, cost = plan_final(trials, members, default, 100, 100, 2, seconds=estimate * 0.45)
+    assert tight.ensemble < 5 and cost <= estimate * 0.45
+    hopeless, _ = plan_final(trials, members, default, 100, 100, 2, seconds=1.0)
+    assert (hopeless.ensemble, hopeless.epochs_scale) == (1, 1.0)  # something to export, whatever the budget
+
+
+def test_progress_line_names_done_best_seed_and_time_left() -> None:
+    def trial(status: str, value):
+        return SimpleNamespace(status=status, last_result={"val_accuracy": value} if value is not None else {})
+
+    trials = [trial("TERMINATED", 0.52), trial("TERMINATED", 0.86), trial("RUNNING", 0.7), trial("PENDING", None)]
+    line = progress_line(trials, 50, "val_accuracy", 380.0)
+    assert line == "2/50 trials done; best val_accuracy 0.860 (seed recipe 0.520); about 6 min left"
+    assert progress_line([], 50, "val_accuracy", None).endswith("time left not known yet")
