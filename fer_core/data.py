@@ -499,6 +499,17 @@ def _finish(parts: _Parts, source: str) -> Dataset:
     return dataset
 
 
+def read_gray(path: str | os.PathLike, where: Optional[str] = None) -> np.ndarray:
+    """Decode an image file into a 2-D ``uint8`` grayscale array at its own size, as loading does.
+
+    The image is turned upright by its EXIF orientation first, so an inference command line
+    that decodes through here and crops with :func:`fer_core.faces.largest_face_crop` sees
+    what training saw. A file that cannot be decoded raises :class:`DataError` naming
+    ``where`` (the path by default).
+    """
+    return _decode(Path(path), str(path) if where is None else where)
+
+
 def _decode(path: Path, where: str) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, random_pixels, write_csv, write_image_folder
-from fer_core.data import CSV_LABELS, Dataset, load, load_csv
+from fer_core.data import CSV_LABELS, Dataset, load, load_csv, read_gray
 from fer_core.errors import DataError, run_cli
 from fer_core.faces import FaceReport
 from fer_core.splits import VAL_FRACTION, make_splits, resolve_split, split
@@ -265,6 +265,23 @@ def test_dataset_keeps_its_face_report_through_subset_and_concat(tmp_path: Path)
     part = data.subset(np.arange(3))
     assert part.faces == data.faces and part.concat(data.subset(np.arange(3, 8))).faces == data.faces
     assert load("synthetic:20").faces is None
+
+
+def test_read_gray_turns_phone_photos_upright(tmp_path: Path) -> None:
+    from PIL import Image
+
+    pixels = np.zeros((30, 40, 3), np.uint8)
+    pixels[:, :5] = 255  # a white stripe on the left as stored
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # EXIF orientation 6: the camera was turned; show the picture rotated 90 degrees
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    gray = read_gray(tmp_path / "phone.jpg")
+    assert gray.shape == (40, 30) and gray.dtype == np.uint8
+    assert gray[:5].mean() > 200 and gray[-5:].mean() < 50  # the stripe is now on top
+    with pytest.raises(DataError, match="phone.png: cannot decode image"):
+        (tmp_path / "phone.png").write_bytes(b"not an image")
+        read_gray(tmp_path / "phone.png")
 
 
 # ----------------------------------------------------------------------------- manifests
