@@ -141,8 +141,10 @@ def load(source: str | os.PathLike, faces: str = "auto", cache: bool = True) -> 
     of image files when its header has a ``path`` column, else pixel rows). ``faces`` is
     ``"auto"`` (images that are 48x48 or already face crops are left alone, photos are
     cropped to their largest face; the decision is logged), ``"crop"`` or ``"none"``.
-    ``cache=False`` decodes image files even when a cache entry exists. Raises
-    :class:`DataError` for anything that cannot be read, naming where and why.
+    Folders and manifests of :data:`CACHE_MIN_FILES` images or more are decoded once and
+    cached under ``$FER_TUNE_CACHE`` (else ``~/.cache/fer_tune``); ``cache=False`` neither
+    reads nor writes the cache. Raises :class:`DataError` for anything that cannot be read,
+    naming where and why.
     """
     text = os.fspath(source)
     _check_faces(faces)
