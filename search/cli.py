@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from fer_core.config import NORMALIZATIONS
+from fer_core.data import FACES
 from fer_core.errors import ConfigError
 from fer_core.splits import SPLITS
 from search.budget import CONFIRM_SHARE, FINAL_SHARE, SEARCH_SHARE
@@ -28,11 +29,11 @@ from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, Sear
 
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget")
+                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces")
 # run-defining arguments added since the first runs: a run.json without them ran without
 # confirmation, with the random start, under the recent-trials ASHA
 RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0],
-                       "time_budget": None}
+                       "time_budget": None, "faces": "auto"}
 # the built-in faces are for a first look: the run fits in 10 minutes on 2 cores (experiments/bench_first_run.py)
 FIRST_RUN_DATA = "synthetic"
 FIRST_RUN_BUDGET = "8m"
@@ -45,6 +46,9 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
     p.add_argument("--trials", type=int, default=50, help="number of trials (default 50)")
     p.add_argument("--data", default="synthetic",
                    help="CK+/FER2013 CSV, folder of class folders, or synthetic[:N] (default: the synthetic set)")
+    p.add_argument("--faces", default=FACES[0],
+                   help="auto (default): crop photos to their largest face, leave face crops as they are; "
+                        "crop: crop every image; none: only resize")
     p.add_argument("--split", default="auto", help=f"held-out test split: {', '.join(SPLITS)} (default auto)")
     p.add_argument("--max-epochs", type=int, default=DEFAULT_MAX_EPOCHS,
                    help=f"epoch budget of one trial, both phases (default {DEFAULT_MAX_EPOCHS})")
@@ -111,6 +115,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.max_epochs < 1:
         raise ConfigError(f"--max-epochs {args.max_epochs}: expected an integer >= 1")
     for flag, value, choices in (("--split", args.split, SPLITS), ("--metric", args.metric, METRICS),
+                                 ("--faces", args.faces, FACES),
                                  ("--sampler", args.sampler, SAMPLERS), ("--scheduler", args.scheduler, SCHEDULERS)):
         if value not in choices:
             raise ConfigError(f"{flag} {value!r}: expected one of {', '.join(choices)}")

@@ -119,6 +119,9 @@ def build_report(name: str, settings: "RunSettings", data: "Dataset", splits: "S
     seed_test = final.seed_recipe.get("metrics")
     return {
         "name": name, "data": data.source, "n_images": len(data), "split": splits.method,
+        "faces": None if data.faces is None else {"mode": data.faces.mode, "asked": data.faces.asked,
+                                                  "cropped": data.faces.cropped, "no_face": list(data.faces.no_face),
+                                                  "summary": data.faces.describe()},
         "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
         "metric": settings.search.metric, "max_epochs": settings.search.max_epochs, "seed": settings.search.seed,
         "time_budget_s": settings.time_budget_s, "budget_plan": plan.to_dict() if plan else None,
@@ -211,6 +214,7 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         f"split **{report['split']}** ({report['n_train']} train, {report['n_val']} validation, "
         f"{report['n_test']} test). Search metric: `{report['metric']}`.",
         "",
+        *_faces_lines(report.get("faces")),
         f"Trials: {report['trials_completed']} completed ({report['trials_stopped_early']} stopped early by ASHA), "
         f"{report['trials_failed']} failed, in {report['search_wall_clock_s']:.0f} s.",
         "",
@@ -258,6 +262,18 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         extra = f" ({t['error']})" if t["error"] else ""
         lines.append(f"| {t['trial_id']} | {t['status']}{extra} | {t['epochs']} | {best} | {t['node_ip']} |")
     return "\n".join(lines) + "\n"
+
+
+def _faces_lines(faces: Optional[Mapping[str, Any]]) -> list[str]:
+    """What loading did about faces (``--faces``), and the images left out without one."""
+    if not faces:
+        return []
+    lines = [f"Faces: {faces['summary']}.", ""]
+    if faces["no_face"]:
+        shown = ", ".join(f"`{name}`" for name in faces["no_face"][:20])
+        more = f" and {len(faces['no_face']) - 20} more" if len(faces["no_face"]) > 20 else ""
+        lines += [f"No face was found in: {shown}{more}.", ""]
+    return lines
 
 
 def _inputs_words(report: Mapping[str, Any]) -> str:

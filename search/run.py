@@ -54,7 +54,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     # the data, and the test split held out once
     clock = time.perf_counter()
-    data, splits = load_and_split(args.data, args.split, settings)
+    data, splits = load_and_split(args.data, args.split, args.faces, settings)
     timings = {"load_s": time.perf_counter() - clock}
     from search.tuner import start_ray
 
@@ -104,11 +104,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-def load_and_split(source: str, method: str, settings: RunSettings) -> tuple[Dataset, Splits]:
+def load_and_split(source: str, method: str, faces: str, settings: RunSettings) -> tuple[Dataset, Splits]:
     """The data set and its three parts; too few subjects for the confirmation's folds is said now."""
     if source == "synthetic":
         log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
-    data = load(source)
+    data = load(source, faces=faces)
     splits = make_splits(data, method)
     if settings.confirm.configs:
         from search.confirm import folds_of
