@@ -42,6 +42,7 @@ class FinalSettings:
     epochs_scale: float = DEFAULT_FINAL_EPOCHS_SCALE
     mixup: float = DEFAULT_FINAL_MIXUP
     inputs: tuple[str, ...] = DEFAULT_FINAL_INPUTS
+    seed_epochs: Optional[int] = None  # the seed recipe's retrain: its own 20 epochs, unless a budget cuts them
 
 
 @dataclass
@@ -90,24 +91,29 @@ def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings,
 
     Each network's time is its trial's epoch time (scaled from the training part to train +
     validation) times its epochs; the seed's recipe trains beside them, ``slots`` at a time.
-    Without ``seconds`` the settings stand. Otherwise fewer epochs (down to the trial's own),
-    then fewer members, until it fits; one member at its trial's epochs when nothing does.
+    Without ``seconds`` the settings stand. Otherwise the seed's recipe gets fewer of its 20
+    epochs if it alone would not fit, and the members fewer epochs (down to the trial's own),
+    then fewer members, until all fit; one member at its trial's epochs when nothing does.
     """
     from search.space import seed_point
 
     scale_data = n_rest / max(1, n_train)
     typical = float(np.median([epoch_seconds(t) for t in trials] or [0.0]))
     seed_trial = next((t for t in trials if all(t["config"].get(k) == v for k, v in seed_point().items())), None)
-    seed_s = TrainConfig().epochs * (epoch_seconds(seed_trial) if seed_trial else typical) * scale_data
+    seed_epoch_s = (epoch_seconds(seed_trial) if seed_trial else typical) * scale_data
 
     def cost(candidate: FinalSettings) -> float:
         durations = [final_config(m["config"], candidate.epochs_scale).epochs * (epoch_seconds(m) or typical)
                      * scale_data + TASK_OVERHEAD_S
                      for m in members[:candidate.ensemble] for _ in candidate.inputs]
-        return makespan(durations + [seed_s + TASK_OVERHEAD_S], slots)
+        seed_epochs = candidate.seed_epochs or TrainConfig().epochs
+        return makespan(durations + [seed_epochs * seed_epoch_s + TASK_OVERHEAD_S], slots)
 
     if seconds is None:
         return settings, cost(settings)
+    if seed_epoch_s > 0 and TrainConfig().epochs * seed_epoch_s + TASK_OVERHEAD_S > seconds:
+        fitting = int((seconds - TASK_OVERHEAD_S) // seed_epoch_s)
+        settings = dataclasses.replace(settings, seed_epochs=max(1, min(TrainConfig().epochs, fitting)))
     scales = sorted({s for s in (settings.epochs_scale, 2.0, 1.0) if s <= settings.epochs_scale}, reverse=True)
     sizes = sorted({n for n in (settings.ensemble, 3, 1) if n <= settings.ensemble}, reverse=True)
     for ensemble in sizes:
@@ -224,8 +230,12 @@ def build_final_model(members: list[dict], splits: Splits, settings: FinalSettin
 
     log.info("retraining the %d best configs (trials %s) on %s faces, and the seed's recipe, on train + validation",
              len(members), ", ".join(t["trial_id"] for t in members), " and ".join(settings.inputs))
+    seed_recipe = TrainConfig() if settings.seed_epochs is None else TrainConfig(epochs=settings.seed_epochs)
+    if settings.seed_epochs is not None:
+        log.info("the seed's recipe trains for %d of its %d epochs, to fit the time budget", seed_recipe.epochs,
+                 TrainConfig().epochs)
     kept, dropped, extra = retrain_members(*final_networks(members, settings), splits, resources,
-                                           extra={"seed": TrainConfig().to_dict()})
+                                           extra={"seed": seed_recipe.to_dict()})
     seed_recipe = extra["seed"]
     if "metrics" not in seed_recipe:
         log.warning("the seed's recipe did not finish its retrain: %s", next(iter(seed_recipe.values())))

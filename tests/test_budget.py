@@ -67,3 +67,12 @@ def test_progress_line_names_done_best_seed_and_time_left() -> None:
     line = progress_line(trials, 50, "val_accuracy", 380.0)
     assert line == "2/50 trials done; best val_accuracy 0.860 (seed recipe 0.520); about 6 min left"
     assert progress_line([], 50, "val_accuracy", None).endswith("time left not known yet")
+
+
+def test_a_seed_recipe_too_long_for_the_share_trains_fewer_of_its_epochs() -> None:
+    seed = _trial("seed", 10.0, epochs=16)  # 20 epochs of 10 s: 200 s alone
+    members = [_trial("m0", 1.0)]
+    planned, cost = plan_final([seed, *members], members, FinalSettings(), 100, 100, slots=2, seconds=100.0)
+    assert planned.seed_epochs is not None and 1 <= planned.seed_epochs < 20 and cost <= 100.0
+    unbounded, _ = plan_final([seed, *members], members, FinalSettings(), 100, 100, slots=2, seconds=None)
+    assert unbounded.seed_epochs is None
