@@ -24,6 +24,8 @@ CARD_FILE = "model_card.json"
 
 PREPROCESSING = ("grayscale, resized to 48x48 (bilinear), float32 pixels scaled to [0, 1], "
                  "shape [N, 48, 48, 1]; the model outputs class probabilities")
+PIXEL_SCALE = 1 / 255  # 8-bit grey levels to [0, 1], as fer_core.data's loaders scale them
+KERAS_IMPORT = "fer_core.layers"  # registers the custom layers (Mirror, Equalize) that model.keras may hold
 
 
 def export_model(model, directory: str | os.PathLike, class_names: Sequence[str], config: Mapping[str, Any],
@@ -52,8 +54,9 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "class_names": list(class_names),
             "input_shape": [None, *[int(d) for d in model.input_shape[1:]]],
-            "preprocessing": PREPROCESSING,
+            "preprocessing": preprocessing_card(model.input_shape[1:]),
             "files": {"keras": KERAS_FILE, "saved_model": SAVED_MODEL_DIR, "tflite": TFLITE_FILE},
+            "loading": loading_card(),
             "parameters": int(model.count_params()),
             "metrics": dict(metrics or {}),
             "config": dict(config),
@@ -66,6 +69,51 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def preprocessing_card(input_shape: Sequence[int]) -> dict[str, Any]:
+    """The card's ``preprocessing`` block: how an image becomes the model's input, as training made it.
+
+    ``description`` is the human text; the other keys say the same for a program
+    (:mod:`fer_core.predict` reads them): the square ``size``, grayscale, the pixel
+    ``scale`` to [0, 1], the EXIF rotation, and how faces are found and cropped
+    (:func:`fer_core.faces.crop_face` with ``margin``, detector settings in ``detector``).
+    Images already ``size`` x ``size`` are face crops and go in as they are.
+    """
+    from fer_core.faces import CROP_MARGIN, DETECTOR
+
+    height, width, channels = (int(d) for d in input_shape)
+    return {
+        "description": PREPROCESSING,
+        "size": [height, width],
+        "channels": channels,
+        "grayscale": channels == 1,
+        "color_to_gray": "ITU-R 601-2 luma (Pillow's convert('L'))",
+        "exif_transpose": True,
+        "dtype": "float32",
+        "scale": PIXEL_SCALE,
+        "range": [0.0, 1.0],
+        "layout": "NHWC",
+        "face_crop": {"function": "fer_core.faces.crop_face", "margin": CROP_MARGIN, "square": True,
+                      "interpolation": "area averaging when shrinking, bilinear when enlarging",
+                      "detector": DETECTOR, "training": "the largest face of each photo"},
+        "crops_as_is": f"images of exactly {height}x{width} are face crops already: no detection, no resizing",
+        "inside_the_model": "per-face standardization or histogram equalization (as configured) and the "
+                            "left-right mirror averaging",
+    }
+
+
+def loading_card() -> dict[str, str]:
+    """The card's ``loading`` block: how to load each exported form, and what each one needs."""
+    return {
+        "keras_import": KERAS_IMPORT,
+        "keras": f"import {KERAS_IMPORT}  (registers the custom layers Mirror and Equalize); "
+                 f"keras.saving.load_model('{KERAS_FILE}')",
+        "saved_model": f"tf.saved_model.load('{SAVED_MODEL_DIR}').signatures['serving_default'] "
+                       "(TensorFlow alone, no FER Tune)",
+        "tflite": f"tf.lite.Interpreter(model_path='{TFLITE_FILE}') (TensorFlow Lite alone, no FER Tune)",
+        "fer_tune": "fer_core.predict.Predictor.load('best/', backend='keras'|'saved_model'|'tflite')",
+    }
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:
