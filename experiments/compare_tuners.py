@@ -174,7 +174,7 @@ class ArmResult:
     # FER Tune's final members (search.run's trial dicts, best first) and its run settings,
     # for --final-models; the other tools' members are their best by validation
     members: Optional[list[dict[str, Any]]] = None
-    settings: Optional[Any] = None  # search.pipeline.RunSettings
+    settings: Optional[Any] = None  # search.settings.RunSettings
 
 
 # ----------------------------------------------------------------------------- command line
@@ -933,7 +933,7 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
 
     from fer_core.evaluate import evaluate_predictions
     from search.final import final_networks, retrain_members
-    from search.pipeline import RunSettings
+    from search.settings import RunSettings
     from search.tuner import start_ray
 
     settings = arm.settings or RunSettings()

@@ -23,18 +23,18 @@ import logging
 import os
 import re
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from fer_core.dataset import IMAGE_SIZE, Dataset
 from fer_core.errors import DataError
 from fer_core.faces import DETECTOR, FaceReport, largest_face_crop, needs_cropping
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 48  # CK+48 and FER2013 are 48x48; every model here takes 48x48x1
 
 # The label map of the Kaggle CK+ CSV (ckextended.csv); FER2013 uses the same codes 0-6.
 CSV_LABELS = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness",
@@ -68,67 +68,6 @@ PROGRESS_MIN_FILES = 2000  # show a progress bar only for folders this large
 CACHE_ENV = "FER_TUNE_CACHE"  # folder of decoded-image caches; "off" turns caching off
 CACHE_MIN_FILES = 200  # smaller image sets decode in well under a second: not worth a cache file
 CACHE_VERSION = 1  # bump when decoding or cropping changes, so that older cache entries are not used
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """Images, integer labels and what travels with them.
-
-    ``images`` is ``float32 [N, 48, 48, 1]`` in [0, 1]; ``labels`` is ``int64 [N]`` in
-    ``0..len(class_names)-1``; ``groups`` holds a subject id per image when the source
-    has them, ``usage`` the CSV's Usage value (or the FER2013 file name or folder it came
-    from). ``faces`` says what loading image files did about faces (cropped how many,
-    which files had none); it describes the load, so subsets and joins keep it as is.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    groups: Optional[np.ndarray] = None
-    usage: Optional[np.ndarray] = None
-    source: str = ""
-    faces: Optional[FaceReport] = None
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def n_classes(self) -> int:
-        """Number of classes (from the data, not from a fixed label map)."""
-        return len(self.class_names)
-
-    def class_counts(self) -> np.ndarray:
-        """Images per class, indexed like ``class_names``."""
-        return np.bincount(self.labels, minlength=self.n_classes)
-
-    def subset(self, index: np.ndarray) -> "Dataset":
-        """The images at ``index``, with their labels, groups and usage."""
-        return replace(self, images=self.images[index], labels=self.labels[index],
-                       groups=None if self.groups is None else self.groups[index],
-                       usage=None if self.usage is None else self.usage[index])
-
-    def concat(self, other: "Dataset") -> "Dataset":
-        """This data set followed by ``other`` (same classes), e.g. train + validation."""
-        if other.class_names != self.class_names:
-            raise ValueError("cannot join data sets with different classes")
-        both = lambda a, b: None if a is None or b is None else np.concatenate([a, b])  # noqa: E731
-        return replace(self, images=np.concatenate([self.images, other.images]),
-                       labels=np.concatenate([self.labels, other.labels]),
-                       groups=both(self.groups, other.groups), usage=both(self.usage, other.usage))
-
-    def fingerprint(self) -> str:
-        """A short content hash of images, labels and class names, for model cards."""
-        digest = hashlib.sha256()
-        digest.update("\n".join(self.class_names).encode())
-        digest.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
-        digest.update(np.ascontiguousarray((self.images * 255).round().astype(np.uint8)).tobytes())
-        return digest.hexdigest()[:16]
-
-    def describe(self) -> str:
-        """One line: size, classes with counts, subjects."""
-        counts = ", ".join(f"{n} {c}" for n, c in zip(self.class_names, self.class_counts()))
-        subjects = f", {len(np.unique(self.groups))} subjects" if self.groups is not None else ""
-        return f"{len(self)} images, {self.n_classes} classes ({counts}){subjects}"
 
 
 # --------------------------------------------------------------------------- loading

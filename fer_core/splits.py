@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_core.data import Dataset
+from fer_core.dataset import Dataset
 from fer_core.errors import DataError
 
 SPLITS = ("auto", "random", "subject", "usage")

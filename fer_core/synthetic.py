@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer_core.data import IMAGE_SIZE, Dataset
+from fer_core.dataset import IMAGE_SIZE, Dataset
 
 CLASS_NAMES = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")  # CK+48's, sorted
 
@@ -98,7 +98,7 @@ def make_faces(n: int = 1000, seed: int = 0) -> Dataset:
     Labels follow :data:`CLASS_SHARES` (every class gets at least two images when
     ``n >= 14``); about ``n / 8`` identities (``groups`` like ``"ID017"``) each show
     several emotions, so a subject split works as on CK+. The result is a
-    :class:`~fer_core.data.Dataset` with ``float32 [n, 48, 48, 1]`` images in [0, 1],
+    :class:`~fer_core.dataset.Dataset` with ``float32 [n, 48, 48, 1]`` images in [0, 1],
     ``source="synthetic:n"`` and no usage column; it depends only on ``n`` and ``seed``
     (``np.random.default_rng(seed)``). Raises ``ValueError`` for ``n < 1``.
     """

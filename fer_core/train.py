@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from fer_core.config import TrainConfig
-from fer_core.data import Dataset
+from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
 
 log = logging.getLogger(__name__)

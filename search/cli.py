@@ -22,7 +22,7 @@ from search.budget import CONFIRM_SHARE, FINAL_SHARE, SEARCH_SHARE
 from search.confirm import DEFAULT_CONFIRM, DEFAULT_FOLDS, ConfirmSettings
 from search.final import (DEFAULT_ENSEMBLE, DEFAULT_FINAL_EPOCHS_SCALE, DEFAULT_FINAL_INPUTS, DEFAULT_FINAL_MIXUP,
                           FinalSettings)
-from search.pipeline import RunSettings
+from search.settings import RunSettings
 from search.rundir import read_state
 from search.tasks import Resources
 from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, SearchSettings

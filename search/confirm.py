@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from fer_core.data import Dataset
+from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
 from fer_core.splits import Splits
 from search.budget import epoch_seconds

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -59,6 +59,16 @@ class FinalModel:
     kept: list[dict]
     dropped: list[dict]
     seed_recipe: dict
+
+
+@dataclass
+class Finished:
+    """The final stage's outcome: the model, its test figures, and where it was exported."""
+
+    final: FinalModel
+    members: list[dict]
+    test: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def final_config(params: dict, epochs_scale: float, mixup: float = 0.0,

@@ -9,37 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from fer_core.data import Dataset
+from fer_core.dataset import Dataset
 from fer_core.splits import Splits
-from search.confirm import Confirmation, ConfirmSettings, confirm_leaders
-from search.final import FinalModel, FinalSettings
-from search.tuner import SearchSettings
+from search.confirm import Confirmation, confirm_leaders
+from search.final import Finished
+from search.settings import RunSettings
 
 log = logging.getLogger("search.pipeline")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything that decides what a run computes (not where it writes or which cluster it uses)."""
-
-    search: SearchSettings = SearchSettings()
-    confirm: ConfirmSettings = ConfirmSettings()
-    final: FinalSettings = FinalSettings()
-    time_budget_s: Optional[float] = None  # the whole run's, shared by the stages (search.budget)
-
-
-@dataclass
-class Finished:
-    """The final stage's outcome: the model, its test figures, and where it was exported."""
-
-    final: FinalModel
-    members: list[dict]
-    test: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, search_s: Optional[float] = None,

@@ -17,11 +17,12 @@ import numpy as np
 from search.rundir import BEST_DIR, TENSORBOARD_DIR, write_atomic
 
 if TYPE_CHECKING:
-    from fer_core.data import Dataset
+    from fer_core.dataset import Dataset
     from fer_core.splits import Splits
     from search.budget import BudgetPlan
     from search.confirm import Confirmation
-    from search.pipeline import Finished, RunSettings
+    from search.final import Finished
+    from search.settings import RunSettings
 
 PLOTS = "plots"
 HISTORY_FIELDS = ("epoch", "val_accuracy", "val_macro_f1", "val_loss", "train_loss", "train_accuracy",

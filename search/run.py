@@ -21,14 +21,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from fer_core.data import Dataset, load
+from fer_core.data import load
+from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
 from search.cli import RUN_DEFINING, check_args, parse_args, restore_args, run_settings
 from search.budget import BudgetPlan
-from search.pipeline import (RunSettings, build_and_export, confirm_trials, final_members, plan_final_stage,
-                             search_trials)
+from search.pipeline import build_and_export, confirm_trials, final_members, plan_final_stage, search_trials
 from search.rundir import TUNE_DIR, prepare_run_dir, read_state, write_state
+from search.settings import RunSettings
 
 log = logging.getLogger("search.run")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fer_core.data import Dataset
+from fer_core.dataset import Dataset
 
 TASK_RETRIES = 1  # a task whose worker or node dies is run once more before its failure is recorded
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from fer_core.data import Dataset
+from fer_core.dataset import Dataset
 
 CHECKPOINT_PERIOD_S = 30.0  # a lost trial redoes at most this much work; saving costs ~0.1 s
 CHECKPOINT_PERIOD_ENV = "FER_TUNE_CHECKPOINT_S"  # overrides it on a node (the lost-node test checkpoints every epoch)

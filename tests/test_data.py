@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, random_pixels, write_csv, write_image_folder
-from fer_core.data import CSV_LABELS, Dataset, load, load_csv, read_gray
+from fer_core.data import CSV_LABELS, load, load_csv, read_gray
+from fer_core.dataset import Dataset
 from fer_core.errors import DataError, run_cli
 from fer_core.faces import FaceReport
 from fer_core.splits import VAL_FRACTION, make_splits, resolve_split, split

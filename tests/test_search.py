@@ -447,7 +447,8 @@ def test_configs_that_diverge_or_fail_in_a_fold_leave_the_ranking_and_the_final_
     from fer_core.data import load
     from fer_core.splits import make_splits
     from search.confirm import CONFIRM_FILE, ConfirmSettings, confirm, folds_of
-    from search.pipeline import RunSettings, final_members
+    from search.pipeline import final_members
+    from search.settings import RunSettings
     from search.space import seed_point
     from search.tasks import Resources
 

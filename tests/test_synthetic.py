@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from fer_core.data import Dataset
+from fer_core.dataset import Dataset
 from fer_core.splits import split
 from fer_core.synthetic import CLASS_NAMES, make_faces
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fer_core.config import TrainConfig
-from fer_core.data import Dataset, load
+from fer_core.data import load
+from fer_core.dataset import Dataset
 from fer_core.splits import split
 
 SMALL = dict(conv_blocks=2, base_filters=8, dense_units=32, padding="same", batch_size=32)
