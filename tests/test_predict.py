@@ -141,6 +141,24 @@ def test_ck_faces_pasted_into_larger_photos_are_found_and_named_as_their_crops(p
 
 
 @pytest.mark.slow
+def test_faces_smaller_than_the_model_input_are_looked_for_only_when_asked(predictor, model_dir: Path,
+                                                                          tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """By default the smallest face looked for is the model's input side (48 px); --min-face 24 finds a 36 px one."""
+    from PIL import Image
+    from skimage.data import astronaut
+
+    small = np.asarray(Image.fromarray(astronaut()).resize((200, 200), Image.Resampling.LANCZOS))  # face ~37 px
+    assert predictor.default_min_face == 48 and predictor.predict(small) == []
+    faces = predictor.predict(small, min_face=24)
+    assert len(faces) == 1 and 24 <= faces[0].box.w < 48
+    Image.fromarray(small).save(tmp_path / "small.png")
+    for extra, found in (([], None), (["--min-face", "24"], 0)):
+        status, out, err = _cli(["--model", str(model_dir), str(tmp_path / "small.png"), *extra], capsys)
+        assert status == 0 and json.loads(out[0])["face"] == found, err
+
+
+@pytest.mark.slow
 def test_a_blank_image_has_no_face(predictor) -> None:
     assert predictor.predict(np.full((300, 400), 200, np.uint8)) == []
 
