@@ -164,11 +164,6 @@ class Predictor:
         log.info("loaded %s (%s, %d classes: %s)", model_path, backend, len(names), ", ".join(names))
         return cls(run, card, folder, backend, preprocessing)
 
-    @property
-    def name(self) -> str:
-        """The model's name from its card and where it was loaded from, e.g. ``FER Tune ... (runs/x/best)``."""
-        return f"{self.card.get('name', 'model')} ({self.folder})"
-
     def predict(self, image: np.ndarray | str | os.PathLike, min_face: Optional[int] = None) -> list[Face]:
         """The faces of ``image``, largest first, each with its expression.
 
@@ -413,8 +408,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one line, ``predict: error: ...`` through ``run_cli``, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise FerInputError(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer_core.predict", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m fer_core.predict", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a run's best/ folder (model files and model_card.json)")
     parser.add_argument("inputs", nargs="+", metavar="PHOTO_OR_FOLDER", help="image files, or folders to walk")
     parser.add_argument("--output", help="folder for the annotated photos and predictions.csv (made or updated)")
@@ -429,22 +431,25 @@ def _predict_all(predictor: Predictor, photos: Sequence[Photo], min_face: Option
                  counts: dict[str, int]) -> Iterator[tuple[Photo, list[Face]]]:
     """Each readable photo with its faces; unreadable files found in folders are warned about and skipped."""
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
+    # on a terminal only (disable=None); warnings go through the bar so that they do not break it
     bar = tqdm(photos, desc="photos", unit="photo", disable=None if len(photos) > PROGRESS_MIN_FILES else True)
-    for photo in bar:
-        try:
-            gray = read_gray(photo.path)
-        except DataError as exc:
-            if not photo.in_folder:
-                raise
-            counts["unreadable"] += 1
-            log.warning("skipped: %s", exc)
-            continue
-        faces = predictor.predict(gray, min_face=min_face)
-        counts["photos"] += 1
-        counts["faces"] += len(faces)
-        counts["no_face"] += not faces
-        yield photo, faces
+    with logging_redirect_tqdm():
+        for photo in bar:
+            try:
+                gray = read_gray(photo.path)
+            except DataError as exc:
+                if not photo.in_folder:
+                    raise
+                counts["unreadable"] += 1
+                log.warning("skipped: %s", exc)
+                continue
+            faces = predictor.predict(gray, min_face=min_face)
+            counts["photos"] += 1
+            counts["faces"] += len(faces)
+            counts["no_face"] += not faces
+            yield photo, faces
 
 
 def _json_lines(photo: Photo, faces: list[Face], predictor: Predictor) -> list[dict[str, Any]]:
