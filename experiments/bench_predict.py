@@ -51,7 +51,7 @@ def astronaut_face() -> np.ndarray:
 
 
 def make_photos(width: int, height: int, count: int, seed: int = 0) -> list[np.ndarray]:
-    """``count`` photos of ``width`` x ``height``: every other one with two faces side by side, each at another place."""
+    """``count`` photos of ``width`` x ``height``, every other one with two faces side by side, placed anew."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -113,10 +113,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--model", help="a run's best/ folder (default: an untrained seed-recipe model)")
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), help="photo sizes WxH (default: %(default)s)")
     parser.add_argument("--photos", type=int, default=PHOTOS, help="photos per size (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed passes over the photos (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help="timed passes over the photos (default: %(default)s)")
     parser.add_argument("--min-face", type=int, nargs="+", default=list(MIN_FACES),
                         help="smallest face sides in px to time (default: %(default)s)")
-    parser.add_argument("--backends", nargs="+", default=["keras", "tflite"], choices=("keras", "saved_model", "tflite"))
+    parser.add_argument("--backends", nargs="+", default=["keras", "tflite"],
+                        choices=("keras", "saved_model", "tflite"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -132,7 +134,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             row = {"backend": backend, "size": f"{width}x{height}", "min_face": min_face,
                    **time_size(predictor, batch, min_face, args.repeats)}
             rows.append(row)
-            print(f"{backend:>11} {row['size']:>9} min-face {min_face:>3}: {row['photos_per_s']:6.1f} photos/s, {row['faces_per_s']:6.1f} "
+            print(f"{backend:>11} {row['size']:>9} min-face {min_face:>3}: {row['photos_per_s']:6.1f} photos/s, "
+                  f"{row['faces_per_s']:6.1f} "
                   f"faces/s ({row['ms_per_photo']:.1f} ms a photo, detection {row['detect_ms_per_photo']:.1f} ms; "
                   f"median pass {row['photos_per_s_median']:.1f} photos/s); "
                   f"faces found {row['faces_found']} of {row['faces_pasted']}", flush=True)

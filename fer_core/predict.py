@@ -468,7 +468,10 @@ def annotate(path: Path, faces: Sequence[Face], target: Path) -> None:
     draw = ImageDraw.Draw(image)
     side = max(image.size)
     width = max(2, round(side * LINE_SHARE))
-    font = ImageFont.load_default(size=max(12, round(side * FONT_SHARE)))
+    try:
+        font = ImageFont.load_default(size=max(12, round(side * FONT_SHARE)))
+    except TypeError:  # Pillow 10.0 has only its small bitmap font
+        font = ImageFont.load_default()
     for face in faces:
         b = face.box
         draw.rectangle([b.x, b.y, b.x + b.w - 1, b.y + b.h - 1], outline=BOX_COLOR, width=width)
