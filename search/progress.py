@@ -50,18 +50,25 @@ class SearchProgress(Callback):
         from search.deadline import DEADLINE_FILE, read_deadline
 
         self._reset()
-        state = read_state(self.run_dir)
+        state = self._state() or {}
         self._base_s, self._plan = float(state.get("search_seconds", 0.0)), state.get("plan")
         self._deadline = read_deadline(self.run_dir / DEADLINE_FILE)
+
+    def _state(self) -> Optional[dict]:
+        """The run's ``run.json``; None for a search without one (a harness calling the stages)."""
+        try:
+            return read_state(self.run_dir)
+        except OSError:
+            return None
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         now = time.monotonic()
         if now - self._last < PERIOD_S:
             return
         self._last = now
-        state = read_state(self.run_dir)
-        state["search_seconds"] = self._base_s + (now - self._started)
-        write_state(self.run_dir, state)
+        state = self._state()
+        if state is not None:
+            write_state(self.run_dir, state | {"search_seconds": self._base_s + (now - self._started)})
         log.info(progress_line(trials, self.trials, self.metric, self.seconds_left(trials)))
 
     def seconds_left(self, trials: list) -> Optional[float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -220,9 +221,10 @@ def start_ray(address: Optional[str]) -> None:
     # a trial's checkpoint (num_to_keep=1) forces a state snapshot: intended, not a warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic one-row-per-trial table
-    if not address:
+    if not address and "ray" not in sys.modules:
         # a local cluster keeps Ray's default, token authentication; saying so outright skips Ray's
-        # notice of it. Ray reads the mode when it is imported, so this comes first.
+        # notice of it. Ray reads the mode once, when it is imported: in a process that imported it
+        # already (a harness starting Ray again), Ray's own default applies.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 

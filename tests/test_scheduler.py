@@ -57,7 +57,7 @@ def test_hyperband_has_the_brackets_of_optunas_pruner(max_epochs: int) -> None:
     """--scheduler hyperband judges at the epochs Optuna's HyperbandPruner does in the Optuna-alone arm."""
     import optuna
 
-    from experiments.compare_tuners import hyperband_pruner
+    from experiments.tuner_arms import hyperband_pruner
     from search.tuner import SearchSettings, build_scheduler
 
     scheduler = build_scheduler(SearchSettings(scheduler="hyperband", max_epochs=max_epochs))

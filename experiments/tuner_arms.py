@@ -1,0 +1,475 @@
+"""The four arms of ``experiments.compare_tuners``: one function per tool, each given the same
+splits, search space, epoch budget and wall-clock budget (:class:`Context`), each returning its
+finished trials and its winner (:class:`ArmResult`).
+
+- ``fertune``: FER Tune itself, through the stages ``python -m search.run`` runs (``search.pipeline``): Optuna TPE with
+  the seed's recipe first, after a random start that the budget's clock can end
+  (``search/sampler.py``), ASHA, on Ray; one CPU and one TensorFlow thread per trial, as
+  many trials at once as there are CPUs; then, inside the same budget (the search has
+  ``SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE)`` of it, 71%, as ``search.budget`` shares a
+  run's between those two stages), the cross-validated confirmation of its best configs
+  (``search/confirm.py``), whose best is its winner. Its "best val acc" is that winner's
+  validation accuracy, which need not be the highest of its trials. ``--fertune-args``
+  gives it more ``search.run`` options (checked by ``search.run`` before anything runs);
+  compare.json keeps them and ``--merge`` refuses two FER Tunes run with different ones.
+- ``kerastuner``: KerasTuner's Hyperband (``max_epochs`` = ``--max-epochs``, factor 3,
+  brackets repeated until the budget), in this process with TensorFlow on every core. The
+  space goes through a shim that turns Optuna's ``suggest_*`` into ``hp.Int``/``hp.Float``/
+  ``hp.Choice``; training is the project's (``fer_core.train.fit``); a trial that Hyperband
+  promotes continues from its predecessor's saved model and optimizer state.
+- ``optuna``: Optuna alone, no Ray: TPE, Hyperband pruning on each epoch's validation
+  accuracy, ``study.optimize(timeout=budget)``, one trial at a time on every core.
+- ``ray_random``: Ray Tune with random sampling of the same space and no early stopping
+  (FIFO), FER Tune's trainable and resources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from fer_core.errors import ConfigError
+from fer_core.splits import Splits
+from search.budget import CONFIRM_SHARE, SEARCH_SHARE
+
+METRIC = "val_accuracy"
+THREADS = 2  # TensorFlow threads of the in-process arms and of every retrain: all the cores
+TRIAL_CAP = "1000"  # the Ray arms' trial count: the budget, not this, ends them
+HYPERBAND_FACTOR = 3
+SCORED = ("completed", "stopped_early")
+KT_MODEL = "model.keras"  # a KerasTuner trial's model and optimizer state, for the trial that continues it
+KT_HISTORY = "history.json"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every arm shares: the splits, the epoch budget, the wall-clock budget."""
+
+    data: str
+    split: str
+    splits: Splits
+    max_epochs: int
+    budget_text: str
+    budget_s: float
+    retrains: int
+    fertune_args: tuple[str, ...] = ()
+    final_models: bool = False
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One finished trial: when (seconds since the arm started), how far and how good.
+
+    ``status`` is ``completed`` (ran ``max_epochs``), ``stopped_early`` (pruned, stopped by
+    a scheduler, or a Hyperband round below ``max_epochs``) or ``failed``. ``continues``
+    names the KerasTuner trial whose model this one trained further.
+    """
+
+    trial_id: str
+    finished_s: Optional[float]
+    val_accuracy: Optional[float]
+    epochs: int
+    status: str
+    config: Optional[dict[str, Any]]
+    continues: Optional[str] = None
+    error: Optional[str] = None
+
+    @property
+    def scored(self) -> bool:
+        return self.status in SCORED and finite(self.val_accuracy) and self.finished_s is not None
+
+
+@dataclass
+class ArmResult:
+    """One tool's search at one seed: its trials, its winner, its wall-clock."""
+
+    tool: str
+    seed: int
+    wall_clock_s: float
+    trials: list[TrialResult]
+    winner_id: Optional[str]
+    winner_val_accuracy: Optional[float]
+    winner_config: Optional[dict[str, Any]]
+    notes: dict[str, Any] = field(default_factory=dict)
+    # FER Tune's final members (search.run's trial dicts, best first) and its run settings,
+    # for --final-models; the other tools' members are their best by validation
+    members: Optional[list[dict[str, Any]]] = None
+    settings: Optional[Any] = None  # search.settings.RunSettings
+
+
+def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
+    """FER Tune through ``search.run``'s own stages: its flags, Ray start, search and confirmation."""
+    import ray
+
+    from search.cli import build_parser, check_args, run_settings
+    from search.pipeline import confirm_trials, final_members, search_trials
+    from search.tuner import start_ray
+
+    # --fertune-args were checked by compare_tuners before any arm ran
+    args = build_parser().parse_args(["--trials", TRIAL_CAP, "--time-budget", ctx.budget_text,
+                                      "--max-epochs", str(ctx.max_epochs), "--seed", str(seed),
+                                      "--data", ctx.data, "--split", ctx.split, *ctx.fertune_args])
+    check_args(args)
+    settings = run_settings(args)
+    arm_dir.mkdir(parents=True)
+    start_ray(None)
+    try:
+        started = time.time()
+        search_s = ctx.budget_s * SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE)
+        records = search_trials(settings, arm_dir, ctx.splits, search_s)
+        # its confirmation by cross-validation is part of its search: inside the same budget
+        confirmation = confirm_trials(settings, arm_dir, ctx.splits, records, started + ctx.budget_s)
+        wall = time.time() - started
+        trials = _tune_trials(arm_dir)
+        arm = _ray_arm("fertune", seed, wall, records, trials, started, ctx.max_epochs,
+                       best=confirmation.ranked[0] if confirmation.ranked else None)
+        arm.notes["confirmation"] = confirmation.summary()
+        arm.members = final_members(settings, records, confirmation)
+        arm.settings = settings
+        return arm
+    finally:
+        ray.shutdown()
+
+
+def _tune_trials(arm_dir: Path) -> list:
+    """Tune's own trial objects of the search in ``arm_dir`` (for their result times)."""
+    from ray import tune
+
+    from search.rundir import TUNE_DIR
+
+    return tune.ExperimentAnalysis(str(arm_dir / TUNE_DIR)).trials
+
+
+def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
+    """Ray Tune, random sampling, FIFO: FER Tune's trainable and resources, no ASHA, no TPE."""
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    from search.deadline import DEADLINE_FILE, BudgetedOptunaSearch, write_deadline
+    from search.report import trial_record
+    from search.rundir import TUNE_DIR
+    from search.space import define_space
+    from search.trainable import SearchData, train_trial
+    from search.tuner import TRIAL_RETRIES, start_ray, trial_dirname
+
+    start_ray(None)
+    try:
+        started = time.time()
+        arm_dir.mkdir(parents=True, exist_ok=True)
+        write_deadline(arm_dir, started + ctx.budget_s)
+        searcher = BudgetedOptunaSearch(space=functools.partial(define_space, max_epochs=ctx.max_epochs),
+                                        sampler=optuna.samplers.RandomSampler(seed=seed), metric=METRIC,
+                                        mode="max", deadline_file=arm_dir / DEADLINE_FILE)
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, data=SearchData(ctx.splits.train, ctx.splits.val), threads=1),
+            {"cpu": 1, "gpu": 0})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(num_samples=int(TRIAL_CAP), search_alg=searcher, reuse_actors=True,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(arm_dir),
+                                      callbacks=[JsonLoggerCallback()],  # result.json, read by trial_record
+                                      failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0))
+        tuner.fit()
+        wall = time.time() - started
+        analysis = tune.ExperimentAnalysis(str(arm_dir / TUNE_DIR))
+        records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]
+        return _ray_arm("ray_random", seed, wall, records, analysis.trials, started, ctx.max_epochs)
+    finally:
+        ray.shutdown()
+
+
+def _ray_arm(tool: str, seed: int, wall: float, records: list[dict], trials: list, started: float,
+             max_epochs: int, best: Optional[dict] = None) -> ArmResult:
+    """A Ray arm's trials, finish times (when Tune got each trial's last result) and winner.
+
+    The winner is ``best`` when given (FER Tune's, after its confirmation), else the trial
+    with the best validation accuracy."""
+    from search.ranking import pick_best
+
+    results = []
+    by_id = {trial.trial_id: trial for trial in trials}
+    for record in records:
+        trial = by_id[record["trial_id"]]
+        finished = trial.run_metadata.last_result_time
+        results.append(TrialResult(
+            trial_id=record["trial_id"], finished_s=finished - started if math.isfinite(finished) else None,
+            val_accuracy=record["final_metric"], epochs=record["epochs"], status=record["status"],
+            config=train_config(record["config"], max_epochs), error=record["error"]))
+    best = best or pick_best(records)
+    return ArmResult(tool, seed, wall, results, best and best["trial_id"], best and best["final_metric"],
+                     best and train_config(best["config"], max_epochs))
+
+
+def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
+    """Optuna alone: TPE, Hyperband pruning per epoch, ``timeout`` = the budget, one trial at a time."""
+    import optuna
+
+    from fer_core.train import fit
+    from search.space import define_space, to_config
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results: list[TrialResult] = []
+    started = time.time()
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=hyperband_pruner(ctx.max_epochs))
+
+    def objective(trial: optuna.Trial) -> float:
+        constants = define_space(trial, ctx.max_epochs)  # samples first: trial.params fills as it runs
+        config = to_config({**trial.params, **constants})
+        trial.set_user_attr("config", config.to_dict())
+        pruned = []
+
+        def report(epoch) -> bool:
+            trial.report(epoch.val_accuracy, epoch.epoch)
+            if trial.should_prune():
+                pruned.append(epoch.epoch)
+            return bool(pruned)
+
+        try:
+            _, history = fit(config, ctx.splits.train, ctx.splits.val, on_epoch=report, threads=THREADS)
+        except Exception as exc:  # Optuna records the failure (catch=...); keep its reason too
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        if pruned:
+            raise optuna.TrialPruned(f"pruned at epoch {pruned[0]}")
+        return history[-1][METRIC]
+
+    def record(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        results.append(_optuna_result(trial, time.time() - started, ctx.max_epochs))
+
+    study.optimize(objective, timeout=ctx.budget_s, n_jobs=1, catch=(Exception,), callbacks=[record])
+    wall = time.time() - started
+    winner = _optuna_winner(study)
+    return ArmResult("optuna", seed, wall, results, winner and str(winner.number),
+                     winner and _optuna_value(winner), winner and _with_epochs(winner.user_attrs["config"],
+                                                                              ctx.max_epochs))
+
+
+def hyperband_pruner(max_epochs: int):
+    """Optuna alone's pruner: Hyperband judging each epoch from the first (``search.run
+    --scheduler hyperband`` gives Ray's Hyperband the same brackets)."""
+    import optuna
+
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=HYPERBAND_FACTOR)
+
+
+def _optuna_result(trial, finished_s: float, max_epochs: int) -> TrialResult:
+    import optuna
+
+    status = {optuna.trial.TrialState.COMPLETE: "completed", optuna.trial.TrialState.PRUNED: "stopped_early"}
+    epochs = max(trial.intermediate_values, default=0)
+    state = status.get(trial.state, "failed")
+    if state == "completed" and epochs < max_epochs:
+        state = "stopped_early"
+    return TrialResult(trial_id=str(trial.number), finished_s=finished_s, val_accuracy=_optuna_value(trial),
+                       epochs=epochs, status=state, config=trial.user_attrs.get("config"),
+                       error=trial.user_attrs.get("error", "unknown error") if state == "failed" else None)
+
+
+def _optuna_value(trial) -> Optional[float]:
+    """A trial's final value; a pruned trial's last reported one."""
+    if trial.value is not None:
+        return float(trial.value)
+    if trial.intermediate_values:
+        return float(trial.intermediate_values[max(trial.intermediate_values)])
+    return None
+
+
+def _optuna_winner(study):
+    """Optuna's own best trial (complete trials only); the best pruned one if none completed."""
+    import optuna
+
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        return study.best_trial
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED and _optuna_value(t) is not None]
+    return max(pruned, key=_optuna_value, default=None)
+
+
+def arm_kerastuner(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
+    """KerasTuner Hyperband with a deadline, training through ``fer_core.train.fit``."""
+    import keras
+
+    hypermodel_class, oracle_class, tuner_class = _keras_tuner_classes()
+    started = time.time()
+    oracle = oracle_class(objective=_kt_objective(), max_epochs=ctx.max_epochs, factor=HYPERBAND_FACTOR,
+                          hyperband_iterations=None,  # brackets repeat until the deadline
+                          seed=seed, max_consecutive_failed_trials=10**6,  # like the other arms: go on
+                          deadline=started + ctx.budget_s)
+    tuner = tuner_class(oracle=oracle, hypermodel=hypermodel_class(ctx), directory=str(arm_dir),
+                        project_name="hyperband", overwrite=True, started=started)
+    tuner.search(ctx.splits.train, ctx.splits.val, verbose=0)
+    wall = time.time() - started
+    keras.backend.clear_session()
+    best = [t for t in tuner.oracle.get_best_trials(1) if t.status == "COMPLETED"]
+    configs = [t for t in tuner.results if t.continues is None and t.status in SCORED]
+    winner = best[0] if best else None
+    return ArmResult("kerastuner", seed, wall, tuner.results, winner and winner.trial_id,
+                     winner and float(winner.score), winner and _kt_config(winner.hyperparameters, ctx).to_dict(),
+                     notes={"kerastuner_trials": len(tuner.results), "configurations": len(configs)})
+
+
+def _kt_objective():
+    import keras_tuner as kt
+
+    return kt.Objective(METRIC, direction="max")
+
+
+class _KerasTunerTrial:
+    """Optuna's ``suggest_*`` on top of KerasTuner's ``hp``, so ``define_space`` runs verbatim.
+
+    KerasTuner has no define-by-run conditions of its own here: it samples every
+    parameter it has seen, including those a branch leaves unused (augmentation
+    magnitudes with augmentation off). ``params`` keeps only what ``define_space`` asked for.
+    """
+
+    def __init__(self, hp) -> None:
+        self.hp = hp
+        self.params: dict[str, Any] = {}
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return self._keep(name, int(self.hp.Int(name, low, high)))
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        return self._keep(name, float(self.hp.Float(name, low, high, sampling="log" if log else "linear")))
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        value = self.hp.Choice(name, list(choices))  # KerasTuner stores booleans as 0/1
+        return self._keep(name, next(c for c in choices if c == value))
+
+    def _keep(self, name: str, value: Any) -> Any:
+        self.params[name] = value
+        return value
+
+
+def _kt_config(hp, ctx: Context):
+    """The TrainConfig of KerasTuner's ``hp`` (``epochs`` = the full budget: the schedules' horizon)."""
+    from search.space import define_space, to_config
+
+    shim = _KerasTunerTrial(hp)
+    constants = define_space(shim, ctx.max_epochs)
+    return to_config({**shim.params, **constants})
+
+
+@functools.cache
+def _keras_tuner_classes() -> tuple[type, type, type]:
+    """KerasTuner's HyperModel, deadline oracle and tuner, defined once keras_tuner is imported.
+
+    Imported late: keras_tuner imports TensorFlow, whose threads must be pinned first.
+    """
+    import keras_tuner as kt
+
+    from fer_core.model import build_cnn
+    from fer_core.train import fit
+
+    class FerHyperModel(kt.HyperModel):
+        """``build``: the project's CNN for ``hp``. ``fit``: the project's training, up to the
+        epoch Hyperband asks for; a promoted trial resumes its predecessor's saved model.
+
+        ``fer_core.train.fit`` builds and compiles the same network itself (it owns the
+        optimizer, loss, schedules and input pipeline), so ``model`` only serves KerasTuner's
+        bookkeeping.
+        """
+
+        def __init__(self, ctx: Context) -> None:
+            super().__init__(name="fer_cnn")
+            self.ctx = ctx
+
+        def build(self, hp):
+            train = self.ctx.splits.train
+            return build_cnn(_kt_config(hp, self.ctx), train.images.shape[1:], train.n_classes)
+
+        def fit(self, hp, model, train, val, *, epochs: int, initial_epoch: int, trial_dir: Path,
+                past_dir: Optional[Path], callbacks=(), **_ignored) -> dict[str, float]:
+            config = _kt_config(hp, self.ctx)
+            resume = None
+            if initial_epoch:
+                resume = (past_dir / KT_MODEL, json.loads((past_dir / KT_HISTORY).read_text()))
+            trained, history = fit(config, train, val, callbacks=list(callbacks), threads=THREADS, resume=resume,
+                                   on_epoch=lambda report: report.epoch >= epochs)
+            if len(history) < config.epochs:  # Hyperband may promote it: keep what the next round resumes
+                trained.save(trial_dir / KT_MODEL)
+                (trial_dir / KT_HISTORY).write_text(json.dumps(history))
+            return {METRIC: history[-1][METRIC]}
+
+    class DeadlineHyperbandOracle(kt.oracles.HyperbandOracle):
+        """Hyperband that creates no trial (new or promoted) after ``deadline``, a Unix time."""
+
+        def __init__(self, *args, deadline: float, **kwargs) -> None:
+            self.deadline = deadline
+            super().__init__(*args, **kwargs)
+
+        def populate_space(self, trial_id):
+            if time.time() >= self.deadline:
+                return {"status": "STOPPED"}
+            return super().populate_space(trial_id)
+
+    class FerHyperband(kt.Tuner):
+        """Hyperband's ``run_trial`` (the round's epochs) plus the trial folders the model
+        travels through, and a record of every finished trial."""
+
+        def __init__(self, *args, started: float, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.started = started
+            self.results: list[TrialResult] = []
+
+        def run_trial(self, trial, train, val, **kwargs):
+            values = trial.hyperparameters.values
+            past = values.get("tuner/trial_id")
+            return super().run_trial(trial, train, val, epochs=values["tuner/epochs"],
+                                     initial_epoch=values["tuner/initial_epoch"],
+                                     trial_dir=Path(self.get_trial_dir(trial.trial_id)),
+                                     past_dir=Path(self.get_trial_dir(past)) if past else None, **kwargs)
+
+        def on_trial_end(self, trial) -> None:
+            super().on_trial_end(trial)
+            self.results.append(self._result(self.oracle.get_trial(trial.trial_id)))
+
+        def _result(self, trial) -> TrialResult:
+            values = trial.hyperparameters.values
+            ok = trial.status == "COMPLETED"
+            epochs = int(values.get("tuner/epochs", 0)) if ok else 0
+            config = None
+            with contextlib.suppress(ConfigError):
+                config = _kt_config(trial.hyperparameters, self.hypermodel.ctx).to_dict()
+            status = "failed" if not ok else "completed" if epochs >= self.hypermodel.ctx.max_epochs else "stopped_early"
+            message = (trial.message or "unknown error").strip().splitlines()
+            return TrialResult(trial_id=trial.trial_id, finished_s=time.time() - self.started,
+                               val_accuracy=float(trial.score) if ok and trial.score is not None else None,
+                               epochs=epochs, status=status, config=config, continues=values.get("tuner/trial_id"),
+                               error=None if ok else message[-1])
+
+    return FerHyperModel, DeadlineHyperbandOracle, FerHyperband
+
+
+ARMS: dict[str, Callable[[Context, int, Path], ArmResult]] = {
+    "fertune": arm_fertune, "kerastuner": arm_kerastuner, "optuna": arm_optuna, "ray_random": arm_ray_random}
+
+
+def train_config(params: Optional[dict[str, Any]], max_epochs: int) -> Optional[dict[str, Any]]:
+    """A searched parameter dict as a full TrainConfig dict with the whole epoch budget."""
+    from search.space import to_config
+
+    if params is None:
+        return None
+    try:
+        return _with_epochs(to_config(params).to_dict(), max_epochs)
+    except ConfigError:
+        return None
+
+
+def _with_epochs(config: dict[str, Any], max_epochs: int) -> dict[str, Any]:
+    return {**config, "epochs": max_epochs}
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
