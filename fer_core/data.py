@@ -25,7 +25,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -139,13 +139,7 @@ def load_csv(path: str | os.PathLike, faces: str = "auto") -> Dataset:
             usage: list[str] = []
             lines: list[int] = []
             side = None
-            for row in reader:
-                line = reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) != len(header):
-                    raise DataError(f"{where}, line {line}: {len(row)} fields where the header has "
-                                    f"{len(header)} ({', '.join(header)})")
+            for line, row in _data_rows(reader, header, where):
                 labels.append(_parse_label(where, line, row[columns["emotion"]]))
                 image, side = _parse_pixels(where, line, row[columns["pixels"]], side)
                 pixels.append(image)
@@ -165,6 +159,18 @@ def load_csv(path: str | os.PathLike, faces: str = "auto") -> Dataset:
     names = tuple(CSV_LABELS.get(int(c), f"class_{int(c)}") for c in codes)
     return _finish(_Parts(images, np.searchsorted(codes, raw[keep]).astype(np.int64), names, None,
                           np.asarray(usage)[keep] if usage else None, report), where)
+
+
+def _data_rows(reader, header: Sequence[str], where: str) -> Iterator[tuple[int, list[str]]]:
+    """The rows after the header that are not blank, with their line numbers; a row whose
+    width differs from the header's is a :class:`DataError` naming its line."""
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{where}, line {reader.line_num}: {len(row)} fields where the header has "
+                            f"{len(header)} ({', '.join(header)})")
+        yield reader.line_num, row
 
 
 def _csv_columns(where: str, header: Sequence[str]) -> dict[str, int]:
@@ -302,13 +308,7 @@ def _read_manifest(path: Path) -> list[_Row]:
                     "no label column" if "label" not in header else "a column named twice")
                 raise DataError(f"{where}, line 1: {problem}; {expected}, found {','.join(header)[:80]!r}")
             column = {name: header.index(name) for name in header}
-            for row in reader:
-                line = reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) != len(header):
-                    raise DataError(f"{where}, line {line}: {len(row)} fields where the header has "
-                                    f"{len(header)} ({', '.join(header)})")
+            for line, row in _data_rows(reader, header, where):
                 rows.append(_manifest_row(path, line, {name: row[i].strip() for name, i in column.items()}))
         except csv.Error as exc:
             raise DataError(f"{where}, line {reader.line_num}: not valid CSV ({exc})") from None
