@@ -17,6 +17,7 @@ folder and what was expected; nothing here prints or exits.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import logging
@@ -126,30 +127,24 @@ def load_csv(path: str | os.PathLike, faces: str = "auto") -> Dataset:
     except OSError as exc:
         raise DataError(f"{where}: cannot open ({exc.strerror})") from None
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-            if header is None or not any(cell.strip() for cell in header):
-                raise DataError(f"{where}: file is empty; expected a header line 'emotion,pixels[,Usage]' "
-                                "and one row per image")
-            columns = _csv_columns(where, header)
-            labels: list[int] = []
-            pixels: list[np.ndarray] = []
-            usage: list[str] = []
-            lines: list[int] = []
-            side = None
-            for line, row in _data_rows(reader, header, where):
-                labels.append(_parse_label(where, line, row[columns["emotion"]]))
-                image, side = _parse_pixels(where, line, row[columns["pixels"]], side)
-                pixels.append(image)
-                lines.append(line)
-                if "usage" in columns:
-                    usage.append(row[columns["usage"]].strip())
-        except csv.Error as exc:
-            raise DataError(f"{where}, line {reader.line_num}: not valid CSV ({exc})") from None
-        except UnicodeDecodeError:
-            raise DataError(f"{where}: not a text CSV file (expected UTF-8 text)") from None
+    with handle, _csv_reader(handle, where) as reader:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise DataError(f"{where}: file is empty; expected a header line 'emotion,pixels[,Usage]' "
+                            "and one row per image")
+        columns = _csv_columns(where, header)
+        labels: list[int] = []
+        pixels: list[np.ndarray] = []
+        usage: list[str] = []
+        lines: list[int] = []
+        side = None
+        for line, row in _data_rows(reader, header, where):
+            labels.append(_parse_label(where, line, row[columns["emotion"]]))
+            image, side = _parse_pixels(where, line, row[columns["pixels"]], side)
+            pixels.append(image)
+            lines.append(line)
+            if "usage" in columns:
+                usage.append(row[columns["usage"]].strip())
     if not labels:
         raise DataError(f"{where}: the header is there but no rows follow; expected one row per image")
     images, keep, report = _to_48(len(pixels), pixels.__getitem__, lambda i: f"{where}, line {lines[i]}",
@@ -159,6 +154,18 @@ def load_csv(path: str | os.PathLike, faces: str = "auto") -> Dataset:
     names = tuple(CSV_LABELS.get(int(c), f"class_{int(c)}") for c in codes)
     return _finish(_Parts(images, np.searchsorted(codes, raw[keep]).astype(np.int64), names, None,
                           np.asarray(usage)[keep] if usage else None, report), where)
+
+
+@contextlib.contextmanager
+def _csv_reader(handle, where: str) -> Iterator:
+    """A ``csv.reader`` of ``handle`` whose malformed CSV or non-text bytes are a :class:`DataError`."""
+    reader = csv.reader(handle)
+    try:
+        yield reader
+    except csv.Error as exc:
+        raise DataError(f"{where}, line {reader.line_num}: not valid CSV ({exc})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: not a text CSV file (expected UTF-8 text)") from None
 
 
 def _data_rows(reader, header: Sequence[str], where: str) -> Iterator[tuple[int, list[str]]]:
@@ -298,22 +305,16 @@ def _read_manifest(path: Path) -> list[_Row]:
     except OSError as exc:
         raise DataError(f"{where}: cannot open ({exc.strerror})") from None
     rows: list[_Row] = []
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = [cell.strip().lower() for cell in next(reader, [])]
-            unknown = [cell for cell in header if cell not in MANIFEST_COLUMNS]
-            if unknown or "label" not in header or len(set(header)) != len(header):
-                problem = f"unknown column {unknown[0]!r}" if unknown else (
-                    "no label column" if "label" not in header else "a column named twice")
-                raise DataError(f"{where}, line 1: {problem}; {expected}, found {','.join(header)[:80]!r}")
-            column = {name: header.index(name) for name in header}
-            for line, row in _data_rows(reader, header, where):
-                rows.append(_manifest_row(path, line, {name: row[i].strip() for name, i in column.items()}))
-        except csv.Error as exc:
-            raise DataError(f"{where}, line {reader.line_num}: not valid CSV ({exc})") from None
-        except UnicodeDecodeError:
-            raise DataError(f"{where}: not a text CSV file (expected UTF-8 text)") from None
+    with handle, _csv_reader(handle, where) as reader:
+        header = [cell.strip().lower() for cell in next(reader, [])]
+        unknown = [cell for cell in header if cell not in MANIFEST_COLUMNS]
+        if unknown or "label" not in header or len(set(header)) != len(header):
+            problem = f"unknown column {unknown[0]!r}" if unknown else (
+                "no label column" if "label" not in header else "a column named twice")
+            raise DataError(f"{where}, line 1: {problem}; {expected}, found {','.join(header)[:80]!r}")
+        column = {name: header.index(name) for name in header}
+        for line, row in _data_rows(reader, header, where):
+            rows.append(_manifest_row(path, line, {name: row[i].strip() for name, i in column.items()}))
     if not rows:
         raise DataError(f"{where}: the header is there but no rows follow; expected one row per image")
     return rows
