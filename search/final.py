@@ -103,7 +103,8 @@ def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings,
     validation) times its epochs; the seed's recipe trains beside them, ``slots`` at a time.
     Without ``seconds`` the settings stand. Otherwise the seed's recipe gets fewer of its 20
     epochs if it alone would not fit, and the members fewer epochs (down to the trial's own),
-    then fewer members, until all fit; one member at its trial's epochs when nothing does.
+    then fewer members, until all fit; when nothing does, one member for the share of its
+    trial's epochs that fits (at least one epoch).
     """
     from search.space import seed_point
 
@@ -131,7 +132,10 @@ def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings,
             candidate = dataclasses.replace(settings, ensemble=ensemble, epochs_scale=scale)
             if cost(candidate) <= seconds:
                 return candidate, cost(candidate)
+    # one member for the share of its trial's epochs that fits (at least one epoch)
     smallest = dataclasses.replace(settings, ensemble=1, epochs_scale=min(scales), inputs=settings.inputs[:1])
+    while smallest.epochs_scale > 0.01 and cost(smallest) > seconds:
+        smallest = dataclasses.replace(smallest, epochs_scale=round(smallest.epochs_scale * 0.8, 4))
     return smallest, cost(smallest)
 
 
