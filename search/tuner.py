@@ -29,7 +29,7 @@ log = logging.getLogger("search.tuner")
 
 METRICS = ("val_accuracy", "val_macro_f1")
 SAMPLERS = ("startup", "tpe")  # the first is the default
-SCHEDULERS = ("asha", "hyperband")  # the first is the default
+SCHEDULERS = ("asha", "hyperband", "none")  # the first is the default
 DEFAULT_MAX_EPOCHS = 16  # same test accuracy as the seed's 20 in 83% of the time ("The 50-trial search")
 STARTUP_SHARE = 0.4  # random start: two fifths of the trials, or of a budget's time ("The 50-trial search")
 STARTUP_CAP = 20  # ... at most this many trials
@@ -104,11 +104,14 @@ def build_scheduler(settings: SearchSettings):
 
     ``scheduler="hyperband"``: Ray's asynchronous Hyperband with the brackets Optuna's
     ``HyperbandPruner`` has in ``experiments.compare_tuners`` (rungs at 1, 3, 9, ...
-    epochs, reduction factor 3), for measuring one against the other."""
-    from ray.tune.schedulers import AsyncHyperBandScheduler
+    epochs, reduction factor 3), for measuring one against the other.
+    ``scheduler="none"``: Tune's first-in-first-out; every trial runs all its epochs."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
     from search.scheduler import RecentASHAScheduler
 
+    if settings.scheduler == "none":
+        return FIFOScheduler()
     if settings.scheduler == "hyperband":
         brackets = 1
         while ASHA_REDUCTION_FACTOR ** brackets < settings.max_epochs:  # bracket s first judges at rf^s epochs

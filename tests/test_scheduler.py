@@ -78,3 +78,13 @@ def test_hyperband_has_the_brackets_of_optunas_pruner(max_epochs: int) -> None:
 def test_bad_settings_are_refused(overrides: dict, expected: str) -> None:
     with pytest.raises(ValueError, match=expected):
         _scheduler(**overrides)
+
+
+def test_none_lets_every_trial_run_its_epochs() -> None:
+    from search.tuner import SearchSettings, build_scheduler
+
+    scheduler = build_scheduler(SearchSettings(scheduler="none", max_epochs=16))
+    trial = SimpleNamespace(trial_id="t")
+    for epoch in range(1, 17):  # ASHA would judge at 3 and 9; nothing is judged here
+        assert scheduler.on_trial_result(None, trial, {"training_iteration": epoch, "val_accuracy": 0.0}) \
+            == TrialScheduler.CONTINUE

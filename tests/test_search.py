@@ -47,7 +47,7 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--confirm", "-2"], "--confirm -2"),
     (["--confirm-folds", "1"], "--confirm-folds 1: expected an integer >= 2"),
     (["--sampler", "random"], "--sampler 'random': expected one of startup, tpe"),
-    (["--scheduler", "median"], "--scheduler 'median': expected one of asha, hyperband"),
+    (["--scheduler", "median"], "--scheduler 'median': expected one of asha, hyperband, none"),
     (["--data", "synthetic:150", "--confirm-folds", "500"],
      "--confirm-folds 500: 500 folds: train + validation has only"),
     (["--resume"], "--resume needs --name"),
