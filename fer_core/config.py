@@ -71,6 +71,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weight: str = "none"
     seed: int = 42
+    # fine-tuning a pretrained network (fer_core.transfer); without one these change nothing
+    frozen_blocks: int = 0  # the first this many conv blocks are held still ...
+    frozen_share: float = 1.0  # ... for this share of the epochs
+    backbone_lr_share: float = 1.0  # the transferred layers learn at this share of the head's rate
 
     def __post_init__(self) -> None:
         _check_positive_int(self, "conv_blocks", "convs_per_block", "kernel_size",
@@ -90,6 +94,12 @@ class TrainConfig:
         _check_range(self, "rotation", 0.0, 180.0)
         _check_range(self, "phase1_share", 0.0, 1.0)
         _check_range(self, "phase2_factor", 0.0, 1.0)
+        _check_range(self, "frozen_share", 0.0, 1.0)
+        _check_range(self, "backbone_lr_share", 0.0, 1.0)
+        if isinstance(self.frozen_blocks, bool) or not isinstance(self.frozen_blocks, int) or \
+                not 0 <= self.frozen_blocks <= self.conv_blocks:
+            raise ConfigError(f"config field frozen_blocks={self.frozen_blocks!r}: expected an integer from 0 to "
+                              f"conv_blocks ({self.conv_blocks})")
         if self.phase2_factor == 0:
             raise ConfigError("config field phase2_factor=0: expected a number in (0, 1]; 0 would stop learning")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):

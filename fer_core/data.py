@@ -5,9 +5,9 @@ Sources: the Kaggle CK+ CSV (``ckextended.csv``) and FER2013's ``fer2013.csv``
 user's own photos (``path,label[,subject][,usage]``), a folder of class folders of images
 (the CK+48 layout, or FER2013's ``train/`` and ``test/`` image layout, whose
 ``Training_``/``PublicTest_``/``PrivateTest_`` file-name prefixes are its Usage column),
-and the built-in synthetic faces (``synthetic`` or ``synthetic:N``). Every image becomes
-48x48 grayscale ``float32`` in [0, 1]; photos that are not face crops are cropped to their
-largest face by :mod:`fer_core.faces`. Decoded image sets of many files are cached
+and the built-in synthetic faces (``synthetic``, ``synthetic:N``, or ``synthetic:N:SEED`` for
+other faces). Every image becomes 48x48 grayscale ``float32`` in [0, 1]; photos that are
+not face crops are cropped to their largest face by :mod:`fer_core.faces`. Decoded image sets of many files are cached
 outside the repository (``$FER_TUNE_CACHE``, else ``~/.cache/fer_tune``), keyed by the
 files' paths, sizes and times and the loader's options.
 
@@ -91,10 +91,11 @@ def load(source: str | os.PathLike, faces: str = "auto", cache: bool = True) -> 
     if text == "synthetic" or text.startswith("synthetic:"):
         from fer_core.synthetic import make_faces
 
-        n_text = text.partition(":")[2] or "1000"
-        if not n_text.isdigit() or int(n_text) < 14:
-            raise DataError(f"data source {text!r}: expected 'synthetic' or 'synthetic:N' with N >= 14")
-        return make_faces(int(n_text))
+        n_text, _, seed_text = (text.partition(":")[2] or "1000").partition(":")
+        if not n_text.isdigit() or int(n_text) < 14 or not (seed_text.isdigit() or seed_text == ""):
+            raise DataError(f"data source {text!r}: expected 'synthetic', 'synthetic:N' or 'synthetic:N:SEED' "
+                            f"with N >= 14")
+        return make_faces(int(n_text), seed=int(seed_text or 0))
     path = Path(text).expanduser()
     if path.is_dir():
         return load_folder(path, faces=faces, cache=cache)

@@ -192,7 +192,7 @@ def sample_weights(data: Dataset, config: TrainConfig) -> np.ndarray:
 def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
         callbacks: Iterable = (), on_epoch: Optional[EpochHook] = None,
         threads: Optional[int] = None, verbose: int = 0,
-        resume: Optional[tuple[str | os.PathLike, list[dict[str, float]]]] = None):
+        resume: Optional[tuple[str | os.PathLike, list[dict[str, float]]]] = None, init=None):
     """Train the CNN of ``config`` on ``train``; return ``(model, history)``.
 
     ``history`` is a list of :meth:`EpochReport.to_dict`, one per epoch run. ``val`` (if
@@ -201,8 +201,9 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     (TensorBoard, or one that saves checkpoints; they run after the validation scores
     are in the epoch's logs). ``threads`` pins TensorFlow's pools. ``resume`` is the path
     of a ``.keras`` model saved mid-training and the history so far: training continues from
-    the next epoch with the optimizer's state. Raises :class:`TrainingDiverged` when the
-    loss stops being finite.
+    the next epoch with the optimizer's state. ``init`` (a :class:`fer_core.transfer.Pretrained`)
+    fine-tunes that network with a new head instead of training ``config``'s from scratch.
+    Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
     configure_tensorflow(threads)
     import keras
@@ -211,11 +212,20 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
 
     keras.backend.clear_session()  # a reused worker must not accumulate graphs of earlier trials
     keras.utils.set_random_seed(config.seed + (len(resume[1]) if resume else 0))
+    if init is not None:
+        from fer_core.transfer import build_finetuned, finetune_optimizer, make_finetune_adam
+
+        make_finetune_adam()  # registered before a checkpoint that holds one is loaded
     if resume is not None:
         model, history = keras.saving.load_model(resume[0]), list(resume[1])
     else:
-        model, history = build_cnn(config, train.images.shape[1:], train.n_classes), []
-        model.compile(optimizer=make_optimizer(config),
+        if init is not None:
+            model = build_finetuned(config, init, train.images.shape[1:], train.n_classes)
+            optimizer = finetune_optimizer(config, model, math.ceil(len(train) / config.batch_size))
+        else:
+            model, optimizer = build_cnn(config, train.images.shape[1:], train.n_classes), make_optimizer(config)
+        history = []
+        model.compile(optimizer=optimizer,
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                       weighted_metrics=["accuracy"])
     if val is not None and val.class_names != train.class_names:

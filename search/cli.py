@@ -29,11 +29,11 @@ from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, Sear
 
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces")
+                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces", "init")
 # run-defining arguments added since the first runs: a run.json without them ran without
 # confirmation, with the random start, under the recent-trials ASHA
 RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0],
-                       "time_budget": None, "faces": "auto"}
+                       "time_budget": None, "faces": "auto", "init": None}
 # the built-in faces are for a first look: the run fits in 10 minutes on 2 cores (experiments/bench_first_run.py)
 FIRST_RUN_DATA = "synthetic"
 FIRST_RUN_BUDGET = "8m"
@@ -56,6 +56,9 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
                                                         f"(default {METRICS[0]})")
     p.add_argument("--points", default=None,
                    help="JSON file of configs to try first, after the seed's recipe (a dict or a list of dicts)")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="fine-tune this model (a run's best/ folder or its model.keras) instead of searching "
+                        "networks from scratch; the search space becomes the fine-tuning space")
     p.add_argument("--ensemble", type=int, default=DEFAULT_ENSEMBLE,
                    help=f"the final model averages this many of the best configs (default {DEFAULT_ENSEMBLE})")
     p.add_argument("--final-epochs-scale", type=float, default=DEFAULT_FINAL_EPOCHS_SCALE,
@@ -144,6 +147,13 @@ def check_args(args: argparse.Namespace) -> None:
     if args.resume and args.name is None:
         raise ConfigError("--resume needs --name NAME: the run to continue")
     parse_duration(args.time_budget)
+    if args.init is not None:
+        from fer_core.transfer import read_card
+
+        if args.points is not None:
+            raise ConfigError("--points with --init: points are configs of the from-scratch space; give one or the "
+                              "other")
+        read_card(args.init)
 
 
 def restore_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
@@ -155,16 +165,25 @@ def restore_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
-    """The checked flags as the stages' settings; reads and checks ``--points``."""
+    """The checked flags as the stages' settings; reads and checks ``--points``, loads ``--init``.
+
+    A fine-tuned network keeps the input normalization it was trained with, so with
+    ``--init`` the final members use that one."""
     from search.points import read_points
 
     resources = Resources(args.cpus_per_trial, args.gpus_per_trial)
+    init = None
+    if args.init is not None:
+        from fer_core.transfer import load_pretrained
+
+        init = load_pretrained(args.init)
+    inputs = (init.config.normalize,) if init else tuple(args.final_inputs)
     return RunSettings(
         search=SearchSettings(trials=args.trials, max_epochs=args.max_epochs, metric=args.metric, seed=args.seed,
                               sampler=args.sampler, scheduler=args.scheduler,
-                              points=tuple(read_points(args.points)), resources=resources),
+                              points=tuple(read_points(args.points)), resources=resources, init=init),
         confirm=ConfirmSettings(configs=args.confirm, folds=args.confirm_folds, seed=args.seed, metric=args.metric),
         final=FinalSettings(ensemble=args.ensemble, epochs_scale=args.final_epochs_scale, mixup=args.final_mixup,
-                            inputs=tuple(args.final_inputs)),
+                            inputs=inputs),
         time_budget_s=parse_duration(args.time_budget if args.time_budget or args.data != FIRST_RUN_DATA
                                      else FIRST_RUN_BUDGET))

@@ -124,18 +124,21 @@ class Confirmation:
 
 
 def confirm_leaders(trials: list[dict], splits: Splits, settings: ConfirmSettings, resources: Resources,
-                    run_dir: Path, ensemble: int, deadline: Optional[float] = None) -> Confirmation:
+                    run_dir: Path, ensemble: int, deadline: Optional[float] = None, init=None) -> Confirmation:
     """The ``settings.configs`` best configs of the search, cross-validated and ranked by it.
 
     With no confirmation (``configs`` 0) the search's ``ensemble`` best stand, in its order.
+    ``init``: the pretrained network the configs fine-tune, if any.
     """
     if not settings.configs:
         return Confirmation(settings.folds, 0, pick_ensemble(trials, ensemble), {}, 0.0, "--confirm 0")
-    return confirm(pick_ensemble(trials, settings.configs), splits, settings, resources, run_dir, deadline)
+    return confirm(pick_ensemble(trials, settings.configs), splits, settings, resources, run_dir, deadline,
+                   init=init)
 
 
 def confirm(candidates: list[dict], splits: Splits, settings: ConfirmSettings, resources: Resources,
-            run_dir: Path, deadline: Optional[float] = None, slots: Optional[int] = None) -> Confirmation:
+            run_dir: Path, deadline: Optional[float] = None, slots: Optional[int] = None,
+            init=None) -> Confirmation:
     """Cross-validate ``candidates`` (best first by the search) and rank them by the result.
 
     With ``deadline`` (a ``time.time()``) only the leading candidates whose trainings fit
@@ -175,7 +178,7 @@ def confirm(candidates: list[dict], splits: Splits, settings: ConfirmSettings, r
         log.info("confirming the %d best configs by %d-fold cross-validation over %d train + validation faces "
                  "(%d trainings%s)", len(candidates), k, len(rest), len(jobs),
                  f", {len(candidates) * k - len(jobs)} saved" if done else "")
-        _run_jobs(jobs, {t["trial_id"]: t for t in candidates}, rest, parts, settings, resources, path, done)
+        _run_jobs(jobs, {t["trial_id"]: t for t in candidates}, rest, parts, settings, resources, path, done, init)
     scores = {}
     for trial in candidates:
         trial_id = trial["trial_id"]
@@ -207,7 +210,7 @@ def confirm(candidates: list[dict], splits: Splits, settings: ConfirmSettings, r
 
 
 def _run_jobs(jobs: list[tuple[str, int]], trials: dict[str, dict], rest: Dataset, parts, settings: ConfirmSettings,
-              resources: Resources, path: Path, done: dict[str, dict]) -> None:
+              resources: Resources, path: Path, done: dict[str, dict], init=None) -> None:
     """Train the (trial, fold) jobs as Ray tasks, saving each result to ``path`` as it arrives."""
     import ray
 
@@ -216,8 +219,9 @@ def _run_jobs(jobs: list[tuple[str, int]], trials: dict[str, dict], rest: Datase
 
     fold_refs = [(ray.put(rest.subset(a)), ray.put(rest.subset(b))) for a, b in parts]
     task = remote_training(resources)
+    init_ref = ray.put(init) if init is not None else None
     pending = {task.remote(to_config(trials[t]["config"]).to_dict(), *fold_refs[f], resources.threads, mirror=True,
-                           weights=False): (t, f) for t, f in jobs}
+                           weights=False, init=init_ref): (t, f) for t, f in jobs}
     while pending:
         [ref], _ = ray.wait(list(pending), num_returns=1)
         trial_id, fold = pending.pop(ref)

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -140,11 +140,13 @@ def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings,
 
 
 def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resources,
-                     mirror: Optional[dict[str, bool]] = None) -> dict[str, dict]:
+                     mirror: Optional[dict[str, bool]] = None, init=None,
+                     scratch: Sequence[str] = ()) -> dict[str, dict]:
     """Train each named config on train + validation and test it, as parallel Ray tasks.
 
     ``mirror`` says, by name, whether the test also averages each face's mirror image
-    (default yes). Returns, by name, :func:`search.tasks.train_and_score`'s result; or, for
+    (default yes). ``init``: the pretrained network the configs fine-tune, all but those
+    named in ``scratch``, which train from scratch. Returns, by name, :func:`search.tasks.train_and_score`'s result; or, for
     a training that did not finish, only ``diverged`` or ``failed`` with the reason, so
     that one such config does not cost the others.
     """
@@ -155,7 +157,9 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
     mirror = mirror or {}
     task = remote_training(resources)
     train_all = splits.train.concat(splits.val)
-    refs = {name: task.remote(config, train_all, splits.test, resources.threads, mirror=mirror.get(name, True))
+    init_ref = ray.put(init) if init is not None else None
+    refs = {name: task.remote(config, train_all, splits.test, resources.threads, mirror=mirror.get(name, True),
+                              init=None if name in scratch else init_ref)
             for name, config in configs.items()}
     results = {}
     for name, ref in refs.items():
@@ -184,8 +188,9 @@ def member_learned(history: list[dict], trial_history: list[dict], majority: flo
 
 
 def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Splits, resources: Resources,
-                    extra: Optional[dict[str, dict]] = None) -> tuple[list[dict], list[dict], dict]:
-    """Retrain the final members (and the ``extra`` named configs, alongside) on train + validation.
+                    extra: Optional[dict[str, dict]] = None, init=None) -> tuple[list[dict], list[dict], dict]:
+    """Retrain the final members (and the ``extra`` named configs, alongside, from scratch) on
+    train + validation; the members fine-tune ``init``, if given.
 
     A member that diverged, failed or did not learn (:func:`member_learned`) is retrained
     once at its seed plus :data:`RESEED_OFFSET`; if that fails too it is dropped. When no
@@ -199,7 +204,8 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
     majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
     names = [f"member{i}" for i in range(len(members))]
     first = retrain_and_test({**{n: c.to_dict() for n, c in zip(names, configs)}, **(extra or {})},
-                             splits, resources, mirror={name: False for name in extra or {}})
+                             splits, resources, mirror={name: False for name in extra or {}}, init=init,
+                             scratch=list(extra or {}))
     outcome = {n: (m, c, first[n]) for n, m, c in zip(names, members, configs)}
 
     def failure(trial: dict, result: dict) -> Optional[str]:
@@ -217,7 +223,7 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
             log.warning("final member %s (trial %s) %s; retraining it at another seed",
                         name, outcome[name][0]["trial_id"], reason)
         reseeded = {n: dataclasses.replace(outcome[n][1], seed=outcome[n][1].seed + RESEED_OFFSET) for n in retry}
-        second = retrain_and_test({n: c.to_dict() for n, c in reseeded.items()}, splits, resources)
+        second = retrain_and_test({n: c.to_dict() for n, c in reseeded.items()}, splits, resources, init=init)
         for name, config in reseeded.items():
             outcome[name] = (outcome[name][0], config, second[name])
     reasons = {n: failure(m, r) for n, (m, _, r) in outcome.items()}
@@ -238,8 +244,9 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
 
 
 def build_final_model(members: list[dict], splits: Splits, settings: FinalSettings,
-                      resources: Resources) -> FinalModel:
-    """Retrain ``members`` (and the seed's recipe beside them) and assemble the final model."""
+                      resources: Resources, init=None) -> FinalModel:
+    """Retrain ``members`` (fine-tuning ``init``, if given; the seed's recipe beside them, from
+    scratch) and assemble the final model."""
     from fer_core.model import build_cnn, build_predictor
 
     log.info("retraining the %d best configs (trials %s) on %s faces, and the seed's recipe, on train + validation",
@@ -249,7 +256,7 @@ def build_final_model(members: list[dict], splits: Splits, settings: FinalSettin
         log.info("the seed's recipe trains for %d of its %d epochs, to fit the time budget", seed_recipe.epochs,
                  TrainConfig().epochs)
     kept, dropped, extra = retrain_members(*final_networks(members, settings), splits, resources,
-                                           extra={"seed": seed_recipe.to_dict()})
+                                           extra={"seed": seed_recipe.to_dict()}, init=init)
     seed_recipe = extra["seed"]
     if "metrics" not in seed_recipe:
         log.warning("the seed's recipe did not finish its retrain: %s", next(iter(seed_recipe.values())))

@@ -42,7 +42,7 @@ def confirm_trials(settings: RunSettings, run_dir: Path, splits: Splits, trials:
                    deadline: Optional[float] = None) -> Confirmation:
     """The leading configs cross-validated over train + validation (:mod:`search.confirm`)."""
     return confirm_leaders(trials, splits, settings.confirm, settings.search.resources, run_dir,
-                           settings.final.ensemble, deadline)
+                           settings.final.ensemble, deadline, init=settings.search.init)
 
 
 def final_members(settings: RunSettings, trials: list[dict], confirmation: Confirmation) -> list[dict]:
@@ -87,7 +87,7 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
 
     clock = time.perf_counter()
     members = members[:settings.final.ensemble]
-    final = build_final_model(members, splits, settings.final, settings.search.resources)
+    final = build_final_model(members, splits, settings.final, settings.search.resources, init=settings.search.init)
     probabilities = predict_proba(final.model, splits.test.images)
     test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)
     timings = {"retrain_s": time.perf_counter() - clock}
@@ -100,7 +100,8 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
                         "ensemble": [{"trial_id": m["trial"]["trial_id"], "config": m["config"].to_dict()}
                                      for m in final.kept],
                         "test_time_augmentation": "mean of each member's probabilities on the image and its "
-                                                  "left-right mirror"})
+                                                  "left-right mirror",
+                        "initialized_from": settings.search.init.summary() if settings.search.init else None})
     write_final_run(run_dir / TENSORBOARD_DIR / "final", final.kept[0]["result"]["history"],
                     data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
     timings["export_s"] = time.perf_counter() - clock

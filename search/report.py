@@ -127,6 +127,7 @@ def build_report(name: str, settings: "RunSettings", data: "Dataset", splits: "S
         "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
         "metric": settings.search.metric, "max_epochs": settings.search.max_epochs, "seed": settings.search.seed,
         "time_budget_s": settings.time_budget_s, "budget_plan": plan.to_dict() if plan else None,
+        "initialized_from": settings.search.init.summary() if settings.search.init else None,
         "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
         "test_balanced_accuracy": test["balanced_accuracy"], "test_accuracy_ci95": test["accuracy_ci95"],
         "majority_accuracy": test["majority_accuracy"], "seed_baseline_accuracy": SEED_BASELINE_ACCURACY,
@@ -167,7 +168,8 @@ def summary_text(report: Mapping[str, Any], run_dir: Path) -> str:
             else f"not available ({report['seed_recipe_failed']})")
     return "\n".join([
         f"\nFER Tune: {report['trials_completed']} trials completed, {report['trials_failed']} failed, "
-        f"search {report['search_wall_clock_s']:.0f} s, split {report['split']}",
+        f"search {report['search_wall_clock_s']:.0f} s, split {report['split']}"
+        + (f", fine-tuned from {report['initialized_from']['source']}" if report.get("initialized_from") else ""),
         f"  final model   test accuracy {pct(report['test_accuracy'])} (95% CI {pct(low)}-{pct(high)}), "
         f"macro-F1 {report['test_macro_f1']:.3f} (ensemble of {len(report['ensemble'])} networks of the best "
         f"configs on {' and '.join(report['final_inputs'])} faces, mirror test-time augmentation)",
@@ -178,6 +180,16 @@ def summary_text(report: Mapping[str, Any], run_dir: Path) -> str:
         f"  report: {run_dir / 'report.md'}",
         f"  model:  {run_dir / BEST_DIR}",
         f"  tensorboard --logdir {run_dir / TENSORBOARD_DIR}\n"])
+
+
+def _init_lines(init: Optional[Mapping[str, Any]]) -> list[str]:
+    """What a fine-tuned model started from, so that it is never read as trained from scratch."""
+    if not init:
+        return []
+    test = (init.get("metrics") or {}).get("test_accuracy")
+    return [f"Fine-tuned from `{init['source']}` (trained on {init.get('trained_on') or 'unknown data'}, data "
+            f"fingerprint {init.get('data_fingerprint')}, its test accuracy {_pct(test)}); the seed's recipe below "
+            f"trains from scratch.", ""]
 
 
 def _pct(value: Optional[float]) -> str:
@@ -220,6 +232,7 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         f"{report['n_test']} test). Search metric: `{report['metric']}`.",
         "",
         *_faces_lines(report.get("faces")),
+        *_init_lines(report.get("initialized_from")),
         f"Trials: {report['trials_completed']} completed ({report['trials_stopped_early']} stopped early by ASHA), "
         f"{report['trials_failed']} failed, in {report['search_wall_clock_s']:.0f} s.",
         "",

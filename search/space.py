@@ -36,7 +36,7 @@ The left-out settings stay :class:`TrainConfig` choices, for the API.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from fer_core.config import TrainConfig
 from fer_core.errors import ConfigError
@@ -45,13 +45,16 @@ from fer_core.model import check_fits
 INPUT_SHAPE = (48, 48, 1)
 
 
-def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
+def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Sample one configuration from ``trial`` (an Optuna trial or Tune's captor).
 
     Returns the constants that complete the config: the epoch budget, and ``padding``
     turned to ``same`` where ``valid`` padding would shrink the feature map away (so no
-    trial is spent on a network that cannot be built).
+    trial is spent on a network that cannot be built). With the ``architecture`` of a
+    pretrained network (:mod:`fer_core.transfer`) the space is :func:`define_finetuning`'s.
     """
+    if architecture is not None:
+        return define_finetuning(trial, max_epochs, architecture)
     # architecture
     conv_blocks = trial.suggest_int("conv_blocks", 2, 3)
     trial.suggest_categorical("base_filters", [16, 32, 48, 64])
@@ -65,9 +68,33 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
     trial.suggest_categorical("dense_units", [128, 256, 512])
     trial.suggest_float("dense_dropout", 0.0, 0.6)
     trial.suggest_float("l2", 1e-6, 1e-3, log=True)
-    # augmentation: all off, or each magnitude searched
     constants: dict[str, Any] = {"epochs": max_epochs, "head": "flatten", "schedule": "two_phase",
                                  "normalize": "standardize"}
+    _augmentation(trial, constants)
+    _optimisation(trial)
+    if padding == "valid" and not _fits(conv_blocks, convs_per_block, kernel_size):
+        constants["padding"] = "same"
+    return constants
+
+
+def define_finetuning(trial: Any, max_epochs: int, architecture: dict[str, Any]) -> dict[str, Any]:
+    """The fine-tuning space: the pretrained ``architecture`` stays; searched are how many of its
+    conv blocks are held still and for which share of the epochs, the transferred layers'
+    learning rate as a share of the new head's, dropout, L2, augmentation and the optimisation."""
+    if trial.suggest_int("frozen_blocks", 0, architecture["conv_blocks"]):
+        trial.suggest_float("frozen_share", 0.2, 1.0)
+    trial.suggest_float("backbone_lr_share", 0.01, 1.0, log=True)
+    trial.suggest_float("conv_dropout", 0.0, 0.5)
+    trial.suggest_float("dense_dropout", 0.0, 0.6)
+    trial.suggest_float("l2", 1e-6, 1e-3, log=True)
+    constants: dict[str, Any] = {**architecture, "epochs": max_epochs, "schedule": "two_phase"}
+    _augmentation(trial, constants)
+    _optimisation(trial)
+    return constants
+
+
+def _augmentation(trial: Any, constants: dict[str, Any]) -> None:
+    """All off, or each magnitude searched."""
     if trial.suggest_categorical("augment", [True, False]):
         trial.suggest_float("rotation", 0.0, 30.0)
         trial.suggest_float("shift", 0.0, 0.2)
@@ -80,30 +107,30 @@ def define_space(trial: Any, max_epochs: int) -> dict[str, Any]:
     else:
         constants.update(rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, flip=False, contrast=0.0, brightness=0.0,
                          erasing=0.0)
-    # optimisation
+
+
+def _optimisation(trial: Any) -> None:
     trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
     trial.suggest_categorical("batch_size", [16, 32, 64])
     trial.suggest_float("phase1_share", 0.5, 0.9)  # two phases: this share of the epochs at the base rate,
     trial.suggest_float("phase2_factor", 0.03, 0.3, log=True)  # the rest at the rate times this
     trial.suggest_float("label_smoothing", 0.0, 0.2)
     trial.suggest_categorical("class_weight", ["none", "balanced"])
-    if padding == "valid" and not _fits(conv_blocks, convs_per_block, kernel_size):
-        constants["padding"] = "same"
-    return constants
 
 
-def seed_point() -> dict[str, Any]:
+def seed_point(architecture: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """The seed notebook's recipe in the space's own parameter names (evaluated first).
 
     The names are the ones :func:`define_space` asks for, answered from the seed's
     config, so the point follows the space when the space changes. What the space holds
-    constant (standardized input) it holds for this point too."""
+    constant (standardized input) it holds for this point too. In the fine-tuning space
+    it is the seed's training recipe on the pretrained network, every layer learning."""
     import optuna
 
     seed = TrainConfig()
     # l2: the space's floor; the seed used none, and L2 is searched on a log scale
     trial = optuna.trial.FixedTrial({**seed.to_dict(), "augment": True, "l2": 1e-6})
-    define_space(trial, max_epochs=seed.epochs)
+    define_space(trial, max_epochs=seed.epochs, architecture=architecture)
     return trial.params
 
 

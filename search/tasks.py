@@ -29,19 +29,20 @@ class Resources:
 
 
 def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int, mirror: bool = True,
-                    weights: bool = True) -> dict[str, Any]:
+                    weights: bool = True, init=None) -> dict[str, Any]:
     """Train ``config`` on ``train`` (its full epoch budget, no validation) and score it on ``scored``.
 
     The result has the network's ``weights`` (unless ``weights`` is false), its
     ``history``, and on ``scored`` the class ``probabilities`` (each face averaged with
     its mirror image when ``mirror``) and the ``metrics`` of :func:`fer_core.evaluate.evaluate_predictions`.
+    ``init``: the :class:`fer_core.transfer.Pretrained` network ``config`` fine-tunes, if any.
     """
     from fer_core.config import TrainConfig
     from fer_core.evaluate import evaluate_predictions
     from fer_core.model import build_predictor
     from fer_core.train import fit, predict_proba
 
-    model, history = fit(TrainConfig.from_dict(config), train, threads=threads)
+    model, history = fit(TrainConfig.from_dict(config), train, threads=threads, init=init)
     probabilities = predict_proba(build_predictor([model], mirror=mirror), scored.images)
     return {"weights": model.get_weights() if weights else None, "history": history, "probabilities": probabilities,
             "metrics": evaluate_predictions(scored.labels, probabilities.argmax(axis=1), scored.class_names)}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fer_core.dataset import Dataset
+from fer_core.transfer import Pretrained
 
 CHECKPOINT_PERIOD_S = 30.0  # a lost trial redoes at most this much work; saving costs ~0.1 s
 CHECKPOINT_PERIOD_ENV = "FER_TUNE_CHECKPOINT_S"  # overrides it on a node (the lost-node test checkpoints every epoch)
@@ -30,10 +31,12 @@ HISTORY_FILE = "history.json"
 
 @dataclass(frozen=True)
 class SearchData:
-    """What every trial trains and validates on: the train part and its validation carve."""
+    """What every trial trains and validates on: the train part and its validation carve, and the
+    pretrained network trials fine-tune, if any."""
 
     train: Dataset
     val: Dataset
+    init: Optional[Pretrained] = None
 
 
 def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int] = None) -> None:
@@ -93,10 +96,11 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        fit(config, data.train, data.val, callbacks=[TuneReporter()], on_epoch=remember, threads=threads)
+        fit(config, data.train, data.val, callbacks=[TuneReporter()], on_epoch=remember, threads=threads,
+            init=data.init)
         return
     with checkpoint.as_directory() as folder:
         history.extend(json.loads((Path(folder) / HISTORY_FILE).read_text()))
         placement["restored_from_epoch"] = len(history)  # the trial's records show where it continued
         fit(config, data.train, data.val, callbacks=[TuneReporter()], on_epoch=remember, threads=threads,
-            resume=(Path(folder) / MODEL_FILE, history))
+            resume=(Path(folder) / MODEL_FILE, history), init=data.init)

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from fer_core.errors import FerInputError
 from fer_core.splits import Splits
+from fer_core.transfer import Pretrained
 from search.rundir import TENSORBOARD_DIR, TUNE_DIR
 from search.tasks import Resources
 
@@ -45,7 +46,8 @@ PROGRESS_PERIOD_S = 30  # the progress table is printed at most this often
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """What defines a search: its size, its metric, its sampler and scheduler, its seed."""
+    """What defines a search: its size, its metric, its sampler and scheduler, its seed, and the
+    pretrained network it fine-tunes (``init``; the space is then the fine-tuning space)."""
 
     trials: int = 50
     max_epochs: int = DEFAULT_MAX_EPOCHS
@@ -55,6 +57,7 @@ class SearchSettings:
     scheduler: str = SCHEDULERS[0]
     points: tuple[dict[str, Any], ...] = ()  # configs tried first, after the seed's recipe
     resources: Resources = Resources()
+    init: Optional[Pretrained] = None
 
 
 def trial_dirname(trial) -> str:
@@ -94,8 +97,10 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline
             sampler = StartupSampler(n_startup=startup_trials(settings.trials), seed=settings.seed,
                                      multivariate=True, group=True,
                                      random_until=now + budget_s * STARTUP_SHARE if budget_s else None)
-    return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_epochs), metric=settings.metric,
-                                mode="max", points_to_evaluate=[seed_point(), *settings.points],
+    architecture = settings.init.architecture() if settings.init else None
+    return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_epochs, architecture=architecture),
+                                metric=settings.metric, mode="max",
+                                points_to_evaluate=[seed_point(architecture), *settings.points],
                                 sampler=sampler, deadline_file=deadline_file)
 
 
@@ -137,14 +142,17 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
 
     resources = settings.resources
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=SearchData(splits.train, splits.val), threads=resources.threads),
+        tune.with_parameters(train_trial, data=SearchData(splits.train, splits.val, settings.init),
+                             threads=resources.threads),
         {"cpu": resources.cpus, "gpu": resources.gpus})
     tune_path = run_dir / TUNE_DIR
     if resume and tune.Tuner.can_restore(str(tune_path)):
         log.info("resuming %s: finished trials are kept", tune_path)
         tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True, resume_errored=False)
     else:
-        write_hparams_config(run_dir / TENSORBOARD_DIR, [*seed_point(), "epochs"])
+        architecture = settings.init.architecture() if settings.init else None
+        fine_tuning = ["frozen_share"] if settings.init else []  # asked only when a block is held still
+        write_hparams_config(run_dir / TENSORBOARD_DIR, [*seed_point(architecture), *fine_tuning, "epochs"])
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
