@@ -54,6 +54,9 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--resume", "--name", "ghost"], "no run 'ghost'"),
     (["--data", "missing.csv"], "no such file or folder"),
     (["--address", "127.0.0.1:1"], "no Ray cluster answers"),
+    (["--init", "missing/best"], "--init missing/best: no such file or folder"),
+    (["--init", "tests"], "--init tests: expected a FER Tune run's best/ folder"),
+    (["--data", "synthetic:14:x"], "expected 'synthetic', 'synthetic:N' or 'synthetic:N:SEED'"),
 ])
 def test_bad_flags_exit_2_with_one_line_and_no_output(tmp_path: Path, flags: list[str], expected: str) -> None:
     output = tmp_path / "runs"
