@@ -19,6 +19,9 @@ SEARCH_SHARE = 0.5
 CONFIRM_SHARE = 0.2  # with --confirm 0 it goes to the search
 FINAL_SHARE = 0.3
 EXPORT_ALLOWANCE_S = 30.0  # export, TensorBoard's final run and the report: ~13 s on the synthetic faces
+# a training task's cost beyond its epochs (worker start, model build, graph tracing, scoring):
+# 37 s for 2 short retrains on 2 busy cores; the confirmation's folds and the final retrains alike
+TASK_OVERHEAD_S = 12.0
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
 from fer_core.splits import Splits
-from search.budget import epoch_seconds
+from search.budget import TASK_OVERHEAD_S, epoch_seconds
 from search.ranking import pick_ensemble
 from search.rundir import write_atomic
 from search.tasks import Resources
@@ -46,7 +46,6 @@ CONFIRM_FILE = "confirm.json"
 # 6 configs x 3 folds: 18 trainings of a trial's length, 37-182 s on 2 CPUs on CK+ (seeds 1-3)
 DEFAULT_CONFIRM = 6
 DEFAULT_FOLDS = 3
-TASK_OVERHEAD_S = 4.0  # a training's set-up (model build, graph tracing) and scoring, beyond its epochs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from fer_core.config import TrainConfig
 from fer_core.splits import Splits
-from search.budget import epoch_seconds, makespan
+from search.budget import TASK_OVERHEAD_S, epoch_seconds, makespan
 from search.tasks import Resources
 
 log = logging.getLogger("search.final")
@@ -31,7 +31,6 @@ DEFAULT_FINAL_EPOCHS_SCALE = 3.0  # 3x a trial's epochs: +0.8 points over 2x in 
 DEFAULT_FINAL_MIXUP = 0.0  # mixup's cross-validation gains did not hold on test: off
 DEFAULT_FINAL_INPUTS = ("standardize",)  # a second input doubled the retrain for 0-0.5 points
 RESEED_OFFSET = 1000  # a member that fails is retrained once at its seed plus this
-TASK_OVERHEAD_S = 12.0  # a retrain's worker start, model build, graph tracing and test: 37 s for 2 short ones on 2 busy cores
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,8 @@ def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings,
     from search.space import seed_point
 
     scale_data = n_rest / max(1, n_train)
-    typical = float(np.median([epoch_seconds(t) for t in trials] or [0.0]))
+    measured = [s for s in map(epoch_seconds, trials) if s > 0]  # a trial that failed at once measured nothing
+    typical = float(np.median(measured)) if measured else 0.0
     seed_trial = next((t for t in trials if all(t["config"].get(k) == v for k, v in seed_point().items())), None)
     seed_epoch_s = (epoch_seconds(seed_trial) if seed_trial else typical) * scale_data
 

@@ -79,3 +79,14 @@ def test_a_seed_recipe_too_long_for_the_share_trains_fewer_of_its_epochs() -> No
     assert planned.seed_epochs is not None and 1 <= planned.seed_epochs < 20 and cost <= 100.0
     unbounded, _ = plan_final([seed, *members], members, FinalSettings(), 100, 100, slots=2, seconds=None)
     assert unbounded.seed_epochs is None
+
+
+def test_trials_that_measured_no_epoch_do_not_pull_the_typical_epoch_time_down() -> None:
+    """Without a seed trial (a fine-tuning search, say) the seed's recipe is costed at the typical
+    epoch time of the trials that measured one; failed ones measured nothing."""
+    members = [_trial("m0", 3.0, dense_units=200), _trial("m1", 3.0, dense_units=201)]
+    failed = [{"trial_id": f"f{i}", "config": {"dense_units": 300 + i}, "history": []} for i in range(5)]
+    alone, cost_alone = plan_final(members, members[:1], FinalSettings(ensemble=1), 100, 100, slots=1, seconds=None)
+    with_failed, cost = plan_final([*members, *failed], members[:1], FinalSettings(ensemble=1), 100, 100, slots=1,
+                                   seconds=None)
+    assert cost == cost_alone and cost >= 20 * 3.0  # the seed's 20 epochs at the typical 3 s

@@ -399,7 +399,8 @@ def test_how_many_configs_fit_the_time_left() -> None:
 
 
 def test_estimated_seconds_scale_the_trial_s_epochs_to_a_fold() -> None:
-    from search.confirm import TASK_OVERHEAD_S, estimated_seconds
+    from search.budget import TASK_OVERHEAD_S
+    from search.confirm import estimated_seconds
 
     trial = {"config": {"epochs": 10}, "history": [{"train_seconds": 2.0, "val_seconds": 0.5}] * 3}
     # a fold trains on 2/3 of 900 faces, the trial trained on 600: the same epoch time
