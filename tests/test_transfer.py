@@ -57,6 +57,15 @@ def test_the_new_network_has_the_pretrained_weights_and_a_head_for_its_own_class
         build_finetuned(TrainConfig.from_dict({**TINY.to_dict(), "dense_units": 64}), pretrained, (48, 48, 1), 4)
 
 
+def test_init_takes_the_model_file_as_well_as_its_folder(pretrained_dir: Path, pretrained) -> None:
+    from fer_core.transfer import load_pretrained
+
+    by_file = load_pretrained(pretrained_dir / "model.keras")
+    assert by_file.config == pretrained.config and by_file.card == pretrained.card
+    assert all(np.array_equal(a, b) for name in pretrained.weights
+               for a, b in zip(by_file.weights[name], pretrained.weights[name]))
+
+
 def _weights_each_epoch(config: TrainConfig, pretrained, names: list[str]) -> list[dict[str, np.ndarray]]:
     import keras
 
