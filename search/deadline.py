@@ -3,7 +3,8 @@
 The driver writes ``budget.json`` at each attempt of a budgeted run, from the search time
 already spent (``run.json``), so a resumed run goes on with what is left of its search
 share and the time it stood still is not counted. The searcher starts no trial after the
-deadline; the stopper stops a running trial at its first result after it.
+deadline; the stopper stops a running trial at its first result after it; the sampler
+ends its random start at the file's ``random_until`` (:mod:`search.sampler`).
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from ray.tune.search.optuna import OptunaSearch
 DEADLINE_FILE = "budget.json"
 
 
-def write_deadline(run_dir: Path, deadline: Optional[float]) -> None:
-    """Set the search's deadline (a ``time.time()``; None: no deadline) for the searcher and the stopper."""
+def write_deadline(run_dir: Path, deadline: Optional[float], random_until: Optional[float] = None) -> None:
+    """Set the search's deadline and the random start's end (each a ``time.time()``; None: none)
+    for the searcher, the stopper and the sampler."""
     from search.rundir import write_atomic
 
-    write_atomic(run_dir / DEADLINE_FILE, json.dumps({"search_deadline": deadline}))
+    write_atomic(run_dir / DEADLINE_FILE, json.dumps({"search_deadline": deadline, "random_until": random_until}))
 
 
-def read_deadline(path: Path) -> Optional[float]:
-    """The search's deadline in ``path``; None when there is none (or no file)."""
+def read_deadline(path: Path, key: str = "search_deadline") -> Optional[float]:
+    """The time ``key`` in ``path``; None when there is none (or no file)."""
     try:
-        return json.loads(path.read_text()).get("search_deadline")
+        return json.loads(path.read_text()).get(key)
     except (OSError, ValueError):
         return None
 

@@ -22,17 +22,22 @@ log = logging.getLogger("search.pipeline")
 
 
 def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, search_s: Optional[float] = None,
-                  resume: bool = False) -> list[dict]:
+                  resume: bool = False, share_s: Optional[float] = None) -> list[dict]:
     """Run (or resume) the Tune search, starting no trial after ``search_s`` seconds from now and
     stopping running ones at their next epoch after it; return every trial as
-    :func:`search.report.trial_record` lists it."""
+    :func:`search.report.trial_record` lists it. ``share_s``: the search's whole share of the
+    budget, of which ``search_s`` is what is left (default: all of it)."""
     import ray
 
     from search.deadline import write_deadline
     from search.report import trial_record
-    from search.tuner import run_search
+    from search.tuner import random_start_left, run_search
 
-    write_deadline(run_dir, time.time() + max(0.0, search_s) if search_s is not None else None)
+    now = time.time()
+    if search_s is None:
+        write_deadline(run_dir, None)
+    else:
+        write_deadline(run_dir, now + max(0.0, search_s), now + random_start_left(max(0.0, search_s), share_s))
     analysis = run_search(settings.search, run_dir, splits, search_s, resume=resume)
     node_ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
     return [trial_record(t, settings.search.metric, settings.search.max_epochs, node_ips) for t in analysis.trials]

@@ -71,7 +71,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     # the search
     started = time.time()
     search_s = plan.search_s - state["search_seconds"] if plan else None
-    trials = search_trials(settings, run_dir, splits, search_s, resume=args.resume)
+    trials = search_trials(settings, run_dir, splits, search_s, resume=args.resume,
+                           share_s=plan.search_s if plan else None)
     timings["search_s"] = time.time() - started
     state = read_state(run_dir) | {"search_seconds": state["search_seconds"] + timings["search_s"]}
     write_state(run_dir, state)

@@ -96,12 +96,20 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline
             warnings.simplefilter("ignore", ExperimentalWarning)
             sampler = StartupSampler(n_startup=startup_trials(settings.trials), seed=settings.seed,
                                      multivariate=True, group=True,
-                                     random_until=now + budget_s * STARTUP_SHARE if budget_s else None)
+                                     random_until=now + budget_s * STARTUP_SHARE if budget_s else None,
+                                     clock_file=deadline_file)
     architecture = settings.init.architecture() if settings.init else None
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_epochs, architecture=architecture),
                                 metric=settings.metric, mode="max",
                                 points_to_evaluate=[seed_point(architecture), *settings.points],
                                 sampler=sampler, deadline_file=deadline_file)
+
+
+def random_start_left(search_s: float, share_s: Optional[float] = None) -> float:
+    """Seconds of the random start left when ``search_s`` of the search's ``share_s`` are left
+    (default: all of it): the start is the share's first :data:`STARTUP_SHARE`."""
+    share_s = search_s if share_s is None else share_s
+    return max(0.0, search_s - (1 - STARTUP_SHARE) * share_s)
 
 
 def build_scheduler(settings: SearchSettings):

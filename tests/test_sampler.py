@@ -130,3 +130,24 @@ def test_it_survives_pickling_as_tune_checkpoints_the_searcher() -> None:
 def test_tpe_after_a_start_of_any_length_samples_the_whole_space(n_startup: int) -> None:
     study = _study(StartupSampler(n_startup=n_startup, seed=1, multivariate=True, group=True), 15)
     assert all(0.0 <= t.params["x"] <= 1.0 and t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_the_clock_file_decides_when_the_random_start_ends(tmp_path) -> None:
+    """A resumed run writes the start's end anew; the restored sampler's own time is stale."""
+    from search.deadline import write_deadline
+
+    sampler = StartupSampler(n_startup=20, random_until=time.time() - 1, seed=5, clock_file=tmp_path / "budget.json")
+    write_deadline(tmp_path, time.time() + 7200, random_until=time.time() + 3600)
+    study = _study(sampler, 8)
+    assert sampler.ended_by is None and sampler._random_trials == set(range(8))
+    write_deadline(tmp_path, time.time() + 7200, random_until=time.time() - 1)
+    study.optimize(_objective, n_trials=1)
+    assert sampler.ended_by == "time" and 8 not in sampler._random_trials
+
+
+def test_a_resumed_search_keeps_what_was_left_of_its_random_start() -> None:
+    from search.tuner import random_start_left
+
+    assert random_start_left(500.0) == pytest.approx(500 * STARTUP_SHARE)  # the first attempt
+    assert random_start_left(400.0, share_s=500.0) == pytest.approx(500 * STARTUP_SHARE - 100)
+    assert random_start_left(200.0, share_s=500.0) == 0.0  # the start's time was spent before the interruption
