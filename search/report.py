@@ -34,7 +34,7 @@ HISTORY_FIELDS = ("epoch", "val_accuracy", "val_macro_f1", "val_loss", "train_lo
 def trial_record(trial, metric: str, max_epochs: int, node_ips: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
     """One trial as the report lists it: config, final and best metric, epochs, status, node.
 
-    ``status`` is ``completed`` (ran its whole epoch budget), ``stopped_early`` (ASHA ended
+    ``status`` is ``completed`` (ran its whole epoch budget, or its config's fewer epochs), ``stopped_early`` (ASHA ended
     it), ``failed`` (it raised: ``error`` holds the reason) or ``unfinished``.
     """
     last = dict(trial.last_result or {})
@@ -44,7 +44,8 @@ def trial_record(trial, metric: str, max_epochs: int, node_ips: Optional[Mapping
     if trial.status == "ERROR":
         status = "failed"
     elif trial.status == "TERMINATED":
-        status = "completed" if epochs >= max_epochs else "stopped_early"
+        own = int(trial.config.get("epochs") or max_epochs)  # the fine-tuning space searches a trial's epochs
+        status = "completed" if epochs >= min(max_epochs, own) else "stopped_early"
     else:
         status = "unfinished"
     return {

@@ -80,14 +80,17 @@ def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, A
 def define_finetuning(trial: Any, max_epochs: int, architecture: dict[str, Any]) -> dict[str, Any]:
     """The fine-tuning space: the pretrained ``architecture`` stays; searched are how many of its
     conv blocks are held still and for which share of the epochs, the transferred layers'
-    learning rate as a share of the new head's, dropout, L2, augmentation and the optimisation."""
+    learning rate as a share of the new head's, the epochs (from a quarter of ``max_epochs``:
+    a network that already knows faces may need few), dropout, L2, augmentation and the
+    optimisation."""
+    trial.suggest_int("epochs", max(1, max_epochs // 4), max_epochs)
     if trial.suggest_int("frozen_blocks", 0, architecture["conv_blocks"]):
         trial.suggest_float("frozen_share", 0.2, 1.0)
     trial.suggest_float("backbone_lr_share", 0.01, 1.0, log=True)
     trial.suggest_float("conv_dropout", 0.0, 0.5)
     trial.suggest_float("dense_dropout", 0.0, 0.6)
     trial.suggest_float("l2", 1e-6, 1e-3, log=True)
-    constants: dict[str, Any] = {**architecture, "epochs": max_epochs, "schedule": "two_phase"}
+    constants: dict[str, Any] = {**architecture, "schedule": "two_phase"}
     _augmentation(trial, constants)
     _optimisation(trial)
     return constants
@@ -118,19 +121,21 @@ def _optimisation(trial: Any) -> None:
     trial.suggest_categorical("class_weight", ["none", "balanced"])
 
 
-def seed_point(architecture: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def seed_point(architecture: Optional[dict[str, Any]] = None, max_epochs: Optional[int] = None) -> dict[str, Any]:
     """The seed notebook's recipe in the space's own parameter names (evaluated first).
 
     The names are the ones :func:`define_space` asks for, answered from the seed's
     config, so the point follows the space when the space changes. What the space holds
     constant (standardized input) it holds for this point too. In the fine-tuning space
-    it is the seed's training recipe on the pretrained network, every layer learning."""
+    it is the seed's training recipe on the pretrained network, every layer learning, for
+    ``max_epochs``."""
     import optuna
 
     seed = TrainConfig()
+    epochs = max_epochs or seed.epochs
     # l2: the space's floor; the seed used none, and L2 is searched on a log scale
-    trial = optuna.trial.FixedTrial({**seed.to_dict(), "augment": True, "l2": 1e-6})
-    define_space(trial, max_epochs=seed.epochs, architecture=architecture)
+    trial = optuna.trial.FixedTrial({**seed.to_dict(), "augment": True, "l2": 1e-6, "epochs": epochs})
+    define_space(trial, max_epochs=epochs, architecture=architecture)
     return trial.params
 
 

@@ -101,7 +101,7 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline
     architecture = settings.init.architecture() if settings.init else None
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_epochs, architecture=architecture),
                                 metric=settings.metric, mode="max",
-                                points_to_evaluate=[seed_point(architecture), *settings.points],
+                                points_to_evaluate=[seed_point(architecture, settings.max_epochs), *settings.points],
                                 sampler=sampler, deadline_file=deadline_file)
 
 
@@ -160,7 +160,8 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
     else:
         architecture = settings.init.architecture() if settings.init else None
         fine_tuning = ["frozen_share"] if settings.init else []  # asked only when a block is held still
-        write_hparams_config(run_dir / TENSORBOARD_DIR, [*seed_point(architecture), *fine_tuning, "epochs"])
+        names = [*seed_point(architecture, settings.max_epochs), *fine_tuning]
+        write_hparams_config(run_dir / TENSORBOARD_DIR, names + ["epochs"] * ("epochs" not in names))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(

@@ -134,13 +134,14 @@ def test_the_fine_tuning_space_keeps_the_architecture_and_searches_how_to_fine_t
         constants = define_space(trial, max_epochs=8, architecture=architecture)
         config = TrainConfig.from_dict({k: v for k, v in {**trial.params, **constants}.items() if k != "augment"})
         assert {k: getattr(config, k) for k in architecture} == architecture
-        assert 0 <= config.frozen_blocks <= 2 and 0.01 <= config.backbone_lr_share <= 1
+        assert 0 <= config.frozen_blocks <= 2 and 0.01 <= config.backbone_lr_share <= 1 and 2 <= config.epochs <= 8
         study.tell(trial, 0.5)
     searched = set().union(*(t.params for t in study.trials))
-    assert {"frozen_blocks", "frozen_share", "backbone_lr_share", "learning_rate", "rotation"} <= searched
+    assert {"frozen_blocks", "frozen_share", "backbone_lr_share", "epochs", "learning_rate", "rotation"} <= searched
     assert not searched & {"conv_blocks", "base_filters", "dense_units", "batch_norm"}
-    first = seed_point(architecture)
+    first = seed_point(architecture, max_epochs=8)
     assert first["frozen_blocks"] == 0 and first["backbone_lr_share"] == 1.0 and first["learning_rate"] == 1e-3
+    assert first["epochs"] == 8
     assert "conv_blocks" in seed_point()  # the from-scratch space searches the architecture
 
 
@@ -168,3 +169,20 @@ def test_the_readmes_two_steps_on_synthetic_faces(tmp_path: Path) -> None:
         assert {k: trial["config"][k] for k in architecture} == architecture
     assert report["seed_recipe_test_accuracy"] is not None  # the seed's recipe, from scratch, beside it
     assert "Fine-tuned from" in (tmp_path / "small" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("own_epochs, ran, status", [(6, 6, "completed"), (6, 3, "stopped_early"),
+                                                     (None, 6, "stopped_early"), (None, 16, "completed")])
+def test_a_trial_that_ran_its_own_fewer_epochs_is_complete(tmp_path: Path, own_epochs, ran, status) -> None:
+    """The fine-tuning space searches the epochs: a 6-epoch trial that ran 6 of the 16 allowed
+    finished, and the ranking prefers finished trials."""
+    from types import SimpleNamespace
+
+    from search.report import trial_record
+
+    (tmp_path / "result.json").write_text("\n".join(json.dumps({"epoch": e, "val_accuracy": 0.5})
+                                                    for e in range(1, ran + 1)))
+    config = {"learning_rate": 0.001} | ({"epochs": own_epochs} if own_epochs else {})
+    trial = SimpleNamespace(trial_id="t", status="TERMINATED", config=config, local_path=str(tmp_path), path=None,
+                            last_result={"training_iteration": ran, "val_accuracy": 0.5})
+    assert trial_record(trial, "val_accuracy", max_epochs=16)["status"] == status
