@@ -4,7 +4,8 @@ The budget bounds the whole run. What is left of it after start-up (the data loa
 started), less an allowance for the export, is shared: :data:`SEARCH_SHARE` for the search,
 :data:`CONFIRM_SHARE` for the confirmation, :data:`FINAL_SHARE` for the final model. Each
 stage sizes its work from the epoch times the trials measured (:func:`epoch_seconds`); the
-search keeps to its share through :mod:`search.deadline`.
+search keeps to its share through :mod:`search.deadline`; the final stage gets what the
+search and the confirmation left (:meth:`BudgetPlan.final_left`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ class BudgetPlan:
         search = SEARCH_SHARE + (0.0 if confirm else CONFIRM_SHARE)
         return cls(total_s, startup_s, usable * search, usable * CONFIRM_SHARE if confirm else 0.0,
                    usable * FINAL_SHARE)
+
+    def final_left(self, search_spent_s: float, confirm_spent_s: float) -> float:
+        """The final stage's seconds: what the three stages' shares leave after the search and the
+        confirmation spent theirs. A confirmation skipped or cut short leaves its time to the
+        final model; a search that overran (a trial stops at its next epoch) takes it from there."""
+        return max(0.0, self.search_s + self.confirm_s + self.final_s - search_spent_s - confirm_spent_s)
 
     def to_dict(self) -> dict[str, float]:
         """Rounded seconds, for ``run.json`` and the report."""

@@ -91,7 +91,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"search.run: no trial left a config to build the final model from ({len(trials)} trials: failed, "
               f"or diverged in the confirmation); see {run_dir / TUNE_DIR}", file=sys.stderr)
         return EXIT_FAILED
-    settings = plan_final_stage(settings, splits, trials, members, plan.final_s if plan else None)
+    final_s = plan.final_left(state["search_seconds"], confirmation.seconds) if plan else None
+    settings = plan_final_stage(settings, splits, trials, members, final_s)
     finished = build_and_export(settings, run_dir, data, splits, members)
     timings.update(finished.timings)
 

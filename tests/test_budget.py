@@ -90,3 +90,13 @@ def test_trials_that_measured_no_epoch_do_not_pull_the_typical_epoch_time_down()
     with_failed, cost = plan_final([*members, *failed], members[:1], FinalSettings(ensemble=1), 100, 100, slots=1,
                                    seconds=None)
     assert cost == cost_alone and cost >= 20 * 3.0  # the seed's 20 epochs at the typical 3 s
+
+
+def test_the_final_stage_gets_what_the_search_and_confirmation_left() -> None:
+    plan = BudgetPlan.of(3600.0, 6.0, confirm=True)
+    assert plan.final_left(plan.search_s, plan.confirm_s) == pytest.approx(plan.final_s)  # as planned
+    # a confirmation skipped for want of time leaves its share to the final model
+    assert plan.final_left(plan.search_s, 0.0) == pytest.approx(plan.final_s + plan.confirm_s)
+    # a search that overran by one epoch takes it from there
+    assert plan.final_left(plan.search_s + 90, plan.confirm_s) == pytest.approx(plan.final_s - 90)
+    assert plan.final_left(10 * plan.search_s, plan.confirm_s) == 0.0
