@@ -2,12 +2,13 @@
 
     python -m experiments.compare_tuners --data ../shared/data/ck48 --split subject --budget 6m \\
         --seeds 42 43 --max-epochs 20 [--retrains 3] [--output DIR] [--tools fertune,kerastuner,optuna,ray_random] \\
-        [--fertune-args='--confirm 0 --cpus-per-trial 2']
+        [--fertune-args='--confirm 0 --cpus-per-trial 2'] [--train-faces N]
     python -m experiments.compare_tuners --merge A/compare.json B/compare.json [--output DIR]
 
 The protocol. The data set is loaded and split once (``fer_core.splits.make_splits``): the test
 split is held out by the fixed protocol seed and no tool sees it; every tool searches on
-the same train and validation parts, over the same space (``search.space.define_space``,
+the same train and validation parts (``--train-faces N``: N of the training faces, drawn
+once, stratified, for a data set as large as FER2013), over the same space (``search.space.define_space``,
 as far as each tool can express it), for each ``--seeds`` seed, with the same wall-clock
 ``--budget``: after the budget no new trial starts, trials already running finish, and the
 actual wall-clock is recorded. An arm's clock starts when its tool is set up (the data
@@ -113,6 +114,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help=f"epoch budget of one trial (default {DEFAULT_MAX_EPOCHS}, as search.run)")
     p.add_argument("--retrains", type=int, default=DEFAULT_RETRAINS,
                    help=f"trainings of each winner for its test figures, at successive seeds (default {DEFAULT_RETRAINS})")
+    p.add_argument("--train-faces", type=int, default=None, metavar="N",
+                   help="every arm searches and retrains on N of the training faces, drawn once, stratified by "
+                        "class (validation and test stay whole): for a large data set in a session's time")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)} (default all)")
     p.add_argument("--output", default=None, help="new or empty folder (default runs/compare-TIMESTAMP)")
     p.add_argument("--fertune-args", default="", metavar="OPTIONS",
@@ -151,6 +155,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path, tuple[
         raise ConfigError(f"--max-epochs {args.max_epochs}: expected an integer >= 1")
     if args.retrains < 1:
         raise ConfigError(f"--retrains {args.retrains}: expected an integer >= 1")
+    if args.train_faces is not None and args.train_faces < 1:
+        raise ConfigError(f"--train-faces {args.train_faces}: expected an integer >= 1")
     if args.split not in SPLITS:
         raise ConfigError(f"--split {args.split!r}: expected one of {', '.join(SPLITS)}")
     if len(set(args.seeds)) != len(args.seeds):
@@ -343,6 +349,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     tools, budget_s, output, fertune_args = check_args(args)
     data = load(args.data)
     splits = make_splits(data, args.split)
+    if args.train_faces is not None:
+        splits = fewer_train_faces(splits, args.train_faces)
     ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s, args.retrains,
                   fertune_args, args.final_models)
     output.mkdir(parents=True, exist_ok=True)
@@ -362,6 +370,25 @@ def main(argv: Optional[list[str]] = None) -> int:
             rows.append(run_arm(tool, ctx, seed, output / f"seed{seed}" / tool))
             write_results(output, meta, rows, tools)
     return print_results(output, rows, tools)
+
+
+def fewer_train_faces(splits: Splits, n: int) -> Splits:
+    """``splits`` with ``n`` of its training faces, stratified by class and drawn once at the
+    protocol's seed, so that every arm and every seed search the same ones."""
+    import dataclasses
+
+    from sklearn.model_selection import train_test_split
+
+    from fer_core.splits import SPLIT_SEED
+
+    if n >= len(splits.train):
+        raise ConfigError(f"--train-faces {n}: expected fewer than the {len(splits.train)} training faces")
+    try:
+        keep, _ = train_test_split(np.arange(len(splits.train)), train_size=n, stratify=splits.train.labels,
+                                   random_state=SPLIT_SEED)
+    except ValueError as exc:  # fewer faces than classes, or a class of one face
+        raise ConfigError(f"--train-faces {n}: {exc}") from None
+    return dataclasses.replace(splits, train=splits.train.subset(np.sort(keep)))
 
 
 def print_results(output: Path, rows: list[dict[str, Any]], tools: list[str]) -> int:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -26,6 +27,9 @@ def _compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     (["--data", "synthetic:150", "--budget", "soon"], "--budget 'soon'"),
     (["--data", "synthetic:150", "--budget", "15s", "--max-epochs", "0"], "--max-epochs 0"),
     (["--data", "synthetic:150", "--budget", "15s", "--retrains", "0"], "--retrains 0: expected an integer >= 1"),
+    (["--data", "synthetic:150", "--budget", "15s", "--train-faces", "0"], "--train-faces 0: expected an integer >= 1"),
+    (["--data", "synthetic:150", "--budget", "15s", "--train-faces", "5000"],
+     "--train-faces 5000: expected fewer than the"),
     (["--data", "missing.csv", "--budget", "15s"], "no such file or folder"),
     (["--data", "synthetic:150", "--budget", "15s", "--seeds", "x"], "--seeds: invalid int value"),
     (["--budget", "15s"], "--data is required"),
@@ -202,3 +206,17 @@ def test_final_models_are_built_by_search_runs_final_stage_for_every_tool(tmp_pa
     merged = tmp_path / "merged"  # a merge tables the final models too
     result = _compare("--merge", str(output / "compare.json"), "--output", str(merged), timeout=120)
     assert result.returncode == 0 and header in result.stdout, result.stderr[-2000:]
+
+
+def test_fewer_train_faces_keep_the_class_shares_and_leave_validation_and_test_whole() -> None:
+    from experiments.compare_tuners import fewer_train_faces
+    from fer_core.splits import make_splits
+    from fer_core.synthetic import make_faces
+
+    splits = make_splits(make_faces(600, seed=0), "subject")
+    fewer = fewer_train_faces(splits, 150)
+    assert len(fewer.train) == 150 and fewer.val is splits.val and fewer.test is splits.test
+    shares = np.bincount(splits.train.labels) / len(splits.train)
+    assert np.abs(np.bincount(fewer.train.labels, minlength=len(shares)) / 150 - shares).max() < 0.02
+    again = fewer_train_faces(splits, 150)  # drawn at the protocol's seed: the same faces every time
+    assert np.array_equal(again.train.images, fewer.train.images)
