@@ -8,8 +8,8 @@
 The protocol. The data set is loaded and split once (``fer_core.splits.make_splits``): the test
 split is held out by the fixed protocol seed and no tool sees it; every tool searches on
 the same train and validation parts (``--train-faces N``: N of the training faces, drawn
-once, stratified, for a data set as large as FER2013), over the same space (``search.space.define_space``,
-as far as each tool can express it), for each ``--seeds`` seed, with the same wall-clock
+once, stratified, for a data set as large as FER2013), over the same space
+(``search.space.define_space``, as far as each tool can express it), for each ``--seeds`` seed, with the same wall-clock
 ``--budget``: after the budget no new trial starts, trials already running finish, and the
 actual wall-clock is recorded. An arm's clock starts when its tool is set up (the data
 loaded and, for the Ray arms, the local cluster started) and stops when its search returns.
