@@ -7,9 +7,9 @@ user's own photos (``path,label[,subject][,usage]``), a folder of class folders 
 ``Training_``/``PublicTest_``/``PrivateTest_`` file-name prefixes are its Usage column),
 and the built-in synthetic faces (``synthetic``, ``synthetic:N``, or ``synthetic:N:SEED`` for
 other faces). Every image becomes 48x48 grayscale ``float32`` in [0, 1]; photos that are
-not face crops are cropped to their largest face by :mod:`fer_core.faces`. Decoded image sets of many files are cached
-outside the repository (``$FER_TUNE_CACHE``, else ``~/.cache/fer_tune``), keyed by the
-files' paths, sizes and times and the loader's options.
+not face crops are cropped to their largest face by :mod:`fer_core.faces`. Decoded image
+sets of many files are cached outside the repository (``$FER_TUNE_CACHE``, else
+``~/.cache/fer_tune``), keyed by the files' paths, sizes and times and the loader's options.
 
 Bad input raises :class:`~fer_core.errors.DataError` naming the file, the line or the
 folder and what was expected; nothing here prints or exits.

@@ -82,8 +82,8 @@ def load_pretrained(path: str | Path) -> Pretrained:
 
     import fer_core.layers  # noqa: F401  registers the exported model's custom layers
 
+    card = read_card(path)  # checks the model file and the card are there
     model_path, _ = find_model(path)
-    card = read_card(path)
     config = TrainConfig.from_dict((card.get("ensemble") or [{"config": card["config"]}])[0]["config"])
     model = keras.saving.load_model(model_path, compile=False)
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]

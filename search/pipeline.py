@@ -37,7 +37,8 @@ def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, search_s
     if search_s is None:
         write_deadline(run_dir, None)
     else:
-        write_deadline(run_dir, now + max(0.0, search_s), now + random_start_left(max(0.0, search_s), share_s))
+        left = max(0.0, search_s)
+        write_deadline(run_dir, now + left, now + random_start_left(left, share_s))
     analysis = run_search(settings.search, run_dir, splits, search_s, resume=resume)
     node_ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
     return [trial_record(t, settings.search.metric, settings.search.max_epochs, node_ips) for t in analysis.trials]

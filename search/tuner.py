@@ -59,6 +59,11 @@ class SearchSettings:
     resources: Resources = Resources()
     init: Optional[Pretrained] = None
 
+    @property
+    def architecture(self) -> Optional[dict[str, Any]]:
+        """The pretrained network's architecture, which the fine-tuning space keeps; None from scratch."""
+        return self.init.architecture() if self.init else None
+
 
 def trial_dirname(trial) -> str:
     """A trial's folder in ``tune/``: its id alone (Tune's default name holds the whole config)."""
@@ -98,10 +103,11 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline
                                      multivariate=True, group=True,
                                      random_until=now + budget_s * STARTUP_SHARE if budget_s else None,
                                      clock_file=deadline_file)
-    architecture = settings.init.architecture() if settings.init else None
-    return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_epochs, architecture=architecture),
+    return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_epochs,
+                                              architecture=settings.architecture),
                                 metric=settings.metric, mode="max",
-                                points_to_evaluate=[seed_point(architecture, settings.max_epochs), *settings.points],
+                                points_to_evaluate=[seed_point(settings.architecture, settings.max_epochs),
+                                                    *settings.points],
                                 sampler=sampler, deadline_file=deadline_file)
 
 
@@ -158,9 +164,8 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
         log.info("resuming %s: finished trials are kept", tune_path)
         tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True, resume_errored=False)
     else:
-        architecture = settings.init.architecture() if settings.init else None
         fine_tuning = ["frozen_share"] if settings.init else []  # asked only when a block is held still
-        names = [*seed_point(architecture, settings.max_epochs), *fine_tuning]
+        names = [*seed_point(settings.architecture, settings.max_epochs), *fine_tuning]
         write_hparams_config(run_dir / TENSORBOARD_DIR, names + ["epochs"] * ("epochs" not in names))
         tuner = tune.Tuner(
             trainable,
