@@ -30,7 +30,9 @@ class TrainConfig:
 
     The defaults reproduce the seed notebook exactly; every other point of the search
     space is a ``dataclasses.replace`` of it. Augmentation magnitudes of 0 turn that
-    augmentation off. ``epochs`` counts both phases of the two-phase schedule.
+    augmentation off. ``epochs`` counts both phases of the two-phase schedule, in passes
+    over the training faces, or in rounds of ``round_images`` faces when that is set (on a
+    large data set a round is a fraction of a pass: :meth:`images_per_epoch`).
     """
 
     # input
@@ -65,6 +67,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     batch_size: int = 32
     epochs: int = 20
+    round_images: int = 0  # an epoch is this many faces (the data repeated, reshuffled); 0: one pass over them
     schedule: str = "two_phase"
     phase1_share: float = 0.75  # 15 of the seed's 20 epochs at the base rate
     phase2_factor: float = 0.1  # the seed lowered the rate tenfold for its last epochs
@@ -106,6 +109,9 @@ class TrainConfig:
             raise ConfigError(f"config field learning_rate={self.learning_rate!r}: expected a positive number")
         if not (0 <= self.mixup <= 10):
             raise ConfigError(f"config field mixup={self.mixup!r}: expected a number in [0, 10] (0: no mixup)")
+        if isinstance(self.round_images, bool) or not isinstance(self.round_images, int) or self.round_images < 0:
+            raise ConfigError(f"config field round_images={self.round_images!r}: expected an integer >= 0 "
+                              "(0: an epoch is one pass over the training faces)")
         if self.l2 < 0:
             raise ConfigError(f"config field l2={self.l2!r}: expected a number >= 0")
         if self.filter_growth <= 0:
@@ -122,6 +128,11 @@ class TrainConfig:
         """Whether any augmentation is on."""
         return any((self.rotation, self.shift, self.shear, self.zoom, self.flip,
                     self.contrast, self.brightness, self.erasing))
+
+    def images_per_epoch(self, n_train: int) -> int:
+        """Faces one epoch trains on, with ``n_train`` training faces: all of them, or a round of
+        ``round_images``."""
+        return self.round_images if self.round_images else n_train
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-ready dict of every field."""

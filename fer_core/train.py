@@ -131,7 +131,8 @@ def phase1_epochs(config: TrainConfig) -> int:
 def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Optional[int] = None):
     """The ``tf.data`` pipeline of ``data``: one-hot labels, sample weights, batches.
 
-    Training pipelines shuffle every epoch and run the augmentation layers on each batch;
+    Training pipelines shuffle every pass (and repeat without end when ``config.round_images``
+    sets the epoch's size: :func:`steps_per_epoch`) and run the augmentation layers on each batch;
     evaluation pipelines do neither. Sample weights carry the ``balanced`` class weights.
     """
     import tensorflow as tf
@@ -143,6 +144,8 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
     ds = tf.data.Dataset.from_tensor_slices((data.images, onehot, weights)).cache()
     if training:
         ds = ds.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
+        if config.round_images:  # epochs are rounds of faces: the passes run on, each reshuffled
+            ds = ds.repeat()
     ds = ds.batch(config.batch_size)
     augmenter = build_augmenter(config) if training else None
     if augmenter is not None:
@@ -155,6 +158,11 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
         options.threading.max_intra_op_parallelism = 1
     options.deterministic = True
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def steps_per_epoch(config: TrainConfig, n_train: int) -> int:
+    """Batches in one epoch of ``n_train`` training faces (:meth:`TrainConfig.images_per_epoch`)."""
+    return max(1, math.ceil(config.images_per_epoch(n_train) / config.batch_size))
 
 
 def _mixup(alpha: float, seed: int):
@@ -221,7 +229,7 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     else:
         if init is not None:
             model = build_finetuned(config, init, train.images.shape[1:], train.n_classes)
-            optimizer = finetune_optimizer(config, model, math.ceil(len(train) / config.batch_size))
+            optimizer = finetune_optimizer(config, model, steps_per_epoch(config, len(train)))
         else:
             model, optimizer = build_cnn(config, train.images.shape[1:], train.n_classes), make_optimizer(config)
         history = []
@@ -244,6 +252,7 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     else:
         schedule.append(keras.callbacks.LearningRateScheduler(lambda e, lr: learning_rate_at(config, e)))
     model.fit(make_dataset(train, config, training=True, threads=threads), epochs=config.epochs,
+              steps_per_epoch=steps_per_epoch(config, len(train)) if config.round_images else None,
               initial_epoch=len(history), callbacks=[reporter, *schedule, *callbacks], shuffle=False, verbose=verbose)
     return model, history
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from fer_core.config import TrainConfig
+
 SEARCH_SHARE = 0.5
 CONFIRM_SHARE = 0.2  # with --confirm 0 it goes to the search
 FINAL_SHARE = 0.3
@@ -59,6 +61,19 @@ def epoch_seconds(trial: dict[str, Any]) -> float:
     seconds = [row["train_seconds"] + row.get("val_seconds", 0.0) for row in trial.get("history") or []
                if isinstance(row.get("train_seconds"), (int, float)) and math.isfinite(row["train_seconds"])]
     return float(np.median(seconds)) if seconds else 0.0
+
+
+def image_seconds(trial: dict[str, Any], n_train: int) -> float:
+    """Seconds per training face of ``trial`` (trained on ``n_train`` faces), from its epoch time: the
+    cost of its config, whatever an epoch was (a pass, or a round on a large data set); 0 when unknown."""
+    from search.space import to_config
+
+    return epoch_seconds(trial) / to_config(trial["config"]).images_per_epoch(max(1, n_train))
+
+
+def training_seconds(config: TrainConfig, n_train: int, per_image_s: float) -> float:
+    """Seconds ``config`` trains on ``n_train`` faces at ``per_image_s`` a face (:func:`image_seconds`)."""
+    return config.epochs * config.images_per_epoch(n_train) * per_image_s
 
 
 def makespan(durations: list[float], slots: int) -> float:

@@ -25,15 +25,16 @@ from search.final import (DEFAULT_ENSEMBLE, DEFAULT_FINAL_EPOCHS_SCALE, DEFAULT_
 from search.settings import RunSettings
 from search.rundir import read_state
 from search.tasks import Resources
+from search.space import ROUND_IMAGES
 from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, SearchSettings
 
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces", "init")
+                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces", "init", "round_images")
 # run-defining arguments added since the first runs: a run.json without them ran without
-# confirmation, with the random start, under the recent-trials ASHA
+# confirmation, with the random start, under the recent-trials ASHA, an epoch a pass
 RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0],
-                       "time_budget": None, "faces": "auto", "init": None}
+                       "time_budget": None, "faces": "auto", "init": None, "round_images": 0}
 # the built-in faces are for a first look: the run fits in 10 minutes on 2 cores (experiments/bench_first_run.py)
 FIRST_RUN_DATA = "synthetic"
 FIRST_RUN_BUDGET = "8m"
@@ -52,6 +53,10 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
     p.add_argument("--split", default="auto", help=f"held-out test split: {', '.join(SPLITS)} (default auto)")
     p.add_argument("--max-epochs", type=int, default=DEFAULT_MAX_EPOCHS,
                    help=f"epoch budget of one trial, both phases (default {DEFAULT_MAX_EPOCHS})")
+    p.add_argument("--round-images", type=int, default=None, metavar="N",
+                   help=f"a trial's epoch is a round of N training faces, so that trials are judged before whole "
+                        f"passes (default: {ROUND_IMAGES} where the training part holds twice as many, else a pass; "
+                        "0: always a pass); --max-epochs still counts passes")
     p.add_argument("--metric", default=METRICS[0], help=f"what the search maximises: {', '.join(METRICS)} "
                                                         f"(default {METRICS[0]})")
     p.add_argument("--points", default=None,
@@ -79,8 +84,8 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
                    help="startup (default): random for two fifths of the search, then multivariate TPE; "
                         "tpe: Optuna's TPESampler as it comes")
     p.add_argument("--scheduler", default=SCHEDULERS[0],
-                   help="asha (default): stop a trial at epochs 3 and 9 of 16 unless among the best quarter of "
-                        "the last 9 trials there; hyperband: Ray's asynchronous Hyperband; none: every trial runs "
+                   help="asha (default): stop a trial at epochs 3 and 9 of 16 (rounds 1, 3, 9, ...) unless among the "
+                        "best quarter of the last 9 trials there; hyperband: Ray's asynchronous Hyperband; none: every trial runs "
                         "all its epochs")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of the folds (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
@@ -118,6 +123,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--trials {args.trials}: expected an integer >= 1")
     if args.max_epochs < 1:
         raise ConfigError(f"--max-epochs {args.max_epochs}: expected an integer >= 1")
+    if args.round_images is not None and args.round_images < 0:
+        raise ConfigError(f"--round-images {args.round_images}: expected an integer >= 0 (0: an epoch is a pass)")
     for flag, value, choices in (("--split", args.split, SPLITS), ("--metric", args.metric, METRICS),
                                  ("--faces", args.faces, FACES),
                                  ("--sampler", args.sampler, SAMPLERS), ("--scheduler", args.scheduler, SCHEDULERS)):
@@ -181,7 +188,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(
         search=SearchSettings(trials=args.trials, max_epochs=args.max_epochs, metric=args.metric, seed=args.seed,
                               sampler=args.sampler, scheduler=args.scheduler,
-                              points=tuple(read_points(args.points)), resources=resources, init=init),
+                              points=tuple(read_points(args.points)), resources=resources, init=init,
+                              round_images=args.round_images),
         confirm=ConfirmSettings(configs=args.confirm, folds=args.confirm_folds, seed=args.seed, metric=args.metric),
         final=FinalSettings(ensemble=args.ensemble, epochs_scale=args.final_epochs_scale, mixup=args.final_mixup,
                             inputs=inputs),

@@ -35,7 +35,7 @@ import numpy as np
 from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
 from fer_core.splits import Splits
-from search.budget import TASK_OVERHEAD_S, epoch_seconds
+from search.budget import TASK_OVERHEAD_S, image_seconds, training_seconds
 from search.ranking import pick_ensemble
 from search.rundir import write_atomic
 from search.tasks import Resources
@@ -74,15 +74,15 @@ def folds_of(rest: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.ndar
 
 
 def estimated_seconds(trial: dict, folds: int, n_rest: int, n_train: int) -> float:
-    """One fold's training of ``trial``'s config, from the seconds per epoch its trial measured.
+    """One fold's training of ``trial``'s config, from the seconds per face its trial measured.
 
-    A fold trains on (K-1)/K of train + validation, the trial on the training part: the
-    epoch time is scaled by the ratio of the two.
+    A fold trains on (K-1)/K of train + validation, the trial on the training part: a pass
+    over the fold's faces takes longer (a round of a large data set's does not).
     """
     from search.space import to_config
 
-    size = (folds - 1) / folds * n_rest / max(1, n_train)
-    return to_config(trial["config"]).epochs * epoch_seconds(trial) * size + TASK_OVERHEAD_S
+    fold = round((folds - 1) / folds * n_rest)
+    return training_seconds(to_config(trial["config"]), fold, image_seconds(trial, n_train)) + TASK_OVERHEAD_S
 
 
 def how_many_fit(estimates: Sequence[float], folds: int, slots: int, seconds: float) -> int:

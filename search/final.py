@@ -21,7 +21,7 @@ import numpy as np
 
 from fer_core.config import TrainConfig
 from fer_core.splits import Splits
-from search.budget import TASK_OVERHEAD_S, epoch_seconds, makespan
+from search.budget import TASK_OVERHEAD_S, image_seconds, makespan, training_seconds
 from search.tasks import Resources
 
 log = logging.getLogger("search.final")
@@ -98,8 +98,9 @@ def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings,
                slots: int, seconds: Optional[float]) -> tuple[FinalSettings, float]:
     """The final stage that fits in ``seconds``, and its estimated seconds.
 
-    Each network's time is its trial's epoch time (scaled from the training part to train +
-    validation) times its epochs; the seed's recipe trains beside them, ``slots`` at a time.
+    Each network's time is its trial's seconds per face (:func:`search.budget.image_seconds`) times
+    the faces it trains on (a pass over train + validation, or its rounds, each epoch); the seed's
+    recipe trains beside them, ``slots`` at a time.
     Without ``seconds`` the settings stand. Otherwise the seed's recipe gets fewer of its 20
     epochs if it alone would not fit, and the members fewer epochs (down to the trial's own),
     then fewer members, until all fit; when nothing does, one member for the share of its
@@ -107,15 +108,14 @@ def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings,
     """
     from search.space import seed_point
 
-    scale_data = n_rest / max(1, n_train)
-    measured = [s for s in map(epoch_seconds, trials) if s > 0]  # a trial that failed at once measured nothing
+    measured = [s for s in (image_seconds(t, n_train) for t in trials) if s > 0]  # a trial failed at once: none
     typical = float(np.median(measured)) if measured else 0.0
     seed_trial = next((t for t in trials if all(t["config"].get(k) == v for k, v in seed_point().items())), None)
-    seed_epoch_s = (epoch_seconds(seed_trial) if seed_trial else typical) * scale_data
+    seed_epoch_s = n_rest * ((image_seconds(seed_trial, n_train) if seed_trial else 0.0) or typical)
 
     def cost(candidate: FinalSettings) -> float:
-        durations = [final_config(m["config"], candidate.epochs_scale).epochs * (epoch_seconds(m) or typical)
-                     * scale_data + TASK_OVERHEAD_S
+        durations = [training_seconds(final_config(m["config"], candidate.epochs_scale), n_rest,
+                                      image_seconds(m, n_train) or typical) + TASK_OVERHEAD_S
                      for m in members[:candidate.ensemble] for _ in candidate.inputs]
         seed_epochs = candidate.seed_epochs or TrainConfig().epochs
         return makespan(durations + [seed_epochs * seed_epoch_s + TASK_OVERHEAD_S], slots)

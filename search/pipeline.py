@@ -41,7 +41,7 @@ def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, search_s
         write_deadline(run_dir, now + left, now + random_start_left(left, share_s))
     analysis = run_search(settings.search, run_dir, splits, search_s, resume=resume)
     node_ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
-    return [trial_record(t, settings.search.metric, settings.search.max_epochs, node_ips) for t in analysis.trials]
+    return [trial_record(t, settings.search.metric, settings.search.max_t, node_ips) for t in analysis.trials]
 
 
 def confirm_trials(settings: RunSettings, run_dir: Path, splits: Splits, trials: list[dict],

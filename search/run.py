@@ -12,6 +12,7 @@ stage keeps to its share of it (:mod:`search.budget`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -56,6 +57,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     # the data, and the test split held out once
     clock = time.perf_counter()
     data, splits = load_and_split(args.data, args.split, args.faces, settings)
+    settings = dataclasses.replace(settings, search=settings.search.sized_for(len(splits.train)))
+    if settings.search.round_images:
+        log.info("%d training faces: trials report and are judged every %d of them, up to %d rounds (%d passes)",
+                 len(splits.train), settings.search.round_images, settings.search.max_rounds,
+                 settings.search.max_epochs)
     timings = {"load_s": time.perf_counter() - clock}
     from search.tuner import start_ray
 

@@ -43,18 +43,32 @@ from fer_core.errors import ConfigError
 from fer_core.model import check_fits
 
 INPUT_SHAPE = (48, 48, 1)
+# on a large data set a trial's epoch is a round of this many faces: on one thread 11 s of the seed's
+# CNN and 23-40 s of the other networks a 20-minute FER2013 search tried, against 38 s and 80-140 s for
+# a pass over its 28,709 faces; 4x the faces CK+'s trials see before their first rung ("Rounds" in
+# experiments/README.md)
+ROUND_IMAGES = 8192
 
 
-def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def round_images(n_train: int) -> int:
+    """Faces in a trial's epoch on ``n_train`` training faces: :data:`ROUND_IMAGES` where a pass holds
+    at least two rounds, else 0 (an epoch is a pass, as on CK+'s 630 faces)."""
+    return ROUND_IMAGES if n_train >= 2 * ROUND_IMAGES else 0
+
+
+def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, Any]] = None,
+                 round_images: int = 0) -> dict[str, Any]:
     """Sample one configuration from ``trial`` (an Optuna trial or Tune's captor).
 
-    Returns the constants that complete the config: the epoch budget, and ``padding``
-    turned to ``same`` where ``valid`` padding would shrink the feature map away (so no
-    trial is spent on a network that cannot be built). With the ``architecture`` of a
-    pretrained network (:mod:`fer_core.transfer`) the space is :func:`define_finetuning`'s.
+    Returns the constants that complete the config: the epoch budget (``max_epochs`` epochs of
+    ``round_images`` faces when that is set), and ``padding`` turned to ``same`` where ``valid``
+    padding would shrink the feature map away (so no trial is spent on a network that cannot be
+    built). With the ``architecture`` of a pretrained network (:mod:`fer_core.transfer`) the
+    space is :func:`define_finetuning`'s.
     """
     if architecture is not None:
-        return define_finetuning(trial, max_epochs, architecture)
+        constants = define_finetuning(trial, max_epochs, architecture)
+        return constants | ({"round_images": round_images} if round_images else {})
     # architecture
     conv_blocks = trial.suggest_int("conv_blocks", 2, 3)
     trial.suggest_categorical("base_filters", [16, 32, 48, 64])
@@ -69,7 +83,7 @@ def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, A
     trial.suggest_float("dense_dropout", 0.0, 0.6)
     trial.suggest_float("l2", 1e-6, 1e-3, log=True)
     constants: dict[str, Any] = {"epochs": max_epochs, "head": "flatten", "schedule": "two_phase",
-                                 "normalize": "standardize"}
+                                 "normalize": "standardize"} | ({"round_images": round_images} if round_images else {})
     _augmentation(trial, constants)
     _optimisation(trial)
     if padding == "valid" and not _fits(conv_blocks, convs_per_block, kernel_size):

@@ -10,7 +10,9 @@ finished trials. Evidence for each default: ``experiments/README.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import sys
 import time
@@ -58,6 +60,23 @@ class SearchSettings:
     points: tuple[dict[str, Any], ...] = ()  # configs tried first, after the seed's recipe
     resources: Resources = Resources()
     init: Optional[Pretrained] = None
+    round_images: Optional[int] = None  # a trial's epoch is a round of this many faces; None: by data size (sized_for)
+    max_rounds: int = 0  # ... and its budget is this many rounds: max_epochs passes over the training faces
+
+    @property
+    def max_t(self) -> int:
+        """A trial's budget in the epochs it reports: ``max_epochs``, or ``max_rounds`` on a large data set."""
+        return self.max_rounds or self.max_epochs
+
+    def sized_for(self, n_train: int) -> "SearchSettings":
+        """These settings for ``n_train`` training faces: on a large data set a trial reports, and the
+        scheduler judges it, every :func:`search.space.round_images` faces, so that its first rung
+        comes in seconds rather than after whole passes (``experiments/README.md``, "Rounds")."""
+        from search.space import round_images
+
+        images = round_images(n_train) if self.round_images is None else self.round_images
+        return dataclasses.replace(self, round_images=images,
+                                   max_rounds=math.ceil(self.max_epochs * n_train / images) if images else 0)
 
     @property
     def architecture(self) -> Optional[dict[str, Any]]:
@@ -103,10 +122,10 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline
                                      multivariate=True, group=True,
                                      random_until=now + budget_s * STARTUP_SHARE if budget_s else None,
                                      clock_file=deadline_file)
-    return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_epochs,
-                                              architecture=settings.architecture),
+    return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_t,
+                                              architecture=settings.architecture, round_images=settings.round_images or 0),
                                 metric=settings.metric, mode="max",
-                                points_to_evaluate=[seed_point(settings.architecture, settings.max_epochs),
+                                points_to_evaluate=[seed_point(settings.architecture, settings.max_t),
                                                     *settings.points],
                                 sampler=sampler, deadline_file=deadline_file)
 
@@ -119,7 +138,8 @@ def random_start_left(search_s: float, share_s: Optional[float] = None) -> float
 
 
 def build_scheduler(settings: SearchSettings):
-    """ASHA's rungs (3 and 9 of 16 epochs), each judging a trial against the recent trials there.
+    """ASHA's rungs (3 and 9 of 16 epochs), each judging a trial against the recent trials there;
+    in rounds on a large data set, the first rung after one round (:meth:`SearchSettings.sized_for`).
 
     ``scheduler="hyperband"``: Ray's asynchronous Hyperband with the brackets Optuna's
     ``HyperbandPruner`` has in ``experiments.compare_tuners`` (rungs at 1, 3, 9, ...
@@ -133,12 +153,12 @@ def build_scheduler(settings: SearchSettings):
         return FIFOScheduler()
     if settings.scheduler == "hyperband":
         brackets = 1
-        while ASHA_REDUCTION_FACTOR ** brackets < settings.max_epochs:  # bracket s first judges at rf^s epochs
+        while ASHA_REDUCTION_FACTOR ** brackets < settings.max_t:  # bracket s first judges at rf^s epochs
             brackets += 1
-        return AsyncHyperBandScheduler(metric=settings.metric, mode="max", max_t=settings.max_epochs,
+        return AsyncHyperBandScheduler(metric=settings.metric, mode="max", max_t=settings.max_t,
                                        grace_period=1, reduction_factor=ASHA_REDUCTION_FACTOR, brackets=brackets)
-    return RecentASHAScheduler(metric=settings.metric, mode="max", max_t=settings.max_epochs,
-                               grace_period=max(1, round(settings.max_epochs * ASHA_GRACE_SHARE)),
+    grace = 1 if settings.round_images else max(1, round(settings.max_epochs * ASHA_GRACE_SHARE))
+    return RecentASHAScheduler(metric=settings.metric, mode="max", max_t=settings.max_t, grace_period=grace,
                                reduction_factor=ASHA_REDUCTION_FACTOR, window=ASHA_WINDOW, keep=ASHA_KEEP)
 
 
@@ -165,7 +185,7 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
         tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True, resume_errored=False)
     else:
         fine_tuning = ["frozen_share"] if settings.init else []  # asked only when a block is held still
-        names = [*seed_point(settings.architecture, settings.max_epochs), *fine_tuning]
+        names = [*seed_point(settings.architecture, settings.max_t), *fine_tuning]
         write_hparams_config(run_dir / TENSORBOARD_DIR, names + ["epochs"] * ("epochs" not in names))
         tuner = tune.Tuner(
             trainable,
