@@ -61,6 +61,13 @@ class Context:
     fertune_args: tuple[str, ...] = ()
     final_models: bool = False
 
+    @property
+    def large(self) -> bool:
+        """Whether every arm searches the large data set's space (``search.space.LARGE_DATA``), as FER Tune does."""
+        from search.space import LARGE_DATA
+
+        return len(self.splits.train) >= LARGE_DATA
+
 
 @dataclass(frozen=True)
 class TrialResult:
@@ -108,7 +115,7 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     import ray
 
     from search.cli import build_parser, check_args, run_settings
-    from search.pipeline import confirm_trials, final_members, search_trials
+    from search.pipeline import confirm_trials, final_members, search_trials, sized_settings
     from search.tuner import start_ray
 
     # --fertune-args were checked by compare_tuners before any arm ran
@@ -116,7 +123,7 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
                                       "--max-epochs", str(ctx.max_epochs), "--seed", str(seed),
                                       "--data", ctx.data, "--split", ctx.split, *ctx.fertune_args])
     check_args(args)
-    settings = run_settings(args)
+    settings = sized_settings(run_settings(args), ctx.splits)
     arm_dir.mkdir(parents=True)
     start_ray(None)
     try:
@@ -127,7 +134,8 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         confirmation = confirm_trials(settings, arm_dir, ctx.splits, records, started + ctx.budget_s)
         wall = time.time() - started
         trials = _tune_trials(arm_dir)
-        arm = _ray_arm("fertune", seed, wall, records, trials, started, ctx.max_epochs,
+        # on a large data set its epochs are rounds: the winner retrains for the same passes as the others'
+        arm = _ray_arm("fertune", seed, wall, records, trials, started, settings.search.max_t,
                        best=confirmation.ranked[0] if confirmation.ranked else None)
         arm.notes["confirmation"] = confirmation.summary()
         arm.members = final_members(settings, records, confirmation)
@@ -165,7 +173,8 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         started = time.time()
         arm_dir.mkdir(parents=True, exist_ok=True)
         write_deadline(arm_dir, started + ctx.budget_s)
-        searcher = BudgetedOptunaSearch(space=functools.partial(define_space, max_epochs=ctx.max_epochs),
+        searcher = BudgetedOptunaSearch(space=functools.partial(define_space, max_epochs=ctx.max_epochs,
+                                                                large=ctx.large),
                                         sampler=optuna.samplers.RandomSampler(seed=seed), metric=METRIC,
                                         mode="max", deadline_file=arm_dir / DEADLINE_FILE)
         trainable = tune.with_resources(
@@ -224,7 +233,7 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
                                 pruner=hyperband_pruner(ctx.max_epochs))
 
     def objective(trial: optuna.Trial) -> float:
-        constants = define_space(trial, ctx.max_epochs)  # samples first: trial.params fills as it runs
+        constants = define_space(trial, ctx.max_epochs, large=ctx.large)  # samples first: trial.params fills as it runs
         config = to_config({**trial.params, **constants})
         trial.set_user_attr("config", config.to_dict())
         pruned = []
@@ -356,7 +365,7 @@ def _kt_config(hp, ctx: Context):
     from search.space import define_space, to_config
 
     shim = _KerasTunerTrial(hp)
-    constants = define_space(shim, ctx.max_epochs)
+    constants = define_space(shim, ctx.max_epochs, large=ctx.large)
     return to_config({**shim.params, **constants})
 
 

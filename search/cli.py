@@ -30,7 +30,8 @@ from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, Sear
 
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces", "init", "round_images")
+                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces", "init",
+                "round_images")
 # run-defining arguments added since the first runs: a run.json without them ran without
 # confirmation, with the random start, under the recent-trials ASHA, an epoch a pass
 RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0],

@@ -21,6 +21,18 @@ from search.settings import RunSettings
 log = logging.getLogger("search.pipeline")
 
 
+def sized_settings(settings: RunSettings, splits: Splits) -> RunSettings:
+    """The settings for the data's training part: on a large one, trials in rounds
+    (:meth:`search.tuner.SearchSettings.sized_for`), said in the log."""
+    import dataclasses
+
+    search = settings.search.sized_for(len(splits.train))
+    if search.round_images:
+        log.info("%d training faces: trials report and are judged every %d of them, up to %d rounds (%d passes)",
+                 len(splits.train), search.round_images, search.max_rounds, search.max_epochs)
+    return dataclasses.replace(settings, search=search)
+
+
 def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, search_s: Optional[float] = None,
                   resume: bool = False, share_s: Optional[float] = None) -> list[dict]:
     """Run (or resume) the Tune search, starting no trial after ``search_s`` seconds from now and

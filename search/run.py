@@ -12,7 +12,6 @@ stage keeps to its share of it (:mod:`search.budget`).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -28,7 +27,8 @@ from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
 from search.cli import RUN_DEFINING, check_args, parse_args, restore_args, run_settings
 from search.budget import BudgetPlan
-from search.pipeline import build_and_export, confirm_trials, final_members, plan_final_stage, search_trials
+from search.pipeline import (build_and_export, confirm_trials, final_members, plan_final_stage, search_trials,
+                             sized_settings)
 from search.rundir import TUNE_DIR, prepare_run_dir, read_state, write_state
 from search.settings import RunSettings
 
@@ -57,11 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # the data, and the test split held out once
     clock = time.perf_counter()
     data, splits = load_and_split(args.data, args.split, args.faces, settings)
-    settings = dataclasses.replace(settings, search=settings.search.sized_for(len(splits.train)))
-    if settings.search.round_images:
-        log.info("%d training faces: trials report and are judged every %d of them, up to %d rounds (%d passes)",
-                 len(splits.train), settings.search.round_images, settings.search.max_rounds,
-                 settings.search.max_epochs)
+    settings = sized_settings(settings, splits)
     timings = {"load_s": time.perf_counter() - clock}
     from search.tuner import start_ray
 

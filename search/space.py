@@ -15,6 +15,12 @@ on them taught the sampler less.
 The space keeps the seed recipe's flatten head and two-phase schedule, and searches the
 schedule's share and factor.
 
+Those exclusions are a rule of size: on a large data set (:data:`LARGE_DATA` training faces
+or more, as FER2013's 28,709) a batch of 128 is hundreds of steps a pass, and a trial's budget
+holds enough faces for a fourth block, a global-average-pooling head and the cosine schedule
+that the published FER2013 networks use, so the large space searches them too
+(``experiments/README.md``, "FER2013 in rounds", has what they did there).
+
 Every trial standardizes each face (zero mean, unit variance, inside the model). In five
 50-trial CK+ searches (subject split) none of the 81 trials on raw pixels reached 90%
 validation accuracy, against 36 of the 169 on standardized faces; half of the random
@@ -50,27 +56,31 @@ INPUT_SHAPE = (48, 48, 1)
 ROUND_IMAGES = 8192
 
 
+LARGE_DATA = 2 * ROUND_IMAGES  # training faces from which trials run in rounds and the space is the large one
+
+
 def round_images(n_train: int) -> int:
-    """Faces in a trial's epoch on ``n_train`` training faces: :data:`ROUND_IMAGES` where a pass holds
-    at least two rounds, else 0 (an epoch is a pass, as on CK+'s 630 faces)."""
-    return ROUND_IMAGES if n_train >= 2 * ROUND_IMAGES else 0
+    """Faces in a trial's epoch on ``n_train`` training faces: :data:`ROUND_IMAGES` on a large data
+    set (a pass holds at least two rounds), else 0 (an epoch is a pass, as on CK+'s 630 faces)."""
+    return ROUND_IMAGES if n_train >= LARGE_DATA else 0
 
 
 def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, Any]] = None,
-                 round_images: int = 0) -> dict[str, Any]:
+                 round_images: int = 0, large: bool = False) -> dict[str, Any]:
     """Sample one configuration from ``trial`` (an Optuna trial or Tune's captor).
 
     Returns the constants that complete the config: the epoch budget (``max_epochs`` epochs of
     ``round_images`` faces when that is set), and ``padding`` turned to ``same`` where ``valid``
     padding would shrink the feature map away (so no trial is spent on a network that cannot be
-    built). With the ``architecture`` of a pretrained network (:mod:`fer_core.transfer`) the
-    space is :func:`define_finetuning`'s.
+    built). ``large``: the space of a large data set (:data:`LARGE_DATA` training faces or more),
+    which also searches what the small one leaves out. With the ``architecture`` of a pretrained
+    network (:mod:`fer_core.transfer`) the space is :func:`define_finetuning`'s.
     """
     if architecture is not None:
         constants = define_finetuning(trial, max_epochs, architecture)
         return constants | ({"round_images": round_images} if round_images else {})
     # architecture
-    conv_blocks = trial.suggest_int("conv_blocks", 2, 3)
+    conv_blocks = trial.suggest_int("conv_blocks", 2, 4 if large else 3)
     trial.suggest_categorical("base_filters", [16, 32, 48, 64])
     trial.suggest_categorical("filter_growth", [1.0, 1.5, 2.0])
     convs_per_block = trial.suggest_int("convs_per_block", 1, 2)
@@ -82,10 +92,15 @@ def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, A
     trial.suggest_categorical("dense_units", [128, 256, 512])
     trial.suggest_float("dense_dropout", 0.0, 0.6)
     trial.suggest_float("l2", 1e-6, 1e-3, log=True)
-    constants: dict[str, Any] = {"epochs": max_epochs, "head": "flatten", "schedule": "two_phase",
-                                 "normalize": "standardize"} | ({"round_images": round_images} if round_images else {})
+    constants: dict[str, Any] = {"epochs": max_epochs, "normalize": "standardize"}
+    if round_images:
+        constants["round_images"] = round_images
+    if large:
+        trial.suggest_categorical("head", ["flatten", "gap"])
+    else:
+        constants.update(head="flatten", schedule="two_phase")
     _augmentation(trial, constants)
-    _optimisation(trial)
+    _optimisation(trial, large)
     if padding == "valid" and not _fits(conv_blocks, convs_per_block, kernel_size):
         constants["padding"] = "same"
     return constants
@@ -126,16 +141,18 @@ def _augmentation(trial: Any, constants: dict[str, Any]) -> None:
                          erasing=0.0)
 
 
-def _optimisation(trial: Any) -> None:
+def _optimisation(trial: Any, large: bool = False) -> None:
     trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
-    trial.suggest_categorical("batch_size", [16, 32, 64])
-    trial.suggest_float("phase1_share", 0.5, 0.9)  # two phases: this share of the epochs at the base rate,
-    trial.suggest_float("phase2_factor", 0.03, 0.3, log=True)  # the rest at the rate times this
+    trial.suggest_categorical("batch_size", [16, 32, 64, 128] if large else [16, 32, 64])
+    if not large or trial.suggest_categorical("schedule", ["two_phase", "cosine"]) == "two_phase":
+        trial.suggest_float("phase1_share", 0.5, 0.9)  # two phases: this share of the epochs at the base rate,
+    trial.suggest_float("phase2_factor", 0.03, 0.3, log=True)  # the rest at the rate times this (cosine: its floor)
     trial.suggest_float("label_smoothing", 0.0, 0.2)
     trial.suggest_categorical("class_weight", ["none", "balanced"])
 
 
-def seed_point(architecture: Optional[dict[str, Any]] = None, max_epochs: Optional[int] = None) -> dict[str, Any]:
+def seed_point(architecture: Optional[dict[str, Any]] = None, max_epochs: Optional[int] = None,
+               large: bool = False) -> dict[str, Any]:
     """The seed notebook's recipe in the space's own parameter names (evaluated first).
 
     The names are the ones :func:`define_space` asks for, answered from the seed's
@@ -149,7 +166,7 @@ def seed_point(architecture: Optional[dict[str, Any]] = None, max_epochs: Option
     epochs = max_epochs or seed.epochs
     # l2: the space's floor; the seed used none, and L2 is searched on a log scale
     trial = optuna.trial.FixedTrial({**seed.to_dict(), "augment": True, "l2": 1e-6, "epochs": epochs})
-    define_space(trial, max_epochs=epochs, architecture=architecture)
+    define_space(trial, max_epochs=epochs, architecture=architecture, large=large)
     return trial.params
 
 

@@ -62,6 +62,7 @@ class SearchSettings:
     init: Optional[Pretrained] = None
     round_images: Optional[int] = None  # a trial's epoch is a round of this many faces; None: by data size (sized_for)
     max_rounds: int = 0  # ... and its budget is this many rounds: max_epochs passes over the training faces
+    large: bool = False  # the large data set's space (search.space.LARGE_DATA)
 
     @property
     def max_t(self) -> int:
@@ -72,10 +73,10 @@ class SearchSettings:
         """These settings for ``n_train`` training faces: on a large data set a trial reports, and the
         scheduler judges it, every :func:`search.space.round_images` faces, so that its first rung
         comes in seconds rather than after whole passes (``experiments/README.md``, "Rounds")."""
-        from search.space import round_images
+        from search.space import LARGE_DATA, round_images
 
         images = round_images(n_train) if self.round_images is None else self.round_images
-        return dataclasses.replace(self, round_images=images,
+        return dataclasses.replace(self, round_images=images, large=n_train >= LARGE_DATA,
                                    max_rounds=math.ceil(self.max_epochs * n_train / images) if images else 0)
 
     @property
@@ -123,9 +124,10 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline
                                      random_until=now + budget_s * STARTUP_SHARE if budget_s else None,
                                      clock_file=deadline_file)
     return BudgetedOptunaSearch(space=partial(define_space, max_epochs=settings.max_t,
-                                              architecture=settings.architecture, round_images=settings.round_images or 0),
+                                              architecture=settings.architecture,
+                                              round_images=settings.round_images or 0, large=settings.large),
                                 metric=settings.metric, mode="max",
-                                points_to_evaluate=[seed_point(settings.architecture, settings.max_t),
+                                points_to_evaluate=[seed_point(settings.architecture, settings.max_t, settings.large),
                                                     *settings.points],
                                 sampler=sampler, deadline_file=deadline_file)
 
@@ -185,7 +187,7 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
         tuner = tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True, resume_errored=False)
     else:
         fine_tuning = ["frozen_share"] if settings.init else []  # asked only when a block is held still
-        names = [*seed_point(settings.architecture, settings.max_t), *fine_tuning]
+        names = [*seed_point(settings.architecture, settings.max_t, settings.large), *fine_tuning]
         write_hparams_config(run_dir / TENSORBOARD_DIR, names + ["epochs"] * ("epochs" not in names))
         tuner = tune.Tuner(
             trainable,

@@ -100,3 +100,26 @@ def test_the_final_stage_gets_what_the_search_and_confirmation_left() -> None:
     # a search that overran by one epoch takes it from there
     assert plan.final_left(plan.search_s + 90, plan.confirm_s) == pytest.approx(plan.final_s - 90)
     assert plan.final_left(10 * plan.search_s, plan.confirm_s) == 0.0
+
+
+def test_a_training_in_rounds_costs_the_same_on_more_faces_and_one_in_passes_more() -> None:
+    """The confirmation's folds and the final model train on more faces than the trial did: a
+    pass over them takes longer, a round of a large data set's faces does not."""
+    from search.budget import TASK_OVERHEAD_S, image_seconds
+    from search.confirm import estimated_seconds
+
+    history = [{"train_seconds": 10.0, "val_seconds": 0.0}] * 3
+    passes = {"trial_id": "p", "config": {**seed_point(), "epochs": 16}, "history": history}
+    rounds = {"trial_id": "r", "config": {**seed_point(), "epochs": 57, "round_images": 8192}, "history": history}
+    assert image_seconds(passes, 20000) == pytest.approx(10 / 20000)
+    assert image_seconds(rounds, 20000) == pytest.approx(10 / 8192)
+    # a 3-fold confirmation over 30,000 faces: folds of 20,000
+    assert estimated_seconds(passes, 3, 30000, 10000) == pytest.approx(16 * 20.0 + TASK_OVERHEAD_S)
+    assert estimated_seconds(rounds, 3, 30000, 10000) == pytest.approx(57 * 10.0 + TASK_OVERHEAD_S)
+    # the final model on twice the faces: the member in rounds costs the same, the seed's recipe (in passes) twice
+    settings = FinalSettings(ensemble=1, epochs_scale=1.0, inputs=("standardize",))
+    _, small = plan_final([passes, rounds], [rounds], settings, n_rest=20000, n_train=20000, slots=1, seconds=None)
+    _, large = plan_final([passes, rounds], [rounds], settings, n_rest=40000, n_train=20000, slots=1, seconds=None)
+    seed_recipe_s = 20 * 10.0  # its 20 epochs at the seed trial's 10 s a pass of 20,000
+    assert small == pytest.approx(57 * 10.0 + seed_recipe_s + 2 * TASK_OVERHEAD_S)
+    assert large == pytest.approx(57 * 10.0 + 2 * seed_recipe_s + 2 * TASK_OVERHEAD_S)

@@ -88,3 +88,21 @@ def test_none_lets_every_trial_run_its_epochs() -> None:
     for epoch in range(1, 17):  # ASHA would judge at 3 and 9; nothing is judged here
         assert scheduler.on_trial_result(None, trial, {"training_iteration": epoch, "val_accuracy": 0.0}) \
             == TrialScheduler.CONTINUE
+
+
+@pytest.mark.parametrize("n_train, flag, rounds, max_t, first_rung", [
+    (630, None, 0, 16, 3),            # CK+: an epoch is a pass, the first rung at 3 of 16
+    (16383, None, 0, 16, 3),          # under two rounds a pass: still passes
+    (28709, None, 8192, 57, 1),       # FER2013: 16 passes are 57 rounds, judged from the first
+    (28709, 0, 0, 16, 3),             # --round-images 0: passes whatever the size
+    (630, 64, 64, 158, 1),            # --round-images 64 on a small set
+])
+def test_a_large_data_set_is_searched_in_rounds_judged_from_the_first(n_train: int, flag, rounds: int, max_t: int,
+                                                                      first_rung: int) -> None:
+    from search.tuner import SearchSettings, build_scheduler
+
+    sized = SearchSettings(round_images=flag).sized_for(n_train)
+    assert (sized.round_images, sized.max_t, sized.max_epochs) == (rounds, max_t, 16)
+    assert sized.sized_for(n_train) == sized  # sizing twice changes nothing
+    assert build_scheduler(sized).rungs[0] == first_rung
+    assert max(build_scheduler(sized).rungs) < max_t

@@ -192,6 +192,25 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     assert len(final.Tensors("final/train_loss")) == final_epochs
 
 
+@pytest.mark.slow
+def test_a_search_in_rounds_reports_and_retrains_in_rounds(tmp_path: Path) -> None:
+    """``--round-images`` (a large data set's default, here forced on a small one): every trial's
+    epoch is that many faces, its budget ``--max-epochs`` passes of them, the final member trains
+    its trial's rounds times the scale, and a resume keeps the rounds."""
+    result = _search("--data", "synthetic:300", "--trials", "2", "--max-epochs", "2", "--round-images", "64",
+                     "--confirm", "0", "--ensemble", "1", "--final-inputs", "standardize", "--scheduler", "none",
+                     "--output", str(tmp_path), "--name", "r")
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    rounds = -(-2 * report["n_train"] // 64)
+    assert report["round_images"] == 64 and rounds > 2
+    assert [(t["epochs"], t["status"], t["config"]["round_images"]) for t in report["trials"]] == \
+        [(rounds, "completed", 64)] * 2
+    assert report["ensemble"][0]["epochs"] == round(rounds * report["final_epochs_scale"])
+    assert "a round of 64 training faces" in (tmp_path / "r" / "report.md").read_text()
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["args"]["round_images"] == 64
+
+
 def _cross_validation_matches_the_saved_predictions(run: Path, confirmation: dict) -> None:
     """confirm.json's out-of-fold predictions, put back on the faces they scored, give the report's figures."""
     from fer_core.data import load

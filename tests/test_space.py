@@ -62,3 +62,47 @@ def test_valid_padding_that_cannot_fit_becomes_same(blocks: int, convs: int, ker
     constants = define_space(trial, max_epochs=5)
     assert constants.get("padding", "valid") == padding
 
+
+
+def test_in_rounds_every_point_trains_the_round_and_the_rest_is_unchanged() -> None:
+    """A large data set's search (:func:`search.space.round_images`) varies the same settings; its
+    configs only count their epochs in rounds."""
+    from search.space import ROUND_IMAGES, round_images
+
+    assert round_images(630) == 0 and round_images(2 * ROUND_IMAGES) == ROUND_IMAGES
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    plain = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial, twin = study.ask(), plain.ask()
+        rounds = to_config({**trial.params, **define_space(trial, max_epochs=57, round_images=ROUND_IMAGES)})
+        passes = to_config({**twin.params, **define_space(twin, max_epochs=57)})
+        assert rounds.round_images == ROUND_IMAGES and passes.round_images == 0
+        assert rounds.images_per_epoch(28709) == ROUND_IMAGES and passes.images_per_epoch(28709) == 28709
+        assert TrainConfig.from_dict({**rounds.to_dict(), "round_images": 0}) == passes
+        study.tell(trial, 0.0)
+        plain.tell(twin, 0.0)
+
+
+def test_a_large_data_set_searches_what_the_small_space_leaves_out() -> None:
+    """Depth 4, the global-average-pooling head, batches of 128 and the cosine schedule are
+    searched from :data:`search.space.LARGE_DATA` training faces on; the seed's recipe stays the
+    first point."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    points = []
+    for _ in range(300):
+        trial = study.ask()
+        constants = define_space(trial, max_epochs=57, round_images=8192, large=True)
+        points.append({**trial.params, **constants})
+        study.tell(trial, 0.0)
+    for point in points:
+        config = to_config(point)
+        check_fits(config, INPUT_SHAPE)
+        assert ("phase1_share" in point) == (config.schedule == "two_phase")
+    assert {p["head"] for p in points} == {"flatten", "gap"} and {p["schedule"] for p in points} == {"two_phase",
+                                                                                                      "cosine"}
+    assert {p["batch_size"] for p in points} == {16, 32, 64, 128} and {p["conv_blocks"] for p in points} == {2, 3, 4}
+    seeded = optuna.create_study()
+    seeded.enqueue_trial(seed_point(large=True))
+    trial = seeded.ask()
+    constants = define_space(trial, max_epochs=20, large=True)
+    assert to_config({**trial.params, **constants}) == TrainConfig(l2=1e-6, normalize="standardize")

@@ -270,3 +270,27 @@ def test_a_crash_while_replacing_an_exported_model_leaves_a_complete_one(faces, 
     assert card["metrics"]["run"] in (1, 2)  # the old model or the new one, whole
     assert set(load_predictors(tmp_path / "best")) == {"keras", "saved_model", "tflite"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+@pytest.mark.slow
+def test_an_epoch_of_rounds_trains_that_many_faces_passing_over_the_data_as_often_as_needed(faces) -> None:
+    """With ``round_images`` an epoch is that many faces, whether fewer than a pass or more."""
+    import keras
+
+    from fer_core.train import fit
+
+    train, _ = faces
+    batches: list[int] = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            batches.append(0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            batches[-1] += 1
+
+    for images in (48, len(train) + 100):
+        batches.clear()
+        config = TrainConfig(**{**SMALL, "batch_size": 16}, epochs=3, round_images=images)
+        _, history = fit(config, train, callbacks=[Count()])
+        assert len(history) == 3 and batches == [-(-images // 16)] * 3, (images, batches)
