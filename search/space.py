@@ -49,9 +49,9 @@ from fer_core.errors import ConfigError
 from fer_core.model import check_fits
 
 INPUT_SHAPE = (48, 48, 1)
-# on a large data set a trial's epoch is a round of this many faces: on one thread 11 s of the seed's
-# CNN and 23-40 s of the other networks a 20-minute FER2013 search tried, against 38 s and 80-140 s for
-# a pass over its 28,709 faces; 4x the faces CK+'s trials see before their first rung ("Rounds" in
+# on a large data set a trial's epoch is a round of this many faces: on one thread 7-12 s of the seed's
+# CNN and 4-43 s of the others a 20-minute FER2013 search tried, against 31-42 s and 78-141 s for a pass
+# over its 28,709 faces; 4x the faces CK+'s trials see before their first rung ("FER2013 in rounds" in
 # experiments/README.md)
 ROUND_IMAGES = 8192
 
