@@ -63,10 +63,10 @@ class Context:
 
     @property
     def large(self) -> bool:
-        """Whether every arm searches the large data set's space (``search.space.LARGE_DATA``), as FER Tune does."""
-        from search.space import LARGE_DATA
+        """Whether every arm searches the large data set's space (``search.space.is_large``), as FER Tune does."""
+        from search.space import is_large
 
-        return len(self.splits.train) >= LARGE_DATA
+        return is_large(len(self.splits.train))
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,8 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
                                 pruner=hyperband_pruner(ctx.max_epochs))
 
     def objective(trial: optuna.Trial) -> float:
-        constants = define_space(trial, ctx.max_epochs, large=ctx.large)  # samples first: trial.params fills as it runs
+        # samples first: trial.params fills as it runs
+        constants = define_space(trial, ctx.max_epochs, large=ctx.large)
         config = to_config({**trial.params, **constants})
         trial.set_user_attr("config", config.to_dict())
         pruned = []

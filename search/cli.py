@@ -86,8 +86,8 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
                         "tpe: Optuna's TPESampler as it comes")
     p.add_argument("--scheduler", default=SCHEDULERS[0],
                    help="asha (default): stop a trial at epochs 3 and 9 of 16 (rounds 1, 3, 9, ...) unless among the "
-                        "best quarter of the last 9 trials there; hyperband: Ray's asynchronous Hyperband; none: every trial runs "
-                        "all its epochs")
+                        "best quarter of the last 9 trials there; hyperband: Ray's asynchronous Hyperband; "
+                        "none: every trial runs all its epochs")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of the folds (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")

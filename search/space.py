@@ -54,15 +54,18 @@ INPUT_SHAPE = (48, 48, 1)
 # over its 28,709 faces; 4x the faces CK+'s trials see before their first rung ("FER2013 in rounds" in
 # experiments/README.md)
 ROUND_IMAGES = 8192
-
-
 LARGE_DATA = 2 * ROUND_IMAGES  # training faces from which trials run in rounds and the space is the large one
+
+
+def is_large(n_train: int) -> bool:
+    """Whether ``n_train`` training faces make a large data set (:data:`LARGE_DATA` or more)."""
+    return n_train >= LARGE_DATA
 
 
 def round_images(n_train: int) -> int:
     """Faces in a trial's epoch on ``n_train`` training faces: :data:`ROUND_IMAGES` on a large data
     set (a pass holds at least two rounds), else 0 (an epoch is a pass, as on CK+'s 630 faces)."""
-    return ROUND_IMAGES if n_train >= LARGE_DATA else 0
+    return ROUND_IMAGES if is_large(n_train) else 0
 
 
 def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, Any]] = None,
@@ -76,9 +79,9 @@ def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, A
     which also searches what the small one leaves out. With the ``architecture`` of a pretrained
     network (:mod:`fer_core.transfer`) the space is :func:`define_finetuning`'s.
     """
+    rounds = {"round_images": round_images} if round_images else {}
     if architecture is not None:
-        constants = define_finetuning(trial, max_epochs, architecture)
-        return constants | ({"round_images": round_images} if round_images else {})
+        return define_finetuning(trial, max_epochs, architecture) | rounds
     # architecture
     conv_blocks = trial.suggest_int("conv_blocks", 2, 4 if large else 3)
     trial.suggest_categorical("base_filters", [16, 32, 48, 64])
@@ -92,9 +95,7 @@ def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, A
     trial.suggest_categorical("dense_units", [128, 256, 512])
     trial.suggest_float("dense_dropout", 0.0, 0.6)
     trial.suggest_float("l2", 1e-6, 1e-3, log=True)
-    constants: dict[str, Any] = {"epochs": max_epochs, "normalize": "standardize"}
-    if round_images:
-        constants["round_images"] = round_images
+    constants: dict[str, Any] = {"epochs": max_epochs, "normalize": "standardize", **rounds}
     if large:
         trial.suggest_categorical("head", ["flatten", "gap"])
     else:

@@ -73,10 +73,10 @@ class SearchSettings:
         """These settings for ``n_train`` training faces: on a large data set a trial reports, and the
         scheduler judges it, every :func:`search.space.round_images` faces, so that its first rung
         comes in seconds rather than after whole passes (``experiments/README.md``, "Rounds")."""
-        from search.space import LARGE_DATA, round_images
+        from search.space import is_large, round_images
 
         images = round_images(n_train) if self.round_images is None else self.round_images
-        return dataclasses.replace(self, round_images=images, large=n_train >= LARGE_DATA,
+        return dataclasses.replace(self, round_images=images, large=is_large(n_train),
                                    max_rounds=math.ceil(self.max_epochs * n_train / images) if images else 0)
 
     @property
