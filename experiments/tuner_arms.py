@@ -138,7 +138,7 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         arm = _ray_arm("fertune", seed, wall, records, trials, started, settings.search.max_t,
                        best=confirmation.ranked[0] if confirmation.ranked else None)
         arm.notes["confirmation"] = confirmation.summary()
-        arm.members = final_members(settings, records, confirmation)
+        arm.members = final_members(settings, ctx.splits, records, confirmation)
         arm.settings = settings
         return arm
     finally:
@@ -161,9 +161,10 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from search.deadline import DEADLINE_FILE, BudgetedOptunaSearch, write_deadline
+    from search.deadline import DEADLINE_FILE, write_deadline
     from search.report import trial_record
     from search.rundir import TUNE_DIR
+    from search.searcher import BudgetedOptunaSearch
     from search.space import define_space
     from search.trainable import SearchData, train_trial
     from search.tuner import TRIAL_RETRIES, start_ray, trial_dirname

@@ -31,11 +31,11 @@ from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, Sear
 # the arguments that define a run; --resume takes them from run.json, not the command line
 RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
                 "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces", "init",
-                "round_images")
+                "round_images", "cost_weight")
 # run-defining arguments added since the first runs: a run.json without them ran without
 # confirmation, with the random start, under the recent-trials ASHA, an epoch a pass
 RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0],
-                       "time_budget": None, "faces": "auto", "init": None, "round_images": 0}
+                       "time_budget": None, "faces": "auto", "init": None, "round_images": 0, "cost_weight": 0.0}
 # the built-in faces are for a first look: the run fits in 10 minutes on 2 cores (experiments/bench_first_run.py)
 FIRST_RUN_DATA = "synthetic"
 FIRST_RUN_BUDGET = "8m"
@@ -65,6 +65,10 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="fine-tune this model (a run's best/ folder or its model.keras) instead of searching "
                         "networks from scratch; the search space becomes the fine-tuning space")
+    p.add_argument("--cost-weight", type=float, default=0.0, metavar="W",
+                   help="weigh accuracy against time: validation scores within W standard errors count as a tie, "
+                        "which a config at least twice as fast wins, and the search counts a config 4 times as "
+                        "slow as W standard errors worse (default 0: accuracy alone)")
     p.add_argument("--ensemble", type=int, default=DEFAULT_ENSEMBLE,
                    help=f"the final model averages this many of the best configs (default {DEFAULT_ENSEMBLE})")
     p.add_argument("--final-epochs-scale", type=float, default=DEFAULT_FINAL_EPOCHS_SCALE,
@@ -124,6 +128,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--trials {args.trials}: expected an integer >= 1")
     if args.max_epochs < 1:
         raise ConfigError(f"--max-epochs {args.max_epochs}: expected an integer >= 1")
+    if not 0 <= args.cost_weight <= 10:  # also refuses nan
+        raise ConfigError(f"--cost-weight {args.cost_weight}: expected a number in [0, 10] (0: accuracy alone)")
     if args.round_images is not None and args.round_images < 0:
         raise ConfigError(f"--round-images {args.round_images}: expected an integer >= 0 (0: an epoch is a pass)")
     for flag, value, choices in (("--split", args.split, SPLITS), ("--metric", args.metric, METRICS),
@@ -190,7 +196,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         search=SearchSettings(trials=args.trials, max_epochs=args.max_epochs, metric=args.metric, seed=args.seed,
                               sampler=args.sampler, scheduler=args.scheduler,
                               points=tuple(read_points(args.points)), resources=resources, init=init,
-                              round_images=args.round_images),
+                              round_images=args.round_images, cost_weight=args.cost_weight),
         confirm=ConfirmSettings(configs=args.confirm, folds=args.confirm_folds, seed=args.seed, metric=args.metric),
         final=FinalSettings(ensemble=args.ensemble, epochs_scale=args.final_epochs_scale, mixup=args.final_mixup,
                             inputs=inputs),

@@ -10,7 +10,9 @@ left out with the final model's mirror test-time augmentation. The out-of-fold
 predictions cover every train + validation face, about 5 times the faces and subjects
 of the validation part, most of them faces no config was picked on; they give each
 config a cross-validated accuracy and macro-F1. The final members and the best trial are
-the best by that figure (the one ``--metric`` names), the search's own figure breaking ties.
+the best by that figure (the one ``--metric`` names), the search's own figure breaking ties;
+with ``--cost-weight``, figures within the noise of the best count as a tie, which the
+cheaper config wins (:mod:`search.cost`), in choosing the candidates as in ranking them.
 A config whose training diverged or failed in a fold leaves the ranking. The test split
 is not read.
 
@@ -35,7 +37,8 @@ import numpy as np
 from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
 from fer_core.splits import Splits
-from search.budget import TASK_OVERHEAD_S, image_seconds, training_seconds
+from search.budget import TASK_OVERHEAD_S, epoch_seconds, image_seconds, training_seconds
+from search.cost import cheapest_within_noise
 from search.ranking import pick_ensemble
 from search.rundir import write_atomic
 from search.tasks import Resources
@@ -123,27 +126,31 @@ class Confirmation:
 
 
 def confirm_leaders(trials: list[dict], splits: Splits, settings: ConfirmSettings, resources: Resources,
-                    run_dir: Path, ensemble: int, deadline: Optional[float] = None, init=None) -> Confirmation:
+                    run_dir: Path, ensemble: int, deadline: Optional[float] = None, init=None,
+                    cost_weight: float = 0.0) -> Confirmation:
     """The ``settings.configs`` best configs of the search, cross-validated and ranked by it.
 
     With no confirmation (``configs`` 0) the search's ``ensemble`` best stand, in its order.
-    ``init``: the pretrained network the configs fine-tune, if any.
+    ``init``: the pretrained network the configs fine-tune, if any. ``cost_weight``: ties
+    within that many standard errors go to the cheaper config (:mod:`search.cost`).
     """
+    leaders = pick_ensemble(trials, settings.configs or ensemble, cost_weight=cost_weight, faces=len(splits.val))
     if not settings.configs:
-        return Confirmation(settings.folds, 0, pick_ensemble(trials, ensemble), {}, 0.0, "--confirm 0")
-    return confirm(pick_ensemble(trials, settings.configs), splits, settings, resources, run_dir, deadline,
-                   init=init)
+        return Confirmation(settings.folds, 0, leaders, {}, 0.0, "--confirm 0")
+    return confirm(leaders, splits, settings, resources, run_dir, deadline, init=init, cost_weight=cost_weight)
 
 
 def confirm(candidates: list[dict], splits: Splits, settings: ConfirmSettings, resources: Resources,
             run_dir: Path, deadline: Optional[float] = None, slots: Optional[int] = None,
-            init=None) -> Confirmation:
+            init=None, cost_weight: float = 0.0) -> Confirmation:
     """Cross-validate ``candidates`` (best first by the search) and rank them by the result.
 
     With ``deadline`` (a ``time.time()``) only the leading candidates whose trainings fit
     before it are confirmed (``slots`` at a time, default: the cluster's CPUs over a
     trial's); the others follow them in the search's order. Candidates that diverged or
-    failed in a fold go to ``left_out``, not ``ranked``.
+    failed in a fold go to ``left_out``, not ``ranked``. ``cost_weight``: cross-validated
+    figures within that many standard errors of the best left are a tie, which the cheaper
+    config, by its trial's epoch time, wins.
     """
     from fer_core.evaluate import evaluate_predictions
     from search.space import to_config
@@ -198,6 +205,8 @@ def confirm(candidates: list[dict], splits: Splits, settings: ConfirmSettings, r
     scored = [t for t in candidates if key in scores[t["trial_id"]]]
     left_out = [t for t in candidates if key not in scores[t["trial_id"]]]
     ranked = sorted(scored, key=lambda t: -scores[t["trial_id"]][key])  # stable: search order on ties
+    ranked = cheapest_within_noise(ranked, lambda t: scores[t["trial_id"]][key], epoch_seconds, len(rest),
+                                   cost_weight)
     for trial in ranked:
         score = scores[trial["trial_id"]]
         log.info("trial %s: validation %.3f, cross-validated accuracy %.3f, macro-F1 %.3f", trial["trial_id"],

@@ -2,9 +2,9 @@
 
 The driver writes ``budget.json`` at each attempt of a budgeted run, from the search time
 already spent (``run.json``), so a resumed run goes on with what is left of its search
-share and the time it stood still is not counted. The searcher starts no trial after the
-deadline; the stopper stops a running trial at its first result after it; the sampler
-ends its random start at the file's ``random_until`` (:mod:`search.sampler`).
+share and the time it stood still is not counted. The searcher (:mod:`search.searcher`)
+starts no trial after the deadline; the stopper stops a running trial at its first result
+after it; the sampler ends its random start at the file's ``random_until`` (:mod:`search.sampler`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional
 
 from ray.tune import Stopper
-from ray.tune.search.optuna import OptunaSearch
 
 DEADLINE_FILE = "budget.json"
 
@@ -34,20 +33,6 @@ def read_deadline(path: Path, key: str = "search_deadline") -> Optional[float]:
         return json.loads(path.read_text()).get(key)
     except (OSError, ValueError):
         return None
-
-
-class BudgetedOptunaSearch(OptunaSearch):
-    """:class:`OptunaSearch` that answers ``FINISHED`` once the deadline in ``deadline_file`` has passed."""
-
-    def __init__(self, *args, deadline_file: Optional[Path] = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadline_file = deadline_file
-
-    def suggest(self, trial_id: str):
-        deadline = read_deadline(self.deadline_file) if self.deadline_file else None
-        if deadline is not None and time.time() > deadline:
-            return OptunaSearch.FINISHED
-        return super().suggest(trial_id)
 
 
 class DeadlineStopper(Stopper):

@@ -60,14 +60,17 @@ def confirm_trials(settings: RunSettings, run_dir: Path, splits: Splits, trials:
                    deadline: Optional[float] = None) -> Confirmation:
     """The leading configs cross-validated over train + validation (:mod:`search.confirm`)."""
     return confirm_leaders(trials, splits, settings.confirm, settings.search.resources, run_dir,
-                           settings.final.ensemble, deadline, init=settings.search.init)
+                           settings.final.ensemble, deadline, init=settings.search.init,
+                           cost_weight=settings.search.cost_weight)
 
 
-def final_members(settings: RunSettings, trials: list[dict], confirmation: Confirmation) -> list[dict]:
+def final_members(settings: RunSettings, splits: Splits, trials: list[dict],
+                  confirmation: Confirmation) -> list[dict]:
     """The configs the final model is built from: the confirmation's order, then the search's."""
     from search.ranking import pick_members
 
-    return pick_members(trials, confirmation.ranked, settings.final.ensemble, exclude=confirmation.excluded)
+    return pick_members(trials, confirmation.ranked, settings.final.ensemble, exclude=confirmation.excluded,
+                        cost_weight=settings.search.cost_weight, faces=len(splits.val))
 
 
 def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[dict], members: list[dict],

@@ -5,14 +5,21 @@ from __future__ import annotations
 import math
 from typing import Iterable, Optional
 
+from search.budget import epoch_seconds
+from search.cost import cheapest_within_noise
 
-def pick_ensemble(trials: list[dict], size: int, exclude: Iterable[str] = ()) -> list[dict]:
+
+def pick_ensemble(trials: list[dict], size: int, exclude: Iterable[str] = (), cost_weight: float = 0.0,
+                  faces: int = 0) -> list[dict]:
     """The ``size`` best trials, best first: by final metric, preferring trials that ran
     their whole budget; configs that are the same are taken once; ``exclude``: trial ids left out.
 
     Ties (on 156 validation faces many trials share an accuracy) go to the lower final
     validation loss, then to the trial id, so the pick does not depend on the order in
-    which Tune lists the trials (which differs after ``--resume``).
+    which Tune lists the trials (which differs after ``--resume``). With ``cost_weight``,
+    among the trials that ran their whole budget (and then among the others) scores within
+    that many standard errors on the ``faces`` validation faces count as a tie, which the
+    cheaper trial wins (:func:`search.cost.cheapest_within_noise`).
     """
     def rank(trial: dict) -> tuple:
         loss = trial["history"][-1].get("val_loss") if trial.get("history") else None
@@ -23,6 +30,9 @@ def pick_ensemble(trials: list[dict], size: int, exclude: Iterable[str] = ()) ->
     scored = [t for t in trials if t["status"] in ("completed", "stopped_early") and t["final_metric"] is not None
               and t["trial_id"] not in excluded]
     scored.sort(key=rank, reverse=True)
+    scored = [trial for completed in (True, False)
+              for trial in cheapest_within_noise([t for t in scored if (t["status"] == "completed") == completed],
+                                                 lambda t: t["final_metric"], epoch_seconds, faces, cost_weight)]
     picked: list[dict] = []
     for trial in scored:
         if all(trial["config"] != other["config"] for other in picked):
@@ -32,11 +42,13 @@ def pick_ensemble(trials: list[dict], size: int, exclude: Iterable[str] = ()) ->
     return picked
 
 
-def pick_members(trials: list[dict], ranked: list[dict], size: int, exclude: Iterable[str] = ()) -> list[dict]:
+def pick_members(trials: list[dict], ranked: list[dict], size: int, exclude: Iterable[str] = (),
+                 cost_weight: float = 0.0, faces: int = 0) -> list[dict]:
     """The ``size`` final members: ``ranked`` first, then the search's next best configs
-    (none of ``exclude``, the trial ids the confirmation saw diverge)."""
+    (none of ``exclude``, the trial ids the confirmation saw diverge; ``cost_weight`` and
+    ``faces`` as :func:`pick_ensemble` takes them)."""
     members = list(ranked[:size])
-    for trial in pick_ensemble(trials, size + len(members), exclude):
+    for trial in pick_ensemble(trials, size + len(members), exclude, cost_weight, faces):
         if len(members) == size:
             break
         if all(trial["config"] != other["config"] for other in members):

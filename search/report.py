@@ -127,7 +127,8 @@ def build_report(name: str, settings: "RunSettings", data: "Dataset", splits: "S
                                                   "summary": data.faces.describe()},
         "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
         "metric": settings.search.metric, "max_epochs": settings.search.max_epochs,
-        "round_images": settings.search.round_images, "seed": settings.search.seed,
+        "round_images": settings.search.round_images, "cost_weight": settings.search.cost_weight,
+        "seed": settings.search.seed,
         "time_budget_s": settings.time_budget_s, "budget_plan": plan.to_dict() if plan else None,
         "initialized_from": settings.search.init.summary() if settings.search.init else None,
         "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
@@ -238,7 +239,9 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         f"Trials: {report['trials_completed']} completed ({report['trials_stopped_early']} stopped early by ASHA), "
         f"{report['trials_failed']} failed, in {report['search_wall_clock_s']:.0f} s."
         + (f" An epoch here is a round of {report['round_images']} training faces: trials are judged every "
-           "round, not every pass." if report.get("round_images") else ""),
+           "round, not every pass." if report.get("round_images") else "")
+        + (f" Cost weight {report['cost_weight']:g}: validation scores within {report['cost_weight']:g} standard "
+           "errors counted as a tie, which a config at least twice as fast won." if report.get("cost_weight") else ""),
         "",
         "## Held-out test split",
         "",

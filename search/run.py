@@ -88,7 +88,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # the confirmation, then the final model
     confirmation = confirm_trials(settings, run_dir, splits, trials, time.time() + plan.confirm_s if plan else None)
     timings["confirm_s"] = confirmation.seconds
-    members = final_members(settings, trials, confirmation)
+    members = final_members(settings, splits, trials, confirmation)
     if not members:
         print(f"search.run: no trial left a config to build the final model from ({len(trials)} trials: failed, "
               f"or diverged in the confirmation); see {run_dir / TUNE_DIR}", file=sys.stderr)

@@ -63,6 +63,7 @@ class SearchSettings:
     round_images: Optional[int] = None  # a trial's epoch is a round of this many faces; None: by data size (sized_for)
     max_rounds: int = 0  # ... and its budget is this many rounds: max_epochs passes over the training faces
     large: bool = False  # the large data set's space (search.space.LARGE_DATA)
+    cost_weight: float = 0.0  # ties within this many standard errors go to the cheaper config (search.cost)
 
     @property
     def max_t(self) -> int:
@@ -99,17 +100,19 @@ def startup_trials(trials: int) -> int:
     return max(1, min(STARTUP_CAP, trials * 2 // 5))  # STARTUP_SHARE, in whole trials
 
 
-def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline_file: Optional[Path] = None):
+def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline_file: Optional[Path] = None,
+                   faces: int = 0):
     """Optuna TPE over :func:`search.space.define_space` after a random start
     (``sampler="tpe"``: Optuna's own), the seed's recipe and the points enqueued first;
     no new trial after the deadline in ``deadline_file`` (:mod:`search.deadline`). ``budget_s``,
-    the search's seconds, also ends the random start at two fifths of them."""
+    the search's seconds, also ends the random start at two fifths of them. With a cost
+    weight, TPE is told scores (on ``faces`` validation faces) less their cost (:mod:`search.searcher`)."""
     import optuna
     from optuna.exceptions import ExperimentalWarning
     from optuna.samplers import TPESampler
 
-    from search.deadline import BudgetedOptunaSearch
     from search.sampler import StartupSampler
+    from search.searcher import BudgetedOptunaSearch
     from search.space import define_space, seed_point
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # Tune's table shows the trials; Optuna's lines repeat it
@@ -129,7 +132,8 @@ def build_searcher(settings: SearchSettings, budget_s: Optional[float], deadline
                                 metric=settings.metric, mode="max",
                                 points_to_evaluate=[seed_point(settings.architecture, settings.max_t, settings.large),
                                                     *settings.points],
-                                sampler=sampler, deadline_file=deadline_file)
+                                sampler=sampler, deadline_file=deadline_file, cost_weight=settings.cost_weight,
+                                faces=faces)
 
 
 def random_start_left(search_s: float, share_s: Optional[float] = None) -> float:
@@ -194,7 +198,7 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
             tune_config=tune.TuneConfig(
                 num_samples=settings.trials, trial_dirname_creator=trial_dirname,
                 reuse_actors=True,  # a worker keeps TensorFlow loaded from one trial to the next
-                search_alg=build_searcher(settings, budget_s, run_dir / DEADLINE_FILE),
+                search_alg=build_searcher(settings, budget_s, run_dir / DEADLINE_FILE, len(splits.val)),
                 scheduler=build_scheduler(settings)),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(run_dir),

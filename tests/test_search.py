@@ -41,6 +41,8 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--final-epochs-scale", "nan"], "--final-epochs-scale nan"),
     (["--final-mixup", "-0.2"], "--final-mixup -0.2: expected a number in [0, 10]"),
     (["--final-mixup", "nan"], "--final-mixup nan"),
+    (["--cost-weight", "-1"], "--cost-weight -1.0: expected a number in [0, 10] (0: accuracy alone)"),
+    (["--cost-weight", "nan"], "--cost-weight nan"),
     (["--final-inputs", "histeq"], "--final-inputs 'histeq': expected one of none, standardize, equalize"),
     (["--final-inputs", "equalize", "equalize"], "--final-inputs equalize equalize: a normalization is named twice"),
     (["--confirm", "1"], "--confirm 1: expected 0 (no confirmation) or an integer >= 2"),
@@ -492,7 +494,7 @@ def test_configs_that_diverge_or_fail_in_a_fold_leave_the_ranking_and_the_final_
     assert sorted(result.excluded) == (["a", "b", "c"] if all_broken else ["a", "b"])
     assert [row["trial_id"] for row in result.summary()["trials"]] == ([] if all_broken else ["c"]) + \
         [t for t in ("a", "b", "c") if t in result.excluded]
-    members = final_members(RunSettings(), trials, result)
+    members = final_members(RunSettings(), splits, trials, result)
     assert [t["trial_id"] for t in members] == ([] if all_broken else ["c"])
 
 
