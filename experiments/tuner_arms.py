@@ -8,7 +8,8 @@ finished trials and its winner (:class:`ArmResult`).
   many trials at once as there are CPUs; then, inside the same budget (the search has
   ``SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE)`` of it, 71%, as ``search.budget`` shares a
   run's between those two stages), the cross-validated confirmation of its best configs
-  (``search/confirm.py``), whose best is its winner. Its "best val acc" is that winner's
+  (``search/confirm.py``), whose best is its winner; on a large data set, which it does not
+  confirm, the search has the whole budget. Its "best val acc" is that winner's
   validation accuracy, which need not be the highest of its trials. ``--fertune-args``
   gives it more ``search.run`` options (checked by ``search.run`` before anything runs);
   compare.json keeps them and ``--merge`` refuses two FER Tunes run with different ones.
@@ -128,7 +129,8 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     start_ray(None)
     try:
         started = time.time()
-        search_s = ctx.budget_s * SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE)
+        confirming = settings.confirm.count(len(ctx.splits.train))  # none on a large data set: all to the search
+        search_s = ctx.budget_s * SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE) if confirming else ctx.budget_s
         records = search_trials(settings, arm_dir, ctx.splits, search_s)
         # its confirmation by cross-validation is part of its search: inside the same budget
         confirmation = confirm_trials(settings, arm_dir, ctx.splits, records, started + ctx.budget_s)

@@ -19,7 +19,7 @@ import numpy as np
 from fer_core.config import TrainConfig
 
 SEARCH_SHARE = 0.5
-CONFIRM_SHARE = 0.2  # with --confirm 0 it goes to the search
+CONFIRM_SHARE = 0.2  # with --confirm 0 it goes to the search; off by the data's size, to the final model
 FINAL_SHARE = 0.3
 EXPORT_ALLOWANCE_S = 30.0  # export, TensorBoard's final run and the report: ~13 s on the synthetic faces
 # a training task's cost beyond its epochs (worker start, model build, graph tracing, scoring):

@@ -25,7 +25,7 @@ from search.final import (DEFAULT_ENSEMBLE, DEFAULT_FINAL_EPOCHS_SCALE, DEFAULT_
 from search.settings import RunSettings
 from search.rundir import read_state
 from search.tasks import Resources
-from search.space import ROUND_IMAGES
+from search.space import LARGE_DATA, ROUND_IMAGES
 from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, SearchSettings
 
 # the arguments that define a run; --resume takes them from run.json, not the command line
@@ -80,9 +80,10 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
     p.add_argument("--final-inputs", nargs="+", default=list(DEFAULT_FINAL_INPUTS), metavar="NORMALIZATION",
                    help="each final config trains once per input normalization named, all averaged: "
                         f"{', '.join(NORMALIZATIONS)} (default {' '.join(DEFAULT_FINAL_INPUTS)})")
-    p.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM,
+    p.add_argument("--confirm", type=int, default=None,
                    help="cross-validate this many of the best configs over train + validation after the search "
-                        f"and rank the final members by it (default {DEFAULT_CONFIRM}; 0: by validation alone)")
+                        f"and rank the final members by it (default {DEFAULT_CONFIRM}, none from {LARGE_DATA} "
+                        "training faces on; 0: by validation alone)")
     p.add_argument("--confirm-folds", type=int, default=DEFAULT_FOLDS,
                    help=f"folds of that cross-validation, by subject where there are subject ids (default {DEFAULT_FOLDS})")
     p.add_argument("--sampler", default=SAMPLERS[0],
@@ -154,7 +155,7 @@ def check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"--final-inputs {normalization!r}: expected one of {', '.join(NORMALIZATIONS)}")
     if len(set(args.final_inputs)) < len(args.final_inputs):
         raise ConfigError(f"--final-inputs {' '.join(args.final_inputs)}: a normalization is named twice")
-    if args.confirm < 0 or args.confirm == 1:
+    if args.confirm is not None and (args.confirm < 0 or args.confirm == 1):
         raise ConfigError(f"--confirm {args.confirm}: expected 0 (no confirmation) or an integer >= 2")
     if args.confirm_folds < 2:
         raise ConfigError(f"--confirm-folds {args.confirm_folds}: expected an integer >= 2")

@@ -11,8 +11,9 @@ predictions cover every train + validation face, about 5 times the faces and sub
 of the validation part, most of them faces no config was picked on; they give each
 config a cross-validated accuracy and macro-F1. The final members and the best trial are
 the best by that figure (the one ``--metric`` names), the search's own figure breaking ties;
-with ``--cost-weight``, figures within the noise of the best count as a tie, which the
-cheaper config wins (:mod:`search.cost`), in choosing the candidates as in ranking them.
+with ``--cost-weight``, figures within the noise of the best count as a tie, which a
+config at least twice as fast wins (:mod:`search.cost`), in choosing the candidates as in
+ranking them.
 A config whose training diverged or failed in a fold leaves the ranking. The test split
 is not read.
 
@@ -20,7 +21,12 @@ Trainings run as Ray tasks with one trial's resources. Each finished training's
 predictions are saved in the run folder's ``confirm.json`` at once, so an interrupted run
 continued with ``--resume`` redoes none. Under ``--time-budget`` it confirms as many
 configs as fit in its share (:mod:`search.budget`), judged by the epoch times their trials
-measured; with fewer than two it confirms none.
+measured; with fewer than two it confirms none. On a large data set
+(:data:`search.space.LARGE_DATA` training faces or more) it is off unless ``--confirm``
+asks for it: there the validation part alone is precise to about a point (standard error
+0.8 points on FER2013's 3,589 PublicTest faces, against 2.9 on CK+'s 156), and in every
+FER2013 run measured two configs' folds needed 3-10 times the time left for them
+(``experiments/README.md``, "FER2013 in rounds").
 """
 
 from __future__ import annotations
@@ -55,10 +61,19 @@ DEFAULT_FOLDS = 3
 class ConfirmSettings:
     """How many leading configs are cross-validated, in how many folds, split at which seed, ranked by what."""
 
-    configs: int = DEFAULT_CONFIRM  # 0: no confirmation, the search's ranking stands
+    configs: Optional[int] = None  # 0: no confirmation, the search's ranking stands; None: by size (count)
     folds: int = DEFAULT_FOLDS
     seed: int = 0
     metric: str = "val_accuracy"
+
+    def count(self, n_train: int) -> int:
+        """How many configs are confirmed with ``n_train`` training faces: ``configs``, or by
+        default :data:`DEFAULT_CONFIRM`, none on a large data set."""
+        from search.space import is_large
+
+        if self.configs is not None:
+            return self.configs
+        return 0 if is_large(n_train) else DEFAULT_CONFIRM
 
 
 def folds_of(rest: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -128,15 +143,19 @@ class Confirmation:
 def confirm_leaders(trials: list[dict], splits: Splits, settings: ConfirmSettings, resources: Resources,
                     run_dir: Path, ensemble: int, deadline: Optional[float] = None, init=None,
                     cost_weight: float = 0.0) -> Confirmation:
-    """The ``settings.configs`` best configs of the search, cross-validated and ranked by it.
+    """The search's best configs (:meth:`ConfirmSettings.count`), cross-validated and ranked by it.
 
-    With no confirmation (``configs`` 0) the search's ``ensemble`` best stand, in its order.
+    With no confirmation (``--confirm 0``, or a large data set) the search's ``ensemble`` best
+    stand, in its order.
     ``init``: the pretrained network the configs fine-tune, if any. ``cost_weight``: ties
-    within that many standard errors go to the cheaper config (:mod:`search.cost`).
+    within that many standard errors go to a config at least twice as fast (:mod:`search.cost`).
     """
-    leaders = pick_ensemble(trials, settings.configs or ensemble, cost_weight=cost_weight, faces=len(splits.val))
-    if not settings.configs:
-        return Confirmation(settings.folds, 0, leaders, {}, 0.0, "--confirm 0")
+    count = settings.count(len(splits.train))
+    leaders = pick_ensemble(trials, count or ensemble, cost_weight=cost_weight, faces=len(splits.val))
+    if not count:
+        skipped = ("--confirm 0" if settings.configs == 0 else
+                   f"{len(splits.train)} training faces: {len(splits.val)} validation faces decide alone")
+        return Confirmation(settings.folds, 0, leaders, {}, 0.0, skipped)
     return confirm(leaders, splits, settings, resources, run_dir, deadline, init=init, cost_weight=cost_weight)
 
 
@@ -149,8 +168,8 @@ def confirm(candidates: list[dict], splits: Splits, settings: ConfirmSettings, r
     before it are confirmed (``slots`` at a time, default: the cluster's CPUs over a
     trial's); the others follow them in the search's order. Candidates that diverged or
     failed in a fold go to ``left_out``, not ``ranked``. ``cost_weight``: cross-validated
-    figures within that many standard errors of the best left are a tie, which the cheaper
-    config, by its trial's epoch time, wins.
+    figures within that many standard errors of the best left are a tie, which a config at
+    least twice as fast, by its trial's epoch time, wins.
     """
     from fer_core.evaluate import evaluate_predictions
     from search.space import to_config

@@ -18,8 +18,8 @@ def pick_ensemble(trials: list[dict], size: int, exclude: Iterable[str] = (), co
     validation loss, then to the trial id, so the pick does not depend on the order in
     which Tune lists the trials (which differs after ``--resume``). With ``cost_weight``,
     among the trials that ran their whole budget (and then among the others) scores within
-    that many standard errors on the ``faces`` validation faces count as a tie, which the
-    cheaper trial wins (:func:`search.cost.cheapest_within_noise`).
+    that many standard errors on the ``faces`` validation faces count as a tie, which a
+    trial at least twice as fast wins (:func:`search.cost.cheapest_within_noise`).
     """
     def rank(trial: dict) -> tuple:
         loss = trial["history"][-1].get("val_loss") if trial.get("history") else None

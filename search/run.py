@@ -115,7 +115,7 @@ def load_and_split(source: str, method: str, faces: str, settings: RunSettings) 
         log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
     data = load(source, faces=faces)
     splits = make_splits(data, method)
-    if settings.confirm.configs:
+    if settings.confirm.count(len(splits.train)):
         from search.confirm import folds_of
 
         try:
@@ -137,7 +137,9 @@ def open_state(run_dir: Path, args: argparse.Namespace, data: Dataset, settings:
         if state["fingerprint"] != fingerprint:
             raise ConfigError(f"--resume: the data at {args.data} changed since run {args.name} started")
         return state
-    plan = (BudgetPlan.of(settings.time_budget_s, startup_s, confirm=bool(settings.confirm.configs))
+    # only --confirm 0 gives the confirmation's share to the search; a confirmation off by the data's
+    # size leaves it to the final model, as one skipped for time always has (search.budget)
+    plan = (BudgetPlan.of(settings.time_budget_s, startup_s, confirm=settings.confirm.configs != 0)
             if settings.time_budget_s else None)
     if plan:
         log.info("time budget %.0f s: search %.0f s, confirmation %.0f s, final model %.0f s (start-up took %.0f s)",

@@ -63,7 +63,7 @@ class SearchSettings:
     round_images: Optional[int] = None  # a trial's epoch is a round of this many faces; None: by data size (sized_for)
     max_rounds: int = 0  # ... and its budget is this many rounds: max_epochs passes over the training faces
     large: bool = False  # the large data set's space (search.space.LARGE_DATA)
-    cost_weight: float = 0.0  # ties within this many standard errors go to the cheaper config (search.cost)
+    cost_weight: float = 0.0  # ties within this many standard errors go to the faster config (search.cost)
 
     @property
     def max_t(self) -> int:

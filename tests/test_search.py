@@ -198,10 +198,13 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
 def test_a_search_in_rounds_reports_and_retrains_in_rounds(tmp_path: Path) -> None:
     """``--round-images`` (a large data set's default, here forced on a small one): every trial's
     epoch is that many faces, its budget ``--max-epochs`` passes of them, the final member trains
-    its trial's rounds times the scale, and a resume keeps the rounds."""
+    its trial's rounds times the scale, and a resume keeps the rounds. ``--cost-weight`` runs
+    through the same search: the member is the one its rule picks, and the report says so."""
+    from search.ranking import pick_ensemble
+
     result = _search("--data", "synthetic:300", "--trials", "2", "--max-epochs", "2", "--round-images", "64",
                      "--confirm", "0", "--ensemble", "1", "--final-inputs", "standardize", "--scheduler", "none",
-                     "--output", str(tmp_path), "--name", "r")
+                     "--cost-weight", "3", "--output", str(tmp_path), "--name", "r")
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     rounds = -(-2 * report["n_train"] // 64)
@@ -211,6 +214,10 @@ def test_a_search_in_rounds_reports_and_retrains_in_rounds(tmp_path: Path) -> No
     assert report["ensemble"][0]["epochs"] == round(rounds * report["final_epochs_scale"])
     assert "a round of 64 training faces" in (tmp_path / "r" / "report.md").read_text()
     assert json.loads((tmp_path / "r" / "run.json").read_text())["args"]["round_images"] == 64
+    assert report["cost_weight"] == 3 and "within 3 standard errors" in (tmp_path / "r" / "report.md").read_text()
+    assert report["best_trial_id"] == pick_ensemble(report["trials"], 1, cost_weight=3, faces=report["n_val"])[0][
+        "trial_id"]
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["args"]["cost_weight"] == 3
 
 
 def _cross_validation_matches_the_saved_predictions(run: Path, confirmation: dict) -> None:
@@ -508,7 +515,9 @@ def test_resume_of_a_run_from_before_confirm_keeps_it_without_confirmation(tmp_p
     (tmp_path / "old" / RUN_FILE).write_text(json.dumps({"args": {**saved, "trials": 7}}))
     restored = restore_args(args, tmp_path / "old")
     assert restored.trials == 7 and restored.confirm == 0 and restored.confirm_folds == 3
-    assert parse_args([]).confirm == 6  # a new run confirms
+    from search.cli import run_settings
+
+    assert run_settings(parse_args([])).confirm.count(630) == 6  # a new run on a small data set confirms
 
 
 @pytest.mark.parametrize("key, before, other", [("sampler", "startup", "tpe"), ("scheduler", "asha", "hyperband")])
@@ -545,3 +554,25 @@ def test_rewriting_the_final_run_replaces_its_curves(tmp_path: Path) -> None:
               for e in events.Tensors("final/train_loss")]
     assert losses == pytest.approx([0.8, 0.4, 0.2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+@pytest.mark.parametrize("flag, n_train, count", [(None, 630, 6), (None, 16383, 6), (None, 16384, 0),
+                                                  (None, 28709, 0), (4, 28709, 4), (0, 630, 0)])
+def test_a_large_data_set_is_not_confirmed_unless_asked(flag, n_train: int, count: int) -> None:
+    """``--confirm`` by default: 6 configs, none from 16,384 training faces on, where the search's
+    ranking stands at once (nothing trains) and the report says why."""
+    from types import SimpleNamespace
+
+    from search.confirm import ConfirmSettings, confirm_leaders
+    from search.tasks import Resources
+
+    settings = ConfirmSettings(configs=flag)
+    assert settings.count(n_train) == count
+    if count:
+        return
+    trials = [_trial("a", 0.5, 0.2), _trial("b", 0.6, 0.1), _trial("c", 0.4, 0.1)]
+    splits = SimpleNamespace(train=range(n_train), val=range(3589))
+    result = confirm_leaders(trials, splits, settings, Resources(), Path("/nonexistent"), ensemble=2)
+    assert [t["trial_id"] for t in result.ranked] == ["b", "a"] and result.scores == {}
+    assert result.skipped == ("--confirm 0" if flag == 0 else f"{n_train} training faces: 3589 validation faces "
+                                                                "decide alone")
