@@ -156,9 +156,11 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
 
     mirror = mirror or {}
     task = remote_training(resources)
-    train_all = splits.train.concat(splits.val)
+    # in the object store once for all the tasks (an argument is stored again for each call), and
+    # the driver's own copy of train + validation freed at once (FER2013: 300 MB)
+    train_ref, test_ref = ray.put(splits.train.concat(splits.val)), ray.put(splits.test)
     init_ref = ray.put(init) if init is not None else None
-    refs = {name: task.remote(config, train_all, splits.test, resources.threads, mirror=mirror.get(name, True),
+    refs = {name: task.remote(config, train_ref, test_ref, resources.threads, mirror=mirror.get(name, True),
                               init=None if name in scratch else init_ref)
             for name, config in configs.items()}
     results = {}
@@ -200,7 +202,7 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
     """
     from fer_core.train import TrainingDiverged
 
-    labels = splits.train.concat(splits.val).labels
+    labels = np.concatenate([splits.train.labels, splits.val.labels])
     majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
     names = [f"member{i}" for i in range(len(members))]
     first = retrain_and_test({**{n: c.to_dict() for n, c in zip(names, configs)}, **(extra or {})},

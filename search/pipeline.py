@@ -116,7 +116,7 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
     export_model(final.model, run_dir / BEST_DIR, data.class_names, to_config(members[0]["config"]).to_dict(),
                  metrics={f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "balanced_accuracy")}
                  | {"split": splits.method},
-                 data_fingerprint=splits.train.concat(splits.val).fingerprint(),
+                 data_fingerprint=splits.train.fingerprint(splits.val),
                  extra={"trained_on": f"{data.source}: train + validation of the {splits.method} split",
                         "ensemble": [{"trial_id": m["trial"]["trial_id"], "config": m["config"].to_dict()}
                                      for m in final.kept],

@@ -294,3 +294,23 @@ def test_an_epoch_of_rounds_trains_that_many_faces_passing_over_the_data_as_ofte
         config = TrainConfig(**{**SMALL, "batch_size": 16}, epochs=3, round_images=images)
         _, history = fit(config, train, callbacks=[Count()])
         assert len(history) == 3 and batches == [-(-images // 16)] * 3, (images, batches)
+
+
+def test_fingerprint_hashes_in_chunks_and_a_join_without_joining(monkeypatch) -> None:
+    """Hashed a few images at a time, the fingerprint is the whole set's (so ``--resume`` of an
+    older run still matches), and train + validation hash as their join does."""
+    import hashlib
+
+    import fer_core.dataset
+    from fer_core.synthetic import make_faces
+
+    data = make_faces(30, seed=4)
+    whole = hashlib.sha256()
+    whole.update("\n".join(data.class_names).encode())
+    whole.update(data.labels.astype(np.int64).tobytes())
+    whole.update((data.images * 255).round().astype(np.uint8).tobytes())
+    monkeypatch.setattr(fer_core.dataset, "HASH_CHUNK", 7)
+    assert data.fingerprint() == whole.hexdigest()[:16]
+    first, second = data.subset(np.arange(0, 12)), data.subset(np.arange(12, 30))
+    assert first.fingerprint(second) == first.concat(second).fingerprint() == data.fingerprint()
+    assert second.fingerprint(first) != data.fingerprint()
