@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from search.budget import epoch_seconds
 from search.rundir import BEST_DIR, TENSORBOARD_DIR, write_atomic
 
 if TYPE_CHECKING:
@@ -283,11 +284,14 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
                        ("Hyperparameter importance", "importance"), ("Learning curves", "learning_curves")):
         if key in plots:
             lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
-    lines += ["## Trials", "", f"| trial | status | epochs | best {report['metric']} | node |", "|---|---|---|---|---|"]
+    lines += ["## Trials", "", f"| trial | status | epochs | best {report['metric']} | s an epoch | node |",
+              "|---|---|---|---|---|---|"]
     for t in sorted(report["trials"], key=lambda t: -(t["best_metric"] or -1)):
         best = "" if t["best_metric"] is None else f"{t['best_metric']:.4f}"
         extra = f" ({t['error']})" if t["error"] else ""
-        lines.append(f"| {t['trial_id']} | {t['status']}{extra} | {t['epochs']} | {best} | {t['node_ip']} |")
+        seconds = epoch_seconds(t)
+        lines.append(f"| {t['trial_id']} | {t['status']}{extra} | {t['epochs']} | {best} | "
+                     f"{f'{seconds:.1f}' if seconds else ''} | {t['node_ip']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -134,6 +134,10 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     # report.md and plots
     markdown = (run / "report.md").read_text()
     assert "seed recipe" in markdown and "macro-F1" in markdown
+    # the trials' table shows each trial's cost, which --cost-weight weighs
+    from search.budget import epoch_seconds
+
+    assert all(f"| {epoch_seconds(t):.1f} |" in markdown for t in report["trials"])
     for png in ("confusion_matrix", "search_history", "learning_curves"):
         assert (run / "plots" / f"{png}.png").stat().st_size > 1000
     # exported model: all forms load and agree (the core's round trip is tested in test_train)
