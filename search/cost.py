@@ -44,14 +44,14 @@ def cheapest_within_noise(items: Sequence[Item], score: Callable[[Item], float],
     left = list(items)
     if weight <= 0:
         return left
+
+    def dearness(item: Item) -> float:
+        return cost(item) if cost(item) > 0 else math.inf
+
     ordered = []
     while left:
         best = max(left, key=score)  # max: the first of equals, as given
         floor = score(best) - weight * standard_error(score(best), faces)
-
-        def dearness(item: Item) -> float:
-            return cost(item) if cost(item) > 0 else math.inf
-
         cheapest = min((item for item in left if score(item) >= floor), key=dearness)
         pick = cheapest if dearness(cheapest) * CHEAPER_BY <= dearness(best) else best
         ordered.append(pick)
