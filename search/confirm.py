@@ -26,7 +26,7 @@ measured; with fewer than two it confirms none. On a large data set
 asks for it: there the validation part alone is precise to about a point (standard error
 0.8 points on FER2013's 3,589 PublicTest faces, against 2.9 on CK+'s 156), and in every
 FER2013 run measured two configs' folds needed 2.6-9.6 times the time left for them
-(``experiments/README.md``, "FER2013 in rounds").
+(``experiments/README.md``, the FER2013 sections).
 """
 
 from __future__ import annotations
