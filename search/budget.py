@@ -56,10 +56,15 @@ class BudgetPlan:
         return {k: round(v, 1) for k, v in asdict(self).items()}
 
 
+def row_seconds(row: dict[str, Any]) -> float:
+    """Seconds one reported epoch took, training and validation; ``nan`` when it says none."""
+    seconds = row.get("train_seconds")
+    return seconds + row.get("val_seconds", 0.0) if isinstance(seconds, (int, float)) else math.nan
+
+
 def epoch_seconds(trial: dict[str, Any]) -> float:
     """The median seconds one epoch of ``trial`` took (training and validation); 0 when unknown."""
-    seconds = [row["train_seconds"] + row.get("val_seconds", 0.0) for row in trial.get("history") or []
-               if isinstance(row.get("train_seconds"), (int, float)) and math.isfinite(row["train_seconds"])]
+    seconds = [s for s in map(row_seconds, trial.get("history") or []) if math.isfinite(s)]
     return float(np.median(seconds)) if seconds else 0.0
 
 

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 from ray.tune.search.optuna import OptunaSearch
 
+from search.budget import row_seconds
 from search.cost import cost_adjusted
 from search.deadline import read_deadline
 
@@ -50,9 +51,9 @@ class BudgetedOptunaSearch(OptunaSearch):
         return suggestion
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        seconds = result.get("train_seconds", math.nan) + result.get("val_seconds", 0.0)
+        seconds = row_seconds(result)
         if math.isfinite(seconds):
-            self.__dict__.setdefault("epoch_times", {}).setdefault(trial_id, []).append(seconds)
+            self._epoch_times().setdefault(trial_id, []).append(seconds)
         super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
@@ -62,13 +63,17 @@ class BudgetedOptunaSearch(OptunaSearch):
 
     def cost(self, trial_id: Optional[str]) -> float:
         """A trial's median epoch time so far; 0 when it has reported none."""
-        times = self.__dict__.get("epoch_times", {}).get(trial_id)
+        times = self._epoch_times().get(trial_id)
         return float(np.median(times)) if times else 0.0
 
     def told(self, trial_id: str, score: float) -> float:
         """What Optuna is told for ``score``: less the trial's cost against the seed recipe's."""
         reference = self.cost(self.first_trial)
         if reference <= 0:
-            known = [c for c in map(self.cost, self.__dict__.get("epoch_times", {})) if c > 0]
+            known = [c for c in map(self.cost, self._epoch_times()) if c > 0]
             reference = float(np.median(known)) if known else 0.0
         return cost_adjusted(score, self.cost(trial_id), reference, self.faces, self.cost_weight)
+
+    def _epoch_times(self) -> dict[str, list[float]]:
+        """Each trial's epoch times; a searcher pickled before they were kept starts them empty."""
+        return self.__dict__.setdefault("epoch_times", {})
