@@ -157,6 +157,9 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
         options.threading.private_threadpool_size = threads
         options.threading.max_intra_op_parallelism = 1
     options.deterministic = True
+    # the default graph rewrites serialize the pipeline, faces included, into one more copy
+    # of them (330 MB and 4 s on FER2013): experiments/README.md, "Memory of a training worker"
+    options.experimental_optimization.apply_default_optimizations = False
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 

@@ -314,3 +314,38 @@ def test_fingerprint_hashes_in_chunks_and_a_join_without_joining(monkeypatch) ->
     first, second = data.subset(np.arange(0, 12)), data.subset(np.arange(12, 30))
     assert first.fingerprint(second) == first.concat(second).fingerprint() == data.fingerprint()
     assert second.fingerprint(first) != data.fingerprint()
+
+
+PIPELINE_MEMORY = """
+import os, sys
+import numpy as np
+from fer_core.config import TrainConfig
+from fer_core.dataset import Dataset
+from fer_core.train import configure_tensorflow, make_dataset
+configure_tensorflow(1)
+rss = lambda: int(open(f"/proc/{os.getpid()}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+images = np.random.default_rng(0).random((8192, 48, 48, 1), dtype=np.float32)
+data = Dataset(images=images, labels=np.arange(8192) % 3, class_names=("a", "b", "c"))
+pipeline = make_dataset(data, TrainConfig(batch_size=64, round_images=8192), training=True, threads=1)
+before = rss()
+for batch in pipeline.take(2 * 128):
+    pass
+print((rss() - before) / images.nbytes)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc (Linux)")
+def test_the_training_pipeline_holds_no_second_copy_of_the_faces() -> None:
+    """Two passes over the faces grow the process by well under their size once the pipeline is built.
+
+    tf.data's default graph rewrites serialize the pipeline with its faces as a constant,
+    a copy as large as the data set (330 MB for FER2013's train + validation; the
+    measurement is in experiments/README.md, "Memory of a training worker").
+    """
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", PIPELINE_MEMORY], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    growth = float(result.stdout.strip().splitlines()[-1])
+    assert growth < 0.5, f"iterating the pipeline grew the process by {growth:.2f} times the faces' size"
