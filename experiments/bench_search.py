@@ -7,6 +7,11 @@ default to a fresh folder under /tmp). While the search runs, the resident memor
 driver, of the trial workers (``ray::`` processes) and of Ray's own processes is sampled
 every half second from /proc, and noted as the 5th and the last trial finish. At the end
 it prints the figures, and as its last line one JSON object with all of them.
+
+Memory is sampled two ways. RSS adds up each process's resident pages, so a page that
+several processes map (TensorFlow's libraries, an object in Ray's store that workers read)
+counts once per process. PSS (``/proc/PID/smaps_rollup``) splits each shared page among the
+processes that map it, so its sum over the tree is the memory the run holds.
 """
 
 from __future__ import annotations
@@ -49,6 +54,16 @@ def _rss_mib(pid: int) -> float:
         return 0.0
 
 
+def _pss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0.0
+
+
 def _kind(pid: int, driver: int) -> str:
     if pid == driver:
         return "driver"
@@ -71,23 +86,28 @@ def _finished_trials(tune_dir: Path) -> int:
 
 
 class MemorySampler(threading.Thread):
-    """Samples RSS by kind every ``period`` seconds; keeps peaks and snapshots at trial counts."""
+    """Samples RSS and PSS by kind every ``period`` seconds; keeps peaks and snapshots at trial counts."""
 
     def __init__(self, driver: int, tune_dir: Path, marks: tuple[int, ...], period: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.driver, self.tune_dir, self.marks, self.period = driver, tune_dir, marks, period
         self.peak = {"driver": 0.0, "workers": 0.0, "ray": 0.0, "total": 0.0}
+        self.peak_pss = dict(self.peak)
         self.at_trials: dict[int, dict[str, float]] = {}
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             sample = {"driver": 0.0, "workers": 0.0, "ray": 0.0}
+            pss = dict(sample)
             for pid in _children(self.driver):
-                sample[_kind(pid, self.driver)] += _rss_mib(pid)
-            sample["total"] = sum(sample.values())
-            for key, value in sample.items():
-                self.peak[key] = max(self.peak[key], value)
+                kind = _kind(pid, self.driver)
+                sample[kind] += _rss_mib(pid)
+                pss[kind] += _pss_mib(pid)
+            sample["total"], pss["total"] = sum(sample.values()), sum(pss.values())
+            for key in sample:
+                self.peak[key] = max(self.peak[key], sample[key])
+                self.peak_pss[key] = max(self.peak_pss[key], pss[key])
             finished = _finished_trials(self.tune_dir)
             for mark in self.marks:
                 if finished >= mark and mark not in self.at_trials:
@@ -146,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed_recipe_test_macro_f1": round(report["seed_recipe_test_macro_f1"], 4),
         "majority_accuracy": round(report["majority_accuracy"], 4), "split": report["split"],
         "peak_rss_mib": {k: round(v) for k, v in sampler.peak.items()},
+        "peak_pss_mib": {k: round(v) for k, v in sampler.peak_pss.items()},
         "rss_mib_at_trials": sampler.at_trials,
         "run_dir": str(run_dir),
     }
