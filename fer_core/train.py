@@ -1,7 +1,6 @@
 """Training: ``fit(config, train, val)`` runs the seed's two-phase recipe or any variant.
 
-The input pipeline is ``tf.data`` (cache, shuffle, batch, augmentation in the graph,
-prefetch). The learning rate follows the config's schedule: ``two_phase`` (the seed's:
+The input pipeline is ``tf.data`` (shuffle, batch, augmentation in the graph, prefetch). The learning rate follows the config's schedule: ``two_phase`` (the seed's:
 the base rate for ``phase1_share`` of the epochs, then ``phase2_factor`` times it),
 ``cosine`` decay, ``plateau`` (divide on a validation-loss plateau) or ``constant``.
 After each epoch a hook receives an :class:`EpochReport`; the search reports through it.
@@ -139,14 +138,25 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
 
     from fer_core.augment import build_augmenter
 
+    images = np.asarray(data.images, dtype=np.float32)
     onehot = np.eye(data.n_classes, dtype=np.float32)[data.labels]
     weights = sample_weights(data, config)
-    ds = tf.data.Dataset.from_tensor_slices((data.images, onehot, weights)).cache()
+
+    def rows(index: np.ndarray):
+        return images[index], onehot[index], weights[index]
+
+    # the pipeline shuffles and batches indices and reads each batch's faces from the array in
+    # place: a tensor of the faces would hold two more copies of them (600 MB on FER2013):
+    # experiments/README.md, "Memory of a training worker"
+    ds = tf.data.Dataset.range(len(data))
     if training:
         ds = ds.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
         if config.round_images:  # epochs are rounds of faces: the passes run on, each reshuffled
             ds = ds.repeat()
-    ds = ds.batch(config.batch_size)
+    shapes = ((None, *images.shape[1:]), (None, data.n_classes), (None,))
+    ds = ds.batch(config.batch_size).map(
+        lambda index: tuple(tf.ensure_shape(t, shape) for t, shape in zip(
+            tf.numpy_function(rows, [index], (tf.float32,) * 3, stateful=False), shapes)))
     augmenter = build_augmenter(config) if training else None
     if augmenter is not None:
         ds = ds.map(lambda x, y, w: (augmenter(x, training=True), y, w), num_parallel_calls=tf.data.AUTOTUNE)

@@ -326,9 +326,8 @@ configure_tensorflow(1)
 rss = lambda: int(open(f"/proc/{os.getpid()}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 images = np.random.default_rng(0).random((8192, 48, 48, 1), dtype=np.float32)
 data = Dataset(images=images, labels=np.arange(8192) % 3, class_names=("a", "b", "c"))
-pipeline = make_dataset(data, TrainConfig(batch_size=64, round_images=8192), training=True, threads=1)
 before = rss()
-for batch in pipeline.take(2 * 128):
+for batch in make_dataset(data, TrainConfig(batch_size=64, round_images=8192), training=True, threads=1).take(2 * 128):
     pass
 print((rss() - before) / images.nbytes)
 """
@@ -336,11 +335,11 @@ print((rss() - before) / images.nbytes)
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc (Linux)")
 def test_the_training_pipeline_holds_no_second_copy_of_the_faces() -> None:
-    """Two passes over the faces grow the process by well under their size once the pipeline is built.
+    """Building the training pipeline and two passes over it grow the process by well under
+    the faces' size.
 
-    tf.data's default graph rewrites serialize the pipeline with its faces as a constant,
-    a copy as large as the data set (330 MB for FER2013's train + validation; the
-    measurement is in experiments/README.md, "Memory of a training worker").
+    A tensor of the faces would be two copies of them, and tf.data's default graph rewrites
+    one more (experiments/README.md, "Memory of a training worker").
     """
     import subprocess
     import sys
