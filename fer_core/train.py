@@ -1,9 +1,10 @@
 """Training: ``fit(config, train, val)`` runs the seed's two-phase recipe or any variant.
 
-The input pipeline is ``tf.data`` (shuffle, batch, augmentation in the graph, prefetch). The learning rate follows the config's schedule: ``two_phase`` (the seed's:
-the base rate for ``phase1_share`` of the epochs, then ``phase2_factor`` times it),
-``cosine`` decay, ``plateau`` (divide on a validation-loss plateau) or ``constant``.
-After each epoch a hook receives an :class:`EpochReport`; the search reports through it.
+The input pipeline is ``tf.data`` (shuffle, batch, augmentation in the graph, prefetch).
+The learning rate follows the config's schedule: ``two_phase`` (the seed's: the base rate
+for ``phase1_share`` of the epochs, then ``phase2_factor`` times it), ``cosine`` decay,
+``plateau`` (divide on a validation-loss plateau) or ``constant``. After each epoch a hook
+receives an :class:`EpochReport`; the search reports through it.
 """
 
 from __future__ import annotations
@@ -153,10 +154,12 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
         ds = ds.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
         if config.round_images:  # epochs are rounds of faces: the passes run on, each reshuffled
             ds = ds.repeat()
-    shapes = ((None, *images.shape[1:]), (None, data.n_classes), (None,))
-    ds = ds.batch(config.batch_size).map(
-        lambda index: tuple(tf.ensure_shape(t, shape) for t, shape in zip(
-            tf.numpy_function(rows, [index], (tf.float32,) * 3, stateful=False), shapes)))
+    def read(index):
+        x, y, w = tf.numpy_function(rows, [index], (tf.float32,) * 3, stateful=False)
+        return (tf.ensure_shape(x, (None, *images.shape[1:])), tf.ensure_shape(y, (None, data.n_classes)),
+                tf.ensure_shape(w, (None,)))
+
+    ds = ds.batch(config.batch_size).map(read)
     augmenter = build_augmenter(config) if training else None
     if augmenter is not None:
         ds = ds.map(lambda x, y, w: (augmenter(x, training=True), y, w), num_parallel_calls=tf.data.AUTOTUNE)
@@ -167,9 +170,6 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
         options.threading.private_threadpool_size = threads
         options.threading.max_intra_op_parallelism = 1
     options.deterministic = True
-    # the default graph rewrites serialize the pipeline, faces included, into one more copy
-    # of them (330 MB and 4 s on FER2013): experiments/README.md, "Memory of a training worker"
-    options.experimental_optimization.apply_default_optimizations = False
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 

@@ -317,7 +317,7 @@ def test_fingerprint_hashes_in_chunks_and_a_join_without_joining(monkeypatch) ->
 
 
 PIPELINE_MEMORY = """
-import os, sys
+import os
 import numpy as np
 from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
