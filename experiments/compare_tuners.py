@@ -2,7 +2,7 @@
 
     python -m experiments.compare_tuners --data ../shared/data/ck48 --split subject --budget 6m \\
         --seeds 42 43 --max-epochs 20 [--retrains 3] [--output DIR] [--tools fertune,kerastuner,optuna,ray_random] \\
-        [--fertune-args='--confirm 0 --cpus-per-trial 2'] [--train-faces N]
+        [--fertune-args='--confirm 0 --cpus-per-trial 2'] [--train-faces N] [--stop-at-budget]
     python -m experiments.compare_tuners --merge A/compare.json B/compare.json [--output DIR]
 
 The protocol. The data set is loaded and split once (``fer_core.splits.make_splits``): the test
@@ -10,8 +10,9 @@ split is held out by the fixed protocol seed and no tool sees it; every tool sea
 the same train and validation parts (``--train-faces N``: N of the training faces, drawn
 once, stratified, for a data set as large as FER2013), over the same space
 (``search.space.define_space``, as far as each tool can express it), for each ``--seeds`` seed, with the same wall-clock
-``--budget``: after the budget no new trial starts, trials already running finish, and the
-actual wall-clock is recorded. An arm's clock starts when its tool is set up (the data
+``--budget``: after the budget no new trial starts, trials already running finish (with
+``--stop-at-budget`` they stop at the end of their epoch, in every arm), and the actual
+wall-clock is recorded. An arm's clock starts when its tool is set up (the data
 loaded and, for the Ray arms, the local cluster started) and stops when its search returns.
 
 The arms, one per tool, are in ``experiments/tuner_arms.py``, side by side, so that what each
@@ -117,6 +118,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--train-faces", type=int, default=None, metavar="N",
                    help="every arm searches and retrains on N of the training faces, drawn once, stratified by "
                         "class (validation and test stay whole): for a large data set in a session's time")
+    p.add_argument("--stop-at-budget", action="store_true",
+                   help="trials still running when the budget ends stop at the end of their epoch, in every arm "
+                        "(as FER Tune's do anyway), instead of finishing: for trials that take minutes")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)} (default all)")
     p.add_argument("--output", default=None, help="new or empty folder (default runs/compare-TIMESTAMP)")
     p.add_argument("--fertune-args", default="", metavar="OPTIONS",
@@ -315,6 +319,8 @@ def render_markdown(meta: dict[str, Any], table: str) -> str:
         f"Data `{meta['data']}`, split **{meta['split']}** ({meta['n_train']} train, {meta['n_val']} validation, "
         f"{meta['n_test']} held-out test); budget {meta['budget_s']:.0f} s of wall-clock per arm; "
         f"{meta['max_epochs']} epochs at most per trial; seeds {', '.join(map(str, meta['seeds']))}"
+        + ("; trials running at the budget's end stopped at the end of their epoch" if meta.get("stop_at_budget")
+           else "")
         + (f"; FER Tune with `{shlex.join(meta['fertune_args'])}`" if meta.get("fertune_args") else "") + ".", "",
         "Best val acc: the tool's own winner, picked on validation. Test: that winner retrained on "
         f"train + validation and tested on the held-out split, by the same code for every tool, "
@@ -322,8 +328,9 @@ def render_markdown(meta: dict[str, Any], table: str) -> str:
         "accuracy (the mean rows average the seeds' means). Trials: "
         "completed or stopped early (KerasTuner: configurations). Time to 95%: when the best validation "
         "accuracy so far first reached 95% of the arm's final best. Best val by budget: the best validation "
-        "accuracy among the trials that had finished when the budget ran out (trials running then are let "
-        "finish, so the tool's own winner may come later)."
+        "accuracy among the trials that had finished when the budget ran out"
+        + (" (trials running then stopped at their epoch's end)." if meta.get("stop_at_budget") else
+           " (trials running then are let finish, so the tool's own winner may come later).")
         + (f" Final model: {FINAL_MODEL_TEXT}; trained once, outside every budget." if meta.get("final_models")
            else ""), "",
         table, ""])
@@ -352,7 +359,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.train_faces is not None:
         splits = fewer_train_faces(splits, args.train_faces)
     ctx = Context(args.data, args.split, splits, args.max_epochs, args.budget, budget_s, args.retrains,
-                  fertune_args, args.final_models)
+                  fertune_args, args.final_models, args.stop_at_budget)
     output.mkdir(parents=True, exist_ok=True)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
@@ -362,6 +369,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     meta = {"data": data.source, "split": splits.method, "n_train": len(splits.train), "n_val": len(splits.val),
             "n_test": len(splits.test), "budget_s": budget_s, "max_epochs": args.max_epochs,
             "retrains": args.retrains, "seeds": args.seeds, "final_models": args.final_models,
+            "stop_at_budget": args.stop_at_budget,
             "tools": tools, "fertune_args": list(ctx.fertune_args), "threads": THREADS, "cpus": os.cpu_count(),
             "share_of_best": SHARE_OF_BEST}
     rows: list[dict[str, Any]] = []
@@ -400,8 +408,8 @@ def print_results(output: Path, rows: list[dict[str, Any]], tools: list[str]) ->
     return 1 if any(r["error"] for r in rows) else 0
 
 
-PROTOCOL = ("data", "split", "n_train", "n_val", "n_test", "budget_s", "max_epochs", "retrains")
-PROTOCOL_DEFAULTS = {"retrains": 1}  # what a compare.json from before the key did
+PROTOCOL = ("data", "split", "n_train", "n_val", "n_test", "budget_s", "max_epochs", "retrains", "stop_at_budget")
+PROTOCOL_DEFAULTS = {"retrains": 1, "stop_at_budget": False}  # what a compare.json from before the key did
 
 
 def merge(args: argparse.Namespace) -> int:

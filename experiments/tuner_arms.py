@@ -22,6 +22,16 @@ finished trials and its winner (:class:`ArmResult`).
   accuracy, ``study.optimize(timeout=budget)``, one trial at a time on every core.
 - ``ray_random``: Ray Tune with random sampling of the same space and no early stopping
   (FIFO), FER Tune's trainable and resources.
+
+With ``stop_at_budget`` (``compare_tuners --stop-at-budget``) every trial still running when
+the budget ends stops at the end of its epoch, as FER Tune's do under ``--time-budget``: a
+budget-stopped trial is scored by its last epoch in the Ray arms and KerasTuner (as their
+schedulers' stopped trials are) and counts as pruned for Optuna alone, whose own winner is
+a completed trial. Without it, trials already running finish (FER Tune's still stop).
+
+A winner retrains for ``max_epochs`` passes over train + validation in every arm: FER Tune's
+trials on a large data set count their epochs in rounds (``search/space.py``), and its
+winner's config is turned back to passes (:func:`train_config`).
 """
 
 from __future__ import annotations
@@ -61,6 +71,11 @@ class Context:
     retrains: int
     fertune_args: tuple[str, ...] = ()
     final_models: bool = False
+    stop_at_budget: bool = False
+
+    def past_budget(self, started: float) -> bool:
+        """Whether an arm that started at ``started`` (a ``time.time()``) must stop its running trials."""
+        return self.stop_at_budget and time.time() - started >= self.budget_s
 
     @property
     def large(self) -> bool:
@@ -136,8 +151,7 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         confirmation = confirm_trials(settings, arm_dir, ctx.splits, records, started + ctx.budget_s)
         wall = time.time() - started
         trials = _tune_trials(arm_dir)
-        # on a large data set its epochs are rounds: the winner retrains for the same passes as the others'
-        arm = _ray_arm("fertune", seed, wall, records, trials, started, settings.search.max_t,
+        arm = _ray_arm("fertune", seed, wall, records, trials, started, ctx.max_epochs,
                        best=confirmation.ranked[0] if confirmation.ranked else None)
         arm.notes["confirmation"] = confirmation.summary()
         arm.members = final_members(settings, ctx.splits, records, confirmation)
@@ -163,7 +177,7 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from search.deadline import DEADLINE_FILE, write_deadline
+    from search.deadline import DEADLINE_FILE, DeadlineStopper, write_deadline
     from search.report import trial_record
     from search.rundir import TUNE_DIR
     from search.searcher import BudgetedOptunaSearch
@@ -190,11 +204,12 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(arm_dir),
                                       callbacks=[JsonLoggerCallback()],  # result.json, read by trial_record
                                       failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+                                      stop=DeadlineStopper(arm_dir / DEADLINE_FILE) if ctx.stop_at_budget else None,
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0))
         tuner.fit()
         wall = time.time() - started
         analysis = tune.ExperimentAnalysis(str(arm_dir / TUNE_DIR))
-        records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]
+        records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]  # stopped early: fewer epochs
         return _ray_arm("ray_random", seed, wall, records, analysis.trials, started, ctx.max_epochs)
     finally:
         ray.shutdown()
@@ -245,7 +260,9 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         def report(epoch) -> bool:
             trial.report(epoch.val_accuracy, epoch.epoch)
             if trial.should_prune():
-                pruned.append(epoch.epoch)
+                pruned.append(f"pruned at epoch {epoch.epoch}")
+            elif ctx.past_budget(started):
+                pruned.append(f"stopped at epoch {epoch.epoch} by the budget")
             return bool(pruned)
 
         try:
@@ -254,7 +271,7 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
             raise
         if pruned:
-            raise optuna.TrialPruned(f"pruned at epoch {pruned[0]}")
+            raise optuna.TrialPruned(pruned[0])
         return history[-1][METRIC]
 
     def record(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -318,7 +335,7 @@ def arm_kerastuner(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
                           hyperband_iterations=None,  # brackets repeat until the deadline
                           seed=seed, max_consecutive_failed_trials=10**6,  # like the other arms: go on
                           deadline=started + ctx.budget_s)
-    tuner = tuner_class(oracle=oracle, hypermodel=hypermodel_class(ctx), directory=str(arm_dir),
+    tuner = tuner_class(oracle=oracle, hypermodel=hypermodel_class(ctx, started), directory=str(arm_dir),
                         project_name="hyperband", overwrite=True, started=started)
     tuner.search(ctx.splits.train, ctx.splits.val, verbose=0)
     wall = time.time() - started
@@ -393,9 +410,11 @@ def _keras_tuner_classes() -> tuple[type, type, type]:
         bookkeeping.
         """
 
-        def __init__(self, ctx: Context) -> None:
+        def __init__(self, ctx: Context, started: float) -> None:
             super().__init__(name="fer_cnn")
             self.ctx = ctx
+            self.started = started
+            self.epochs_run: dict[str, int] = {}  # trial folder: the epoch it reached, the budget's stop included
 
         def build(self, hp):
             train = self.ctx.splits.train
@@ -408,7 +427,8 @@ def _keras_tuner_classes() -> tuple[type, type, type]:
             if initial_epoch:
                 resume = (past_dir / KT_MODEL, json.loads((past_dir / KT_HISTORY).read_text()))
             trained, history = fit(config, train, val, callbacks=list(callbacks), threads=THREADS, resume=resume,
-                                   on_epoch=lambda report: report.epoch >= epochs)
+                                   on_epoch=lambda report: report.epoch >= epochs or self.ctx.past_budget(self.started))
+            self.epochs_run[str(trial_dir)] = len(history)
             if len(history) < config.epochs:  # Hyperband may promote it: keep what the next round resumes
                 trained.save(trial_dir / KT_MODEL)
                 (trial_dir / KT_HISTORY).write_text(json.dumps(history))
@@ -450,7 +470,9 @@ def _keras_tuner_classes() -> tuple[type, type, type]:
         def _result(self, trial) -> TrialResult:
             values = trial.hyperparameters.values
             ok = trial.status == "COMPLETED"
-            epochs = int(values.get("tuner/epochs", 0)) if ok else 0
+            epochs = self.hypermodel.epochs_run.get(str(Path(self.get_trial_dir(trial.trial_id))),
+                                                    values.get("tuner/epochs", 0))
+            epochs = int(epochs) if ok else 0
             config = None
             with contextlib.suppress(ConfigError):
                 config = _kt_config(trial.hyperparameters, self.hypermodel.ctx).to_dict()
@@ -469,7 +491,8 @@ ARMS: dict[str, Callable[[Context, int, Path], ArmResult]] = {
 
 
 def train_config(params: Optional[dict[str, Any]], max_epochs: int) -> Optional[dict[str, Any]]:
-    """A searched parameter dict as a full TrainConfig dict with the whole epoch budget."""
+    """A searched parameter dict as a full TrainConfig dict with the whole epoch budget, in
+    passes over the training faces (a FER Tune trial's rounds dropped), as every arm's winner retrains."""
     from search.space import to_config
 
     if params is None:
@@ -481,7 +504,7 @@ def train_config(params: Optional[dict[str, Any]], max_epochs: int) -> Optional[
 
 
 def _with_epochs(config: dict[str, Any], max_epochs: int) -> dict[str, Any]:
-    return {**config, "epochs": max_epochs}
+    return {**config, "epochs": max_epochs, "round_images": 0}
 
 
 def finite(value: Any) -> bool:

@@ -128,6 +128,28 @@ def test_fertune_args_reach_the_fertune_arm(tmp_path: Path) -> None:
     assert row["best_val_accuracy"] == max(t["val_accuracy"] for t in scored)
 
 
+@pytest.mark.slow
+def test_stop_at_budget_stops_every_peers_running_trials_at_the_budget(tmp_path: Path) -> None:
+    """--stop-at-budget: no trial runs its 100 epochs past a 4 s budget (let finish, Optuna's
+    first trial and every random-search trial would); the winners still retrain for all 100."""
+    output = tmp_path / "compare"
+    budget, epochs = 4.0, 100
+    result = _compare("--data", "synthetic:120", "--split", "subject", "--budget", f"{budget:g}s",
+                      "--max-epochs", str(epochs), "--retrains", "1", "--tools", "kerastuner,optuna,ray_random",
+                      "--stop-at-budget", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((output / "compare.json").read_text())
+    assert report["stop_at_budget"] is True
+    assert "stopped at the end of their epoch" in (output / "compare.md").read_text()
+    for row in report["rows"]:
+        assert row["error"] is None, row
+        assert row["trials"] and all(t["epochs"] < epochs for t in row["trials"]), (row["tool"], row["trials"])
+        assert all(t["status"] == "stopped_early" for t in row["trials"]), (row["tool"], row["trials"])
+        # a trial stops at its first epoch's end past the budget; a Ray worker's first epoch loads TensorFlow
+        assert row["search_wall_clock_s"] < budget + 20, row["tool"]
+        assert row["winner_config"]["epochs"] == epochs and row["tests"][0]["n"] == report["n_test"]
+
+
 def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) -> None:
     """The comparison cut in two (as if one arm were re-run alone) and merged back: the same table."""
     parts = []
@@ -145,6 +167,8 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
     # the same arm twice, or a comparison of another protocol: one line, status 2, nothing written
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**report, "budget_s": 30.0, "rows": []}))
+    stopped = tmp_path / "stopped.json"
+    stopped.write_text(json.dumps({**report, "stop_at_budget": True, "rows": []}))
     older = tmp_path / "older.json"  # from before --retrains: one retrain per winner, no range column
     old_row = {k: v for k, v in report["rows"][0].items() if k != "test_accuracy_range"}
     older.write_text(json.dumps({k: v for k, v in report.items() if k != "retrains"} | {"rows": [old_row]}))
@@ -164,6 +188,7 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
     for files, expected in (([parts[0], parts[0]], "seed 42, fertune is also in"),
                             ([parts[0], str(options)], "FER Tune ran with --fertune-args '--confirm 0', not ''"),
                             ([parts[0], str(other)], "budget_s is 30.0, not 15.0"),
+                            ([parts[0], str(stopped)], "stop_at_budget is True, not False"),
                             ([parts[0], str(older)], "retrains is 1, not 2")):
         result = _compare("--merge", *files, "--output", str(tmp_path / "refused"), timeout=120)
         assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
