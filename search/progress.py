@@ -73,8 +73,9 @@ class SearchProgress(Callback):
 
     def seconds_left(self, trials: list) -> Optional[float]:
         """The run's time left: the budget's, or an estimate from the trials' own times."""
-        if self._plan and self._deadline is not None:
-            return max(0.0, self._deadline - time.time()) + self._plan["confirm_s"] + self._plan["final_s"]
+        if self._deadline is not None:  # without a plan (a harness calling the stages), the search's alone
+            after = self._plan["confirm_s"] + self._plan["final_s"] if self._plan else 0.0
+            return max(0.0, self._deadline - time.time()) + after
         durations = [t.last_result.get("time_total_s") for t in trials if t.status in DONE and t.last_result]
         durations = [d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)]
         if not durations:

@@ -8,7 +8,9 @@ import pytest
 
 from search.budget import EXPORT_ALLOWANCE_S, BudgetPlan, epoch_seconds, makespan
 from search.final import FinalSettings, plan_final
-from search.progress import progress_line
+from search.deadline import write_deadline
+from search.progress import SearchProgress, progress_line
+from search.rundir import write_state
 from search.space import seed_point
 
 
@@ -70,6 +72,23 @@ def test_progress_line_names_done_best_seed_and_time_left() -> None:
     line = progress_line(trials, 50, "val_accuracy", 380.0)
     assert line == "2/50 trials done; best val_accuracy 0.860 (seed recipe 0.520); about 6 min left"
     assert progress_line([], 50, "val_accuracy", None).endswith("time left not known yet")
+
+
+def test_time_left_is_the_budgets_whether_or_not_the_run_has_a_plan(tmp_path) -> None:
+    """With a deadline the line counts down the budget; a harness without run.json gets the search's
+    time left, not an estimate from the trial count (1000 trials: hours)."""
+    import time
+
+    done = [SimpleNamespace(status="TERMINATED", last_result={"time_total_s": 60.0}) for _ in range(3)]
+    progress = SearchProgress(tmp_path, 1000, "val_accuracy", slots=2)
+    progress.setup()
+    assert progress.seconds_left(done) == pytest.approx((1000 - 3 + 33) * 60.0 / 2)  # no deadline: the trials'
+    write_deadline(tmp_path, time.time() + 300.0)
+    progress.setup()
+    assert 295.0 <= progress.seconds_left(done) <= 300.0
+    write_state(tmp_path, {"plan": {"search_s": 300.0, "confirm_s": 120.0, "final_s": 180.0}})
+    progress.setup()
+    assert 595.0 <= progress.seconds_left(done) <= 600.0
 
 
 def test_a_seed_recipe_too_long_for_the_share_trains_fewer_of_its_epochs() -> None:
