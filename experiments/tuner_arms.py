@@ -209,7 +209,7 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         tuner.fit()
         wall = time.time() - started
         analysis = tune.ExperimentAnalysis(str(arm_dir / TUNE_DIR))
-        records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]  # stopped early: fewer epochs
+        records = [trial_record(t, METRIC, ctx.max_epochs) for t in analysis.trials]
         return _ray_arm("ray_random", seed, wall, records, analysis.trials, started, ctx.max_epochs)
     finally:
         ray.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -77,8 +78,6 @@ def test_progress_line_names_done_best_seed_and_time_left() -> None:
 def test_time_left_is_the_budgets_whether_or_not_the_run_has_a_plan(tmp_path) -> None:
     """With a deadline the line counts down the budget; a harness without run.json gets the search's
     time left, not an estimate from the trial count (1000 trials: hours)."""
-    import time
-
     done = [SimpleNamespace(status="TERMINATED", last_result={"time_total_s": 60.0}) for _ in range(3)]
     progress = SearchProgress(tmp_path, 1000, "val_accuracy", slots=2)
     progress.setup()
