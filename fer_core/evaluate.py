@@ -67,6 +67,18 @@ def majority_accuracy(y_true: np.ndarray) -> float:
     return float(counts.max() / counts.sum())
 
 
+def constant_scores(train_labels: np.ndarray, val_labels: np.ndarray, n_classes: int) -> dict[str, float]:
+    """``accuracy`` and ``macro_f1`` on ``val_labels`` of always answering the most frequent class
+    of ``train_labels``: what a network that learned only the class shares scores."""
+    from sklearn.metrics import f1_score
+
+    answer = int(np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes).argmax())
+    y_true = np.asarray(val_labels, dtype=np.int64)
+    y_pred = np.full_like(y_true, answer)
+    return {"accuracy": float((y_true == y_pred).mean()),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=np.arange(n_classes), average="macro", zero_division=0))}
+
+
 def bootstrap_accuracy_ci(y_true: np.ndarray, y_pred: np.ndarray, n_samples: int = BOOTSTRAP_SAMPLES,
                           seed: int = BOOTSTRAP_SEED) -> list[float]:
     """A percentile bootstrap 95% interval ``[low, high]`` for accuracy, resampling images."""

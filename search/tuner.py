@@ -143,9 +143,10 @@ def random_start_left(search_s: float, share_s: Optional[float] = None) -> float
     return max(0.0, search_s - (1 - STARTUP_SHARE) * share_s)
 
 
-def build_scheduler(settings: SearchSettings):
+def build_scheduler(settings: SearchSettings, floor: Optional[float] = None):
     """ASHA's rungs (3 and 9 of 16 epochs), each judging a trial against the recent trials there;
     in rounds on a large data set, the first rung after one round (:meth:`SearchSettings.sized_for`).
+    A trial below ``floor`` (the metric of answering the most common class) stops at any rung.
 
     ``scheduler="hyperband"``: Ray's asynchronous Hyperband with the brackets Optuna's
     ``HyperbandPruner`` has in ``experiments.compare_tuners`` (rungs at 1, 3, 9, ...
@@ -165,7 +166,8 @@ def build_scheduler(settings: SearchSettings):
                                        grace_period=1, reduction_factor=ASHA_REDUCTION_FACTOR, brackets=brackets)
     grace = 1 if settings.round_images else max(1, round(settings.max_epochs * ASHA_GRACE_SHARE))
     return RecentASHAScheduler(metric=settings.metric, mode="max", max_t=settings.max_t, grace_period=grace,
-                               reduction_factor=ASHA_REDUCTION_FACTOR, window=ASHA_WINDOW, keep=ASHA_KEEP)
+                               reduction_factor=ASHA_REDUCTION_FACTOR, window=ASHA_WINDOW, keep=ASHA_KEEP,
+                               floor=floor)
 
 
 def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s: Optional[float],
@@ -199,7 +201,7 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget_s
                 num_samples=settings.trials, trial_dirname_creator=trial_dirname,
                 reuse_actors=True,  # a worker keeps TensorFlow loaded from one trial to the next
                 search_alg=build_searcher(settings, budget_s, run_dir / DEADLINE_FILE, len(splits.val)),
-                scheduler=build_scheduler(settings)),
+                scheduler=build_scheduler(settings, floor=_constant_score(splits, settings.metric))),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(run_dir),
                 callbacks=[TensorBoardCallback(run_dir / TENSORBOARD_DIR), CSVLoggerCallback(), JsonLoggerCallback(),
@@ -233,6 +235,14 @@ def cluster_slots(resources: Resources) -> int:
 
 def _drop_ray_resume_hint(record: logging.LogRecord) -> bool:
     return "Resume experiment with" not in record.getMessage()
+
+
+def _constant_score(splits: Splits, metric: str) -> float:
+    """``metric`` on validation of always answering the training faces' most common class."""
+    from fer_core.evaluate import constant_scores
+
+    scores = constant_scores(splits.train.labels, splits.val.labels, splits.train.n_classes)
+    return scores[metric.removeprefix("val_")]
 
 
 def _progress_table(metric: str):

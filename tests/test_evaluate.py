@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
-from fer_core.evaluate import bootstrap_accuracy_ci, evaluate_predictions, majority_accuracy
+from fer_core.evaluate import bootstrap_accuracy_ci, constant_scores, evaluate_predictions, majority_accuracy
 
 
 def test_metrics_match_sklearn_on_known_predictions() -> None:
@@ -46,3 +47,11 @@ def test_metrics_are_json_ready() -> None:
     result = evaluate_predictions(np.array([0, 1, 1]), np.array([0, 1, 0]), ["x", "y"])
     assert json.loads(json.dumps(result)) == result
     assert majority_accuracy(np.array([2, 2, 1])) == 2 / 3
+
+
+def test_the_constant_answer_is_the_training_sets_most_common_class() -> None:
+    """Scored on validation, whose most common class may differ."""
+    scores = constant_scores(np.array([0, 0, 1]), np.array([1, 1, 0, 2]), n_classes=3)
+    assert scores["accuracy"] == 0.25  # answers class 0, right once of 4
+    assert scores["macro_f1"] == pytest.approx((2 * 1 * 0.25 / 1.25) / 3)  # class 0: precision 1/4, recall 1
+    assert constant_scores(np.array([1]), np.array([1, 1, 0, 2]), n_classes=3)["accuracy"] == 0.5

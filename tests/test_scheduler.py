@@ -52,6 +52,30 @@ def test_the_first_trials_at_a_rung_are_judged_against_those_there_are() -> None
     assert _judge(bracket, "c", 4, 0.6) == TrialScheduler.CONTINUE
 
 
+def test_a_trial_below_the_floor_stops_even_first_at_its_rung() -> None:
+    """ASHA lets the first result at a rung on; one worse than answering the majority class is not."""
+    bracket = _scheduler(window=9, floor=0.25)._brackets[0]
+    assert _judge(bracket, "disgust-only", 4, 0.016) == TrialScheduler.STOP  # first at its rung
+    assert _judge(bracket, "majority", 4, 0.25) == TrialScheduler.CONTINUE  # not below: it may still learn
+    assert _judge(bracket, "learning", 12, 0.3) == TrialScheduler.CONTINUE  # first at the next rung
+    assert _judge(bracket, "lost", 12, 0.2) == TrialScheduler.STOP
+    # a rung of poor results: the percentile falls below the floor, the floor holds
+    bracket = _scheduler(window=9, floor=0.25)._brackets[0]
+    for i, value in enumerate([0.25, 0.1, 0.1, 0.1]):
+        _judge(bracket, f"t{i}", 4, value)
+    assert bracket.cutoff(bracket._rungs[-1][1]) == 0.25
+    without = _scheduler(window=9)._brackets[0]
+    assert _judge(without, "disgust-only", 4, 0.016) == TrialScheduler.CONTINUE  # ASHA's own rule
+
+
+def test_the_search_holds_trials_to_the_constant_answer() -> None:
+    from search.tuner import SearchSettings, build_scheduler
+
+    assert build_scheduler(SearchSettings(), floor=0.249)._brackets[0].floor == 0.249
+    with pytest.raises(ValueError, match="mode 'min'"):
+        _scheduler(mode="min", floor=0.1)
+
+
 @pytest.mark.parametrize("max_epochs", [16, 30])
 def test_hyperband_has_the_brackets_of_optunas_pruner(max_epochs: int) -> None:
     """--scheduler hyperband judges at the epochs Optuna's HyperbandPruner does in the Optuna-alone arm."""
