@@ -39,6 +39,10 @@ RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0],
 # the built-in faces are for a first look: the run fits in 10 minutes on 2 cores (experiments/bench_first_run.py)
 FIRST_RUN_DATA = "synthetic"
 FIRST_RUN_BUDGET = "8m"
+# a smaller data set's run without --time-budget is bounded too, so that it ends within 30 min: CK+'s
+# 50 trials took 12.5-80.6 min unbounded (experiments/README.md, "A default budget for small data sets")
+SMALL_DATA_BUDGET = "27m"
+NO_BUDGET = "none"
 DESCRIPTION = "find the best CNN for a facial-expression data set"
 
 
@@ -99,8 +103,9 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
     p.add_argument("--time-budget", default=None,
                    help="bound the whole run, e.g. 30m, 2h, 90s: after start-up the search has "
                         f"{100 * SEARCH_SHARE:.0f}%% of it, the confirmation {100 * CONFIRM_SHARE:.0f}%%, the final "
-                        f"model {100 * FINAL_SHARE:.0f}%%, each sized to fit (default: none; "
-                        f"{FIRST_RUN_BUDGET} on the built-in synthetic faces)")
+                        f"model {100 * FINAL_SHARE:.0f}%%, each sized to fit; {NO_BUDGET}: no bound (default "
+                        f"{SMALL_DATA_BUDGET} below {LARGE_DATA} training faces, {FIRST_RUN_BUDGET} on the built-in "
+                        "synthetic faces, none from there on)")
     p.add_argument("--address", default=None, help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--output", default="runs", help="folder of runs (default runs/)")
     p.add_argument("--name", default=None, help="name of this run (default: a timestamp)")
@@ -121,6 +126,17 @@ def parse_duration(text: Optional[str]) -> Optional[float]:
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"--time-budget {text!r}: expected a positive duration like 90s, 30m or 2h")
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def time_budget_of(text: Optional[str]) -> Optional[float]:
+    """``--time-budget`` as seconds; None when it is not given or is ``none``."""
+    if text is None or text.strip().lower() == NO_BUDGET:
+        return None
+    try:
+        return parse_duration(text)
+    except ConfigError:
+        raise ConfigError(f"--time-budget {text!r}: expected a positive duration like 90s, 30m or 2h, or "
+                          f"{NO_BUDGET}") from None
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -161,7 +177,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--confirm-folds {args.confirm_folds}: expected an integer >= 2")
     if args.resume and args.name is None:
         raise ConfigError("--resume needs --name NAME: the run to continue")
-    parse_duration(args.time_budget)
+    time_budget_of(args.time_budget)
     if args.init is not None:
         from fer_core.transfer import read_card
 
@@ -201,5 +217,6 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         confirm=ConfirmSettings(configs=args.confirm, folds=args.confirm_folds, seed=args.seed, metric=args.metric),
         final=FinalSettings(ensemble=args.ensemble, epochs_scale=args.final_epochs_scale, mixup=args.final_mixup,
                             inputs=inputs),
-        time_budget_s=parse_duration(args.time_budget if args.time_budget or args.data != FIRST_RUN_DATA
-                                     else FIRST_RUN_BUDGET))
+        time_budget_s=time_budget_of(args.time_budget if args.time_budget or args.data != FIRST_RUN_DATA
+                                     else FIRST_RUN_BUDGET),
+        small_data_budget_s=parse_duration(SMALL_DATA_BUDGET) if args.time_budget is None else None)

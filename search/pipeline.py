@@ -23,14 +23,20 @@ log = logging.getLogger("search.pipeline")
 
 def sized_settings(settings: RunSettings, splits: Splits) -> RunSettings:
     """The settings for the data's training part: on a large one, trials in rounds
-    (:meth:`search.tuner.SearchSettings.sized_for`), said in the log."""
+    (:meth:`search.tuner.SearchSettings.sized_for`); on a small one without a budget given, the
+    default budget (:meth:`search.settings.RunSettings.budget_for`); both said in the log."""
     import dataclasses
 
-    search = settings.search.sized_for(len(splits.train))
+    n_train = len(splits.train)
+    search = settings.search.sized_for(n_train)
     if search.round_images:
         log.info("%d training faces: trials report and are judged every %d of them, up to %d rounds (%d passes)",
-                 len(splits.train), search.round_images, search.max_rounds, search.max_epochs)
-    return dataclasses.replace(settings, search=search)
+                 n_train, search.round_images, search.max_rounds, search.max_epochs)
+    budget_s = settings.budget_for(n_train)
+    if budget_s != settings.time_budget_s:
+        log.info("no --time-budget: the run on %d training faces is bounded to %.0f min by default "
+                 "(--time-budget none: no bound)", n_train, budget_s / 60)
+    return dataclasses.replace(settings, search=search, time_budget_s=budget_s)
 
 
 def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, search_s: Optional[float] = None,

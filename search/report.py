@@ -130,7 +130,7 @@ def build_report(name: str, settings: "RunSettings", data: "Dataset", splits: "S
         "metric": settings.search.metric, "max_epochs": settings.search.max_epochs,
         "round_images": settings.search.round_images, "cost_weight": settings.search.cost_weight,
         "seed": settings.search.seed,
-        "time_budget_s": settings.time_budget_s, "budget_plan": plan.to_dict() if plan else None,
+        "time_budget_s": plan.total_s if plan else None, "budget_plan": plan.to_dict() if plan else None,
         "initialized_from": settings.search.init.summary() if settings.search.init else None,
         "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
         "test_balanced_accuracy": test["balanced_accuracy"], "test_accuracy_ci95": test["accuracy_ci95"],

@@ -34,7 +34,8 @@ def no_subjects_csv(tmp_path: Path) -> Path:
     (["--max-epochs", "0"], "--max-epochs 0: expected an integer >= 1"),
     (["--split", "diagonal"], "--split 'diagonal': expected one of"),
     (["--metric", "loss"], "--metric 'loss'"),
-    (["--time-budget", "soon"], "--time-budget 'soon'"),
+    (["--time-budget", "soon"], "--time-budget 'soon': expected a positive duration like 90s, 30m or 2h, or none"),
+    (["--time-budget", "0m"], "--time-budget '0m'"),
     (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
     (["--ensemble", "0"], "--ensemble 0: expected an integer >= 1"),
     (["--final-epochs-scale", "0"], "--final-epochs-scale 0.0: expected a number > 0"),
@@ -123,6 +124,8 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     assert report["split"] == "subject"  # synthetic faces carry identities
     assert report["trials_completed"] + report["trials_failed"] == 3 == len(report["trials"])
     assert report["search_wall_clock_s"] > 0
+    # no --time-budget on a small data set: the run is bounded by the default, planned from its start
+    assert report["time_budget_s"] == 27 * 60 == report["budget_plan"]["total_s"]
     for trial in report["trials"]:
         assert trial["tf_threads"] == 1  # --cpus-per-trial defaults to 1
         assert trial["node_ip"] and trial["epochs"] >= 1 and trial["status"] in ("completed", "stopped_early")
@@ -208,9 +211,11 @@ def test_a_search_in_rounds_reports_and_retrains_in_rounds(tmp_path: Path) -> No
 
     result = _search("--data", "synthetic:300", "--trials", "2", "--max-epochs", "2", "--round-images", "64",
                      "--confirm", "0", "--ensemble", "1", "--final-inputs", "standardize", "--scheduler", "none",
-                     "--cost-weight", "3", "--output", str(tmp_path), "--name", "r")
+                     "--cost-weight", "3", "--time-budget", "none", "--output", str(tmp_path), "--name", "r")
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["time_budget_s"] is None and report["budget_plan"] is None  # --time-budget none: no bound
+    assert "the final stage will take about" in result.stderr
     rounds = -(-2 * report["n_train"] // 64)
     assert report["round_images"] == 64 and rounds > 2
     assert [(t["epochs"], t["status"], t["config"]["round_images"]) for t in report["trials"]] == \
@@ -558,6 +563,22 @@ def test_rewriting_the_final_run_replaces_its_curves(tmp_path: Path) -> None:
               for e in events.Tensors("final/train_loss")]
     assert losses == pytest.approx([0.8, 0.4, 0.2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+@pytest.mark.parametrize("flags, n_train, budget_s", [
+    ([], 630, 27 * 60), ([], 16383, 27 * 60), ([], 16384, None), ([], 28709, None),
+    (["--time-budget", "none"], 630, None), (["--time-budget", "None"], 28709, None),
+    (["--time-budget", "2h"], 630, 7200), (["--time-budget", "2h"], 28709, 7200),
+])
+def test_a_small_data_set_is_bounded_by_default_a_large_one_only_when_asked(flags: list[str], n_train: int,
+                                                                            budget_s) -> None:
+    """Without ``--time-budget`` a run below 16,384 training faces has 27 minutes, a larger one no
+    bound; ``--time-budget none`` lifts the bound, a duration given holds whatever the size."""
+    from search.cli import parse_args, run_settings
+
+    settings = run_settings(parse_args(["--data", "synthetic:300", *flags]))
+    assert settings.budget_for(n_train) == budget_s
+    assert run_settings(parse_args([])).budget_for(n_train) == 8 * 60  # the built-in faces' first look
 
 
 @pytest.mark.parametrize("flag, n_train, count", [(None, 630, 6), (None, 16383, 6), (None, 16384, 0),
