@@ -104,8 +104,8 @@ def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser
                    help="bound the whole run, e.g. 30m, 2h, 90s: after start-up the search has "
                         f"{100 * SEARCH_SHARE:.0f}%% of it, the confirmation {100 * CONFIRM_SHARE:.0f}%%, the final "
                         f"model {100 * FINAL_SHARE:.0f}%%, each sized to fit; {NO_BUDGET}: no bound (default "
-                        f"{SMALL_DATA_BUDGET} below {LARGE_DATA} training faces, none from there on; {FIRST_RUN_BUDGET} on "
-                        "the built-in synthetic faces)")
+                        f"{SMALL_DATA_BUDGET} below {LARGE_DATA} training faces, none from there on; "
+                        f"{FIRST_RUN_BUDGET} on the built-in synthetic faces)")
     p.add_argument("--address", default=None, help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--output", default="runs", help="folder of runs (default runs/)")
     p.add_argument("--name", default=None, help="name of this run (default: a timestamp)")

@@ -23,8 +23,8 @@ log = logging.getLogger("search.pipeline")
 
 def sized_settings(settings: RunSettings, splits: Splits) -> RunSettings:
     """The settings for the data's training part: on a large one, trials in rounds
-    (:meth:`search.tuner.SearchSettings.sized_for`); on a small one without a budget given, the
-    default budget (:meth:`search.settings.RunSettings.budget_for`); both said in the log."""
+    (:meth:`search.tuner.SearchSettings.sized_for`), said in the log; on a small one without a
+    budget given, the default budget (:meth:`search.settings.RunSettings.budget_for`)."""
     import dataclasses
 
     n_train = len(splits.train)
@@ -32,11 +32,7 @@ def sized_settings(settings: RunSettings, splits: Splits) -> RunSettings:
     if search.round_images:
         log.info("%d training faces: trials report and are judged every %d of them, up to %d rounds (%d passes)",
                  n_train, search.round_images, search.max_rounds, search.max_epochs)
-    budget_s = settings.budget_for(n_train)
-    if budget_s != settings.time_budget_s:
-        log.info("no --time-budget: the run on %d training faces is bounded to %.0f min by default "
-                 "(--time-budget none: no bound)", n_train, budget_s / 60)
-    return dataclasses.replace(settings, search=search, time_budget_s=budget_s)
+    return dataclasses.replace(settings, search=search, time_budget_s=settings.budget_for(n_train))
 
 
 def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, search_s: Optional[float] = None,

@@ -142,8 +142,10 @@ def open_state(run_dir: Path, args: argparse.Namespace, data: Dataset, settings:
     plan = (BudgetPlan.of(settings.time_budget_s, startup_s, confirm=settings.confirm.configs != 0)
             if settings.time_budget_s else None)
     if plan:
-        log.info("time budget %.0f s: search %.0f s, confirmation %.0f s, final model %.0f s (start-up took %.0f s)",
-                 plan.total_s, plan.search_s, plan.confirm_s, plan.final_s, plan.startup_s)
+        by_default = args.time_budget is None and plan.total_s == settings.small_data_budget_s
+        log.info("time budget %.0f s%s: search %.0f s, confirmation %.0f s, final model %.0f s (start-up took %.0f s)",
+                 plan.total_s, ", a small data set's default (--time-budget none: no bound)" if by_default else "",
+                 plan.search_s, plan.confirm_s, plan.final_s, plan.startup_s)
     state = {"args": {k: getattr(args, k) for k in RUN_DEFINING}, "fingerprint": fingerprint,
              "search_seconds": 0.0, "plan": plan.to_dict() if plan else None}
     write_state(run_dir, state)

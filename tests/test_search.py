@@ -126,6 +126,7 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
     assert report["search_wall_clock_s"] > 0
     # no --time-budget on a small data set: the run is bounded by the default, planned from its start
     assert report["time_budget_s"] == 27 * 60 == report["budget_plan"]["total_s"]
+    assert "time budget 1620 s, a small data set's default (--time-budget none: no bound)" in result.stderr
     for trial in report["trials"]:
         assert trial["tf_threads"] == 1  # --cpus-per-trial defaults to 1
         assert trial["node_ip"] and trial["epochs"] >= 1 and trial["status"] in ("completed", "stopped_early")
