@@ -79,15 +79,20 @@ def trial_file(trial, name: str) -> Optional[Path]:
 
 
 def trial_history(trial) -> list[dict[str, float]]:
-    """The per-epoch results of a trial, read from its ``result.json`` (Tune's own log)."""
+    """The per-epoch results of a trial, read from its ``result.json`` (Tune's own log), an epoch
+    once: a trial restored from its checkpoint (a lost node, a killed driver) reports again
+    the epochs after it, and those replace the lost attempt's."""
     path = trial_file(trial, "result.json")
-    rows = []
+    rows: list[dict[str, float]] = []
     if path is not None:
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash
+            epoch = row.get("epoch")
+            while rows and epoch is not None and rows[-1].get("epoch", -1) >= epoch:
+                rows.pop()
             rows.append({k: row[k] for k in HISTORY_FIELDS if k in row})
     return rows
 
