@@ -9,7 +9,7 @@ The protocol. The data set is loaded and split once (``fer_core.splits.make_spli
 split is held out by the fixed protocol seed and no tool sees it; every tool searches on
 the same train and validation parts (``--train-faces N``: N of the training faces, drawn
 once, stratified, for a data set as large as FER2013), over the same space
-(``search.space.define_space``, as far as each tool can express it), for each ``--seeds`` seed, with the same wall-clock
+(``search.tuning.space.define_space``, as far as each tool can express it), for each ``--seeds`` seed, with the same wall-clock
 ``--budget``: after the budget no new trial starts, trials already running finish (with
 ``--stop-at-budget`` they stop at the end of their epoch, in every arm), and the actual
 wall-clock is recorded. An arm's clock starts when its tool is set up (the data
@@ -27,17 +27,17 @@ final best, and the best validation accuracy of the trials finished when the bud
 out (the same cut for every tool: a tool without early stopping often finds its winner
 in a trial that was let run past the budget). Each winner is then retrained on train +
 validation with its full epoch budget and tested on the held-out split by one function for every tool
-(``search.tasks.train_and_score``), one at a time, outside every budget: ``--retrains`` times
+(``search.final.tasks.train_and_score``), one at a time, outside every budget: ``--retrains`` times
 (default 3), at the config's training seed and the next ones, and the table gives the mean
 test figures and the range of test accuracy. One training of one winner moves by several
 points on a few hundred test faces, which would otherwise decide the test column.
 
 With ``--final-models`` each arm also builds and tests a final model as ``search.run`` builds
-FER Tune's (``search.final.retrain_members``: the 5 best configs at three times their epochs on
+FER Tune's (``search.final.retrain.retrain_members``: the 5 best configs at three times their epochs on
 train + validation, each checked for learning, their probabilities averaged with mirror
 test-time augmentation), by the same code for every tool; what differs is which configs:
 FER Tune's are ranked by its confirmation, every other tool's by validation accuracy
-(``search.ranking.pick_ensemble``). The winner's column is what a user of the tool gets from
+(``search.final.ranking.pick_ensemble``). The winner's column is what a user of the tool gets from
 its best trial; this one is what FER Tune's final stage makes of each tool's trials.
 
 It prints one markdown table (one row per seed and tool, then each tool's mean over the
@@ -76,9 +76,9 @@ from fer_core.data import load
 from fer_core.splits import SPLITS
 from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
-from search.cli import parse_duration
-from search.rundir import check_writable, output_path
-from search.tuner import DEFAULT_MAX_EPOCHS
+from search import (DEFAULT_MAX_EPOCHS, RunSettings, TrialRecord, build_parser, check_args, check_writable,
+                    final_networks, output_path, parse_duration, pick_ensemble, retrain_members, run_settings,
+                    start_ray, train_and_score, write_atomic)
 from experiments.tuner_arms import ARMS, SCORED, THREADS, ArmResult, Context, TrialResult, finite
 
 log = logging.getLogger("experiments.compare_tuners")
@@ -174,8 +174,6 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], float, Path, tuple[
 
 def fertune_args_of(args: argparse.Namespace) -> tuple[str, ...]:
     """``--fertune-args`` as search.run's argument list, checked by search.run itself."""
-    from search.cli import build_parser, check_args, run_settings
-
     text = args.fertune_args
     try:
         extra = tuple(shlex.split(text))
@@ -222,8 +220,6 @@ def time_to_share(trials: list[TrialResult], share: float = SHARE_OF_BEST) -> Op
 def retrain_and_test(config: dict[str, Any], splits: Splits) -> dict[str, Any]:
     """The winner on train + validation, tested on the held-out split: the same code for every tool."""
     import keras
-
-    from search.tasks import train_and_score
 
     keras.backend.clear_session()
     return train_and_score(config, splits.train.concat(splits.val), splits.test, THREADS)["metrics"]
@@ -504,19 +500,17 @@ def run_arm(tool: str, ctx: Context, seed: int, arm_dir: Path) -> dict[str, Any]
     return row
 
 
-def final_members(arm: ArmResult, size: int) -> list[dict[str, Any]]:
-    """The configs an arm's final model averages, best first, as search.run's trial dicts.
+def final_members(arm: ArmResult, size: int) -> list[TrialRecord]:
+    """The configs an arm's final model averages, best first, as search.run's trial records.
 
     FER Tune's are its own (:func:`search.pipeline.final_members`: its confirmation's ranking,
     then its next best by validation); any other tool's are its ``size`` best distinct configs by
-    validation accuracy, those that ran every epoch first (:func:`search.ranking.pick_ensemble`,
+    validation accuracy, those that ran every epoch first (:func:`search.final.ranking.pick_ensemble`,
     the rule FER Tune follows without a confirmation)."""
-    from search.ranking import pick_ensemble
-
     if arm.members is not None:
         return arm.members
-    trials = [{"trial_id": t.trial_id, "status": t.status, "final_metric": t.val_accuracy, "config": t.config,
-               "history": []} for t in arm.trials if t.scored and t.config is not None]
+    trials = [TrialRecord(trial_id=t.trial_id, status=t.status, config=t.config, final_metric=t.val_accuracy)
+              for t in arm.trials if t.scored and t.config is not None]
     return pick_ensemble(trials, size)
 
 
@@ -531,10 +525,6 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
     import ray
 
     from fer_core.evaluate import evaluate_predictions
-    from search.final import final_networks, retrain_members
-    from search.settings import RunSettings
-    from search.tuner import start_ray
-
     settings = arm.settings or RunSettings()
     members = final_members(arm, settings.final.ensemble)
     empty = {"final_test_accuracy": None, "final_test_macro_f1": None, "final_members": [], "final_dropped": [],
@@ -542,7 +532,7 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
     if not members:
         return {**empty, "final_error": "no scored trial to build a final model from"}
     log.info("seed %d, %s: final model of %d members (trials %s)", arm.seed, arm.tool, len(members),
-             ", ".join(m["trial_id"] for m in members))
+             ", ".join(m.trial_id for m in members))
     clock = time.perf_counter()
     try:
         with contextlib.redirect_stdout(sys.stderr):
@@ -556,22 +546,20 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
         error = traceback.format_exc()
         log.error("seed %d, %s: the final model failed:\n%s", arm.seed, arm.tool, error)
         return {**empty, "final_error": error.strip().splitlines()[-1]}
-    probabilities = np.mean([m["result"]["probabilities"] for m in kept], axis=0)
+    probabilities = np.mean([m.result["probabilities"] for m in kept], axis=0)
     test = ctx.splits.test
     metrics = evaluate_predictions(test.labels, probabilities.argmax(axis=1), test.class_names)
     log.info("seed %d, %s: final model test accuracy %.3f, macro-F1 %.3f", arm.seed, arm.tool,
              metrics["accuracy"], metrics["macro_f1"])
     return {**empty, "final_test_accuracy": metrics["accuracy"], "final_test_macro_f1": metrics["macro_f1"],
-            "final_members": [{"trial_id": m["trial"]["trial_id"], "val_accuracy": m["trial"]["final_metric"],
-                               "epochs": m["config"].epochs, "seed": m["config"].seed, "attempts": m["attempts"],
-                               "test_accuracy": m["result"]["metrics"]["accuracy"]} for m in kept],
+            "final_members": [{"trial_id": m.trial.trial_id, "val_accuracy": m.trial.final_metric,
+                               "epochs": m.config.epochs, "seed": m.config.seed, "attempts": m.attempts,
+                               "test_accuracy": m.result["metrics"]["accuracy"]} for m in kept],
             "final_dropped": dropped, "final_s": round(time.perf_counter() - clock, 2), "final_test": metrics}
 
 
 def write_results(output: Path, meta: dict[str, Any], rows: list[dict[str, Any]], tools: list[str]) -> None:
     """compare.md and compare.json as they stand (rewritten after each arm)."""
-    from search.rundir import write_atomic
-
     means = tool_means(rows, tools)
     write_atomic(output / "compare.md", render_markdown(meta, render_table(rows, means)))
     write_atomic(output / "compare.json", json.dumps({**meta, "rows": rows, "means": means}, indent=2,

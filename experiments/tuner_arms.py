@@ -47,7 +47,10 @@ from typing import Any, Callable, Optional
 
 from fer_core.errors import ConfigError
 from fer_core.splits import Splits
-from search.budget import CONFIRM_SHARE, SEARCH_SHARE
+from search import (CONFIRM_SHARE, SEARCH_SHARE, TRIAL_RETRIES, TUNE_DIR, Budget, BudgetedOptunaSearch,
+                    DeadlineStopper, SearchData, TrialRecord, build_parser, check_args, confirm_trials,
+                    define_space, final_members, is_large, pick_best, run_settings, search_trials, sized_settings,
+                    start_ray, to_config, train_trial, trial_dirname, trial_record)
 
 METRIC = "val_accuracy"
 THREADS = 2  # TensorFlow threads of the in-process arms and of every retrain: all the cores
@@ -79,9 +82,7 @@ class Context:
 
     @property
     def large(self) -> bool:
-        """Whether every arm searches the large data set's space (``search.space.is_large``), as FER Tune does."""
-        from search.space import is_large
-
+        """Whether every arm searches the large data set's space (``search.tuning.space.is_large``), as FER Tune does."""
         return is_large(len(self.splits.train))
 
 
@@ -122,17 +123,13 @@ class ArmResult:
     notes: dict[str, Any] = field(default_factory=dict)
     # FER Tune's final members (search.run's trial dicts, best first) and its run settings,
     # for --final-models; the other tools' members are their best by validation
-    members: Optional[list[dict[str, Any]]] = None
+    members: Optional[list[TrialRecord]] = None
     settings: Optional[Any] = None  # search.settings.RunSettings
 
 
 def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     """FER Tune through ``search.run``'s own stages: its flags, Ray start, search and confirmation."""
     import ray
-
-    from search.cli import build_parser, check_args, run_settings
-    from search.pipeline import confirm_trials, final_members, search_trials, sized_settings
-    from search.tuner import start_ray
 
     # --fertune-args were checked by compare_tuners before any arm ran
     args = build_parser().parse_args(["--trials", TRIAL_CAP, "--time-budget", ctx.budget_text,
@@ -146,14 +143,14 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         started = time.time()
         confirming = settings.confirm.count(len(ctx.splits.train))  # none on a large data set: all to the search
         search_s = ctx.budget_s * SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE) if confirming else ctx.budget_s
-        records = search_trials(settings, arm_dir, ctx.splits, search_s)
+        records = search_trials(settings, arm_dir, ctx.splits, Budget.search_only(arm_dir, search_s))
         # its confirmation by cross-validation is part of its search: inside the same budget
         confirmation = confirm_trials(settings, arm_dir, ctx.splits, records, started + ctx.budget_s)
         wall = time.time() - started
         trials = _tune_trials(arm_dir)
         arm = _ray_arm("fertune", seed, wall, records, trials, started, ctx.max_epochs,
                        best=confirmation.ranked[0] if confirmation.ranked else None)
-        arm.notes["confirmation"] = confirmation.summary()
+        arm.notes["confirmation"] = confirmation.to_json()
         arm.members = final_members(settings, ctx.splits, records, confirmation)
         arm.settings = settings
         return arm
@@ -165,8 +162,6 @@ def _tune_trials(arm_dir: Path) -> list:
     """Tune's own trial objects of the search in ``arm_dir`` (for their result times)."""
     from ray import tune
 
-    from search.rundir import TUNE_DIR
-
     return tune.ExperimentAnalysis(str(arm_dir / TUNE_DIR)).trials
 
 
@@ -177,23 +172,16 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from search.deadline import DEADLINE_FILE, DeadlineStopper, write_deadline
-    from search.report import trial_record
-    from search.rundir import TUNE_DIR
-    from search.searcher import BudgetedOptunaSearch
-    from search.space import define_space
-    from search.trainable import SearchData, train_trial
-    from search.tuner import TRIAL_RETRIES, start_ray, trial_dirname
-
     start_ray(None)
     try:
         started = time.time()
         arm_dir.mkdir(parents=True, exist_ok=True)
-        write_deadline(arm_dir, started + ctx.budget_s)
+        budget = Budget.search_only(arm_dir, ctx.budget_s)
+        budget.start_search()
         searcher = BudgetedOptunaSearch(space=functools.partial(define_space, max_epochs=ctx.max_epochs,
                                                                 large=ctx.large),
                                         sampler=optuna.samplers.RandomSampler(seed=seed), metric=METRIC,
-                                        mode="max", deadline_file=arm_dir / DEADLINE_FILE)
+                                        mode="max", budget=budget)
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, data=SearchData(ctx.splits.train, ctx.splits.val), threads=1),
             {"cpu": 1, "gpu": 0})
@@ -204,7 +192,7 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(arm_dir),
                                       callbacks=[JsonLoggerCallback()],  # result.json, read by trial_record
                                       failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
-                                      stop=DeadlineStopper(arm_dir / DEADLINE_FILE) if ctx.stop_at_budget else None,
+                                      stop=DeadlineStopper(budget) if ctx.stop_at_budget else None,
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0))
         tuner.fit()
         wall = time.time() - started
@@ -215,26 +203,24 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         ray.shutdown()
 
 
-def _ray_arm(tool: str, seed: int, wall: float, records: list[dict], trials: list, started: float,
-             max_epochs: int, best: Optional[dict] = None) -> ArmResult:
+def _ray_arm(tool: str, seed: int, wall: float, records: list[TrialRecord], trials: list, started: float,
+             max_epochs: int, best: Optional[TrialRecord] = None) -> ArmResult:
     """A Ray arm's trials, finish times (when Tune got each trial's last result) and winner.
 
     The winner is ``best`` when given (FER Tune's, after its confirmation), else the trial
     with the best validation accuracy."""
-    from search.ranking import pick_best
-
     results = []
     by_id = {trial.trial_id: trial for trial in trials}
     for record in records:
-        trial = by_id[record["trial_id"]]
+        trial = by_id[record.trial_id]
         finished = trial.run_metadata.last_result_time
         results.append(TrialResult(
-            trial_id=record["trial_id"], finished_s=finished - started if math.isfinite(finished) else None,
-            val_accuracy=record["final_metric"], epochs=record["epochs"], status=record["status"],
-            config=train_config(record["config"], max_epochs), error=record["error"]))
+            trial_id=record.trial_id, finished_s=finished - started if math.isfinite(finished) else None,
+            val_accuracy=record.final_metric, epochs=record.epochs, status=record.status,
+            config=train_config(record.config, max_epochs), error=record.error))
     best = best or pick_best(records)
-    return ArmResult(tool, seed, wall, results, best and best["trial_id"], best and best["final_metric"],
-                     best and train_config(best["config"], max_epochs))
+    return ArmResult(tool, seed, wall, results, best and best.trial_id, best and best.final_metric,
+                     best and train_config(best.config, max_epochs))
 
 
 def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
@@ -242,7 +228,6 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     import optuna
 
     from fer_core.train import fit
-    from search.space import define_space, to_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results: list[TrialResult] = []
@@ -383,7 +368,6 @@ class _KerasTunerTrial:
 
 def _kt_config(hp, ctx: Context):
     """The TrainConfig of KerasTuner's ``hp`` (``epochs`` = the full budget: the schedules' horizon)."""
-    from search.space import define_space, to_config
 
     shim = _KerasTunerTrial(hp)
     constants = define_space(shim, ctx.max_epochs, large=ctx.large)
@@ -493,8 +477,6 @@ ARMS: dict[str, Callable[[Context, int, Path], ArmResult]] = {
 def train_config(params: Optional[dict[str, Any]], max_epochs: int) -> Optional[dict[str, Any]]:
     """A searched parameter dict as a full TrainConfig dict with the whole epoch budget, in
     passes over the training faces (a FER Tune trial's rounds dropped), as every arm's winner retrains."""
-    from search.space import to_config
-
     if params is None:
         return None
     try:

@@ -1,9 +1,9 @@
-"""The command line of ``python -m search.run``: its flags, their checks, and the settings they make.
+"""The command line of ``python -m search.run``: parsed, checked, and turned into one :class:`Command`.
 
-Every flag is checked before anything starts, naming the flag and what was expected;
-:func:`run_settings` turns the flags into the typed settings the stages take, so nothing
-below this module sees the argparse namespace. On ``--resume`` the flags that define a run
-come from its ``run.json`` (:data:`RUN_DEFINING`), not from the command line.
+The parser and the README's flag table (:func:`flag_table`) are both made from
+:data:`search.settings.FLAGS`. Every value is checked before anything starts, naming the flag
+and what was expected; on ``--resume`` the flags that define a run come from its
+``run.json``. Nothing below this module sees the argparse namespace.
 """
 
 from __future__ import annotations
@@ -11,111 +11,76 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from fer_core.config import NORMALIZATIONS
-from fer_core.data import FACES
 from fer_core.errors import ConfigError
-from fer_core.splits import SPLITS
-from search.budget import CONFIRM_SHARE, FINAL_SHARE, SEARCH_SHARE
-from search.confirm import DEFAULT_CONFIRM, DEFAULT_FOLDS, ConfirmSettings
-from search.final import (DEFAULT_ENSEMBLE, DEFAULT_FINAL_EPOCHS_SCALE, DEFAULT_FINAL_INPUTS, DEFAULT_FINAL_MIXUP,
-                          FinalSettings)
-from search.settings import RunSettings
-from search.rundir import read_state
-from search.tasks import Resources
-from search.space import LARGE_DATA, ROUND_IMAGES
-from search.tuner import DEFAULT_MAX_EPOCHS, METRICS, SAMPLERS, SCHEDULERS, SearchSettings
+from fer_core.transfer import load_pretrained, read_card
+from search.rundir import prepare_run_dir, read_state
+from search.settings import (FIRST_RUN_BUDGET, FIRST_RUN_DATA, FLAGS, NO_BUDGET, SMALL_DATA_BUDGET, ConfirmSettings,
+                             FinalSettings, Resources, RunSettings, SearchSettings)
+from search.tuning.points import read_points
 
-# the arguments that define a run; --resume takes them from run.json, not the command line
-RUN_DEFINING = ("data", "split", "trials", "max_epochs", "metric", "seed", "cpus_per_trial", "gpus_per_trial",
-                "points", "confirm", "confirm_folds", "sampler", "scheduler", "time_budget", "faces", "init",
-                "round_images", "cost_weight")
-# run-defining arguments added since the first runs: a run.json without them ran without
-# confirmation, with the random start, under the recent-trials ASHA, an epoch a pass
-RUN_DEFINING_BEFORE = {"confirm": 0, "confirm_folds": 3, "sampler": SAMPLERS[0], "scheduler": SCHEDULERS[0],
-                       "time_budget": None, "faces": "auto", "init": None, "round_images": 0, "cost_weight": 0.0}
-# the built-in faces are for a first look: the run fits in 10 minutes on 2 cores (experiments/bench_first_run.py)
-FIRST_RUN_DATA = "synthetic"
-FIRST_RUN_BUDGET = "8m"
-# a smaller data set's run without --time-budget is bounded too, so that it ends within 30 min: CK+'s
-# 50 trials took 12.5-80.6 min unbounded (experiments/README.md, "A default budget for small data sets")
-SMALL_DATA_BUDGET = "27m"
-NO_BUDGET = "none"
 DESCRIPTION = "find the best CNN for a facial-expression data set"
+RUN_DEFINING = tuple(flag.dest for flag in FLAGS if flag.defines_run)  # what --resume takes from run.json
+
+
+@dataclass(frozen=True)
+class Command:
+    """A checked command line: what the run computes (``settings``), on which data, where it
+    writes, on which cluster; ``defining``: the run-defining flags as ``run.json`` keeps them."""
+
+    settings: RunSettings
+    data: str
+    split: str
+    faces: str
+    output: str
+    name: str
+    run_dir: Path
+    resume: bool
+    address: Optional[str]
+    defining: dict[str, Any]
+    budget_given: bool
 
 
 def build_parser(parser: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags, their defaults and help; ``parser``: the class that reports mistakes."""
+    """The flags of :data:`search.settings.FLAGS`, their defaults and help; ``parser``: the class
+    that reports mistakes."""
     p = parser(prog="python -m search.run", description=f"FER Tune: {DESCRIPTION}.")
-    p.add_argument("--trials", type=int, default=50, help="number of trials (default 50)")
-    p.add_argument("--data", default="synthetic",
-                   help="CK+/FER2013 CSV, folder of class folders, or synthetic[:N] (default: the synthetic set)")
-    p.add_argument("--faces", default=FACES[0],
-                   help="auto (default): crop photos to their largest face, leave face crops as they are; "
-                        "crop: crop every image; none: only resize")
-    p.add_argument("--split", default="auto", help=f"held-out test split: {', '.join(SPLITS)} (default auto)")
-    p.add_argument("--max-epochs", type=int, default=DEFAULT_MAX_EPOCHS,
-                   help=f"epoch budget of one trial, both phases (default {DEFAULT_MAX_EPOCHS})")
-    p.add_argument("--round-images", type=int, default=None, metavar="N",
-                   help=f"a trial's epoch is a round of N training faces, so that trials are judged before whole "
-                        f"passes (default: {ROUND_IMAGES} where the training part holds twice as many, else a pass; "
-                        "0: always a pass); --max-epochs still counts passes")
-    p.add_argument("--metric", default=METRICS[0], help=f"what the search maximises: {', '.join(METRICS)} "
-                                                        f"(default {METRICS[0]})")
-    p.add_argument("--points", default=None,
-                   help="JSON file of configs to try first, after the seed's recipe (a dict or a list of dicts)")
-    p.add_argument("--init", default=None, metavar="MODEL",
-                   help="fine-tune this model (a run's best/ folder or its model.keras) instead of searching "
-                        "networks from scratch; the search space becomes the fine-tuning space")
-    p.add_argument("--cost-weight", type=float, default=0.0, metavar="W",
-                   help="weigh accuracy against time: validation scores within W standard errors count as a tie, "
-                        "which a config at least twice as fast wins, and the search counts a config 4 times as "
-                        "slow as W standard errors worse (default 0: accuracy alone)")
-    p.add_argument("--ensemble", type=int, default=DEFAULT_ENSEMBLE,
-                   help=f"the final model averages this many of the best configs (default {DEFAULT_ENSEMBLE})")
-    p.add_argument("--final-epochs-scale", type=float, default=DEFAULT_FINAL_EPOCHS_SCALE,
-                   help="the final members train for this many times their trial's epochs "
-                        f"(default {DEFAULT_FINAL_EPOCHS_SCALE:g})")
-    p.add_argument("--final-mixup", type=float, default=DEFAULT_FINAL_MIXUP,
-                   help="the final members also train with mixup of this Beta parameter "
-                        f"(default {DEFAULT_FINAL_MIXUP:g}: off, as in their trials)")
-    p.add_argument("--final-inputs", nargs="+", default=list(DEFAULT_FINAL_INPUTS), metavar="NORMALIZATION",
-                   help="each final config trains once per input normalization named, all averaged: "
-                        f"{', '.join(NORMALIZATIONS)} (default {' '.join(DEFAULT_FINAL_INPUTS)})")
-    p.add_argument("--confirm", type=int, default=None,
-                   help="cross-validate this many of the best configs over train + validation after the search "
-                        f"and rank the final members by it (default {DEFAULT_CONFIRM}, none from {LARGE_DATA} "
-                        "training faces on; 0: by validation alone)")
-    p.add_argument("--confirm-folds", type=int, default=DEFAULT_FOLDS,
-                   help=f"folds of that cross-validation, by subject where there are subject ids (default {DEFAULT_FOLDS})")
-    p.add_argument("--sampler", default=SAMPLERS[0],
-                   help="startup (default): random for two fifths of the search, then multivariate TPE; "
-                        "tpe: Optuna's TPESampler as it comes")
-    p.add_argument("--scheduler", default=SCHEDULERS[0],
-                   help="asha (default): stop a trial at epochs 3 and 9 of 16 (rounds 1, 3, 9, ...) unless among the "
-                        "best quarter of the last 9 trials there; hyperband: Ray's asynchronous Hyperband; "
-                        "none: every trial runs all its epochs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of the folds (default 0)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial, and TF threads (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
-    p.add_argument("--time-budget", default=None,
-                   help="bound the whole run, e.g. 30m, 2h, 90s: after start-up the search has "
-                        f"{100 * SEARCH_SHARE:.0f}%% of it, the confirmation {100 * CONFIRM_SHARE:.0f}%%, the final "
-                        f"model {100 * FINAL_SHARE:.0f}%%, each sized to fit; {NO_BUDGET}: no bound (default "
-                        f"{SMALL_DATA_BUDGET} below {LARGE_DATA} training faces, none from there on; "
-                        f"{FIRST_RUN_BUDGET} on the built-in synthetic faces)")
-    p.add_argument("--address", default=None, help="address of a running Ray cluster (default: start a local one)")
-    p.add_argument("--output", default="runs", help="folder of runs (default runs/)")
-    p.add_argument("--name", default=None, help="name of this run (default: a timestamp)")
-    p.add_argument("--resume", action="store_true", help="continue the run --name in --output")
+    for flag in FLAGS:
+        text = re.sub(r"\[([^]]+)\]\([^)]+\)", r'"\1" in the README', flag.help).replace("`", "")
+        text = f"{text} (default: {flag.default_text.replace('`', '')})".replace("%", "%%")
+        if flag.type is bool or isinstance(flag.default, bool):
+            p.add_argument(flag.name, action="store_true", help=text)
+            continue
+        p.add_argument(flag.name, type=flag.type, default=flag.default, nargs=flag.nargs, metavar=flag.metavar,
+                       help=text)
     return p
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    """The command line, parsed; values are checked by :func:`check_args`."""
-    return build_parser().parse_args(argv)
+def flag_table() -> str:
+    """The README's table of flags, made from the same :data:`search.settings.FLAGS` as ``--help``."""
+    rows = [f"| `{flag.name}` | {flag.default_text} | {flag.help} |" for flag in FLAGS]
+    return "\n".join(["| flag | default | meaning |", "|---|---|---|", *rows])
+
+
+def parse(argv: Optional[list[str]] = None) -> Command:
+    """The command line as a checked :class:`Command`; a bad value raises :class:`ConfigError`."""
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    name = args.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = prepare_run_dir(args.output, name, args.resume)
+    defining = {key: getattr(args, key) for key in RUN_DEFINING}
+    if args.resume:
+        saved = read_state(run_dir)["args"]
+        defining = {flag.dest: saved.get(flag.dest, flag.before) for flag in FLAGS if flag.defines_run}
+        args = argparse.Namespace(**(vars(args) | defining))
+    return Command(settings=run_settings(args), data=args.data, split=args.split, faces=args.faces,
+                   output=args.output, name=name, run_dir=run_dir, resume=args.resume, address=args.address,
+                   defining=defining, budget_given=args.time_budget is not None)
 
 
 def parse_duration(text: Optional[str]) -> Optional[float]:
@@ -141,27 +106,23 @@ def time_budget_of(text: Optional[str]) -> Optional[float]:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse bad values before anything starts, naming the flag and what was expected."""
-    if args.trials < 1:
-        raise ConfigError(f"--trials {args.trials}: expected an integer >= 1")
-    if args.max_epochs < 1:
-        raise ConfigError(f"--max-epochs {args.max_epochs}: expected an integer >= 1")
+    for flag in FLAGS:
+        if flag.choices and getattr(args, flag.dest) not in flag.choices:
+            raise ConfigError(f"{flag.name} {getattr(args, flag.dest)!r}: expected one of {', '.join(flag.choices)}")
+    for name, value, least in (("--trials", args.trials, 1), ("--max-epochs", args.max_epochs, 1),
+                               ("--ensemble", args.ensemble, 1), ("--confirm-folds", args.confirm_folds, 2)):
+        if value < least:
+            raise ConfigError(f"{name} {value}: expected an integer >= {least}")
     if not 0 <= args.cost_weight <= 10:  # also refuses nan
         raise ConfigError(f"--cost-weight {args.cost_weight}: expected a number in [0, 10] (0: accuracy alone)")
     if args.round_images is not None and args.round_images < 0:
         raise ConfigError(f"--round-images {args.round_images}: expected an integer >= 0 (0: an epoch is a pass)")
-    for flag, value, choices in (("--split", args.split, SPLITS), ("--metric", args.metric, METRICS),
-                                 ("--faces", args.faces, FACES),
-                                 ("--sampler", args.sampler, SAMPLERS), ("--scheduler", args.scheduler, SCHEDULERS)):
-        if value not in choices:
-            raise ConfigError(f"{flag} {value!r}: expected one of {', '.join(choices)}")
     if not (args.cpus_per_trial > 0 and math.isfinite(args.cpus_per_trial)):
         raise ConfigError(f"--cpus-per-trial {args.cpus_per_trial}: expected a number > 0")
     if not (args.gpus_per_trial >= 0 and math.isfinite(args.gpus_per_trial)):
         raise ConfigError(f"--gpus-per-trial {args.gpus_per_trial}: expected a number >= 0")
     if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
         raise ConfigError(f"--name {args.name!r}: expected letters, digits, '.', '_' or '-'")
-    if args.ensemble < 1:
-        raise ConfigError(f"--ensemble {args.ensemble}: expected an integer >= 1")
     if not (args.final_epochs_scale > 0 and math.isfinite(args.final_epochs_scale)):
         raise ConfigError(f"--final-epochs-scale {args.final_epochs_scale}: expected a number > 0")
     if not 0 <= args.final_mixup <= 10:  # also refuses nan
@@ -173,26 +134,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--final-inputs {' '.join(args.final_inputs)}: a normalization is named twice")
     if args.confirm is not None and (args.confirm < 0 or args.confirm == 1):
         raise ConfigError(f"--confirm {args.confirm}: expected 0 (no confirmation) or an integer >= 2")
-    if args.confirm_folds < 2:
-        raise ConfigError(f"--confirm-folds {args.confirm_folds}: expected an integer >= 2")
     if args.resume and args.name is None:
         raise ConfigError("--resume needs --name NAME: the run to continue")
     time_budget_of(args.time_budget)
     if args.init is not None:
-        from fer_core.transfer import read_card
-
         if args.points is not None:
             raise ConfigError("--points with --init: points are configs of the from-scratch space; give one or the "
                               "other")
         read_card(args.init)
-
-
-def restore_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
-    """On --resume, take the run-defining arguments from the run's ``run.json``."""
-    saved = read_state(run_dir)["args"]
-    for key in RUN_DEFINING:
-        setattr(args, key, saved[key] if key in saved else RUN_DEFINING_BEFORE[key])
-    return args
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
@@ -200,14 +149,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
 
     A fine-tuned network keeps the input normalization it was trained with, so with
     ``--init`` the final members use that one."""
-    from search.points import read_points
-
     resources = Resources(args.cpus_per_trial, args.gpus_per_trial)
-    init = None
-    if args.init is not None:
-        from fer_core.transfer import load_pretrained
-
-        init = load_pretrained(args.init)
+    init = load_pretrained(args.init) if args.init is not None else None
     inputs = (init.config.normalize,) if init else tuple(args.final_inputs)
     return RunSettings(
         search=SearchSettings(trials=args.trials, max_epochs=args.max_epochs, metric=args.metric, seed=args.seed,

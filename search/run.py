@@ -2,34 +2,34 @@
 
 The run, top to bottom, as :func:`main` reads: check the command line (bad input is one
 line and exit status 2, before anything starts); load the data and hold out the test
-split once; save the run's state for ``--resume``; start Ray; search (:mod:`search.tuner`);
-confirm the leading configs by cross-validation (:mod:`search.confirm`); retrain the best
-into the final model, test it once beside the seed's recipe, export it
-(:mod:`search.final`); write the report (:mod:`search.report`). Under a time budget each
-stage keeps to its share of it (:mod:`search.budget`).
+split once; start Ray; save the run's state and plan its time budget (:mod:`search.budget`),
+both kept for ``--resume``; search (:mod:`search.tuning`); confirm the leading configs by
+cross-validation and retrain the best into the final model, test it once beside the seed's
+recipe, export it (:mod:`search.final`); write the report (:mod:`search.report`). The stages
+hand each other records (:mod:`search.records`).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
-import time
 import warnings
-from datetime import datetime
-from pathlib import Path
 from typing import Optional
 
 from fer_core.data import load
 from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
-from search.cli import RUN_DEFINING, check_args, parse_args, restore_args, run_settings
-from search.budget import BudgetPlan
-from search.pipeline import (build_and_export, confirm_trials, final_members, plan_final_stage, search_trials,
-                             sized_settings)
-from search.rundir import TUNE_DIR, prepare_run_dir, read_state, write_state
+from search.budget import RAY_START_S, Budget, check_budget, now
+from search.cli import Command, parse
+from search.cluster import check_address, start_ray
+from search.final.confirm import folds_of
+from search.pipeline import (build_and_export, confirm_trials, final_members, plan_final_stage, search_interrupted,
+                             search_trials, sized_settings)
+from search.report.build import build_report, write_report
+from search.report.markdown import summary_text
+from search.rundir import TUNE_DIR, read_state, write_state
 from search.settings import RunSettings
 
 log = logging.getLogger("search.run")
@@ -40,124 +40,99 @@ EXIT_FAILED = 1
 
 def main(argv: Optional[list[str]] = None) -> int:
     # the command line
-    begun = time.monotonic()
-    args = parse_args(argv)
+    begun = now()
     _quiet_start()
-    check_args(args)
-    args.name = args.name or datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = prepare_run_dir(args.output, args.name, args.resume)
-    if args.resume:
-        args = restore_args(args, run_dir)
-    settings = run_settings(args)
-    if args.address:
-        from search.tuner import check_address
-
-        check_address(args.address)
+    command = parse(argv)
+    if command.address:
+        check_address(command.address)
 
     # the data, and the test split held out once
-    clock = time.perf_counter()
-    data, splits = load_and_split(args.data, args.split, args.faces, settings)
-    settings = sized_settings(settings, splits)
-    timings = {"load_s": time.perf_counter() - clock}
-    from search.tuner import start_ray
+    data, splits = load_and_split(command)
+    settings = sized_settings(command.settings, splits)
+    timings = {"load_s": now() - begun}
+    if not command.resume:
+        check_budget(settings.time_budget_s, now() - begun + RAY_START_S, confirm=_confirms(settings))
+    clock = now()
+    start_ray(command.address)
+    timings["ray_start_s"] = now() - clock
 
-    clock = time.perf_counter()
-    start_ray(args.address)
-    timings["ray_start_s"] = time.perf_counter() - clock
-
-    # the run's state and its budget's plan, kept for --resume
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = open_state(run_dir, args, data, settings, startup_s=time.monotonic() - begun)
-    plan = BudgetPlan(**state["plan"]) if state.get("plan") else None
+    # the run's state and its time budget, kept for --resume
+    budget = open_run(command, data, settings, splits, startup_s=now() - begun)
 
     # the search
-    started = time.time()
-    search_s = plan.search_s - state["search_seconds"] if plan else None
-    trials = search_trials(settings, run_dir, splits, search_s, resume=args.resume,
-                           share_s=plan.search_s if plan else None)
-    timings["search_s"] = time.time() - started
-    state = read_state(run_dir) | {"search_seconds": state["search_seconds"] + timings["search_s"]}
-    write_state(run_dir, state)
-    if search_interrupted(trials, settings, started + search_s if plan else None):
-        finished = sum(t["status"] != "unfinished" for t in trials)
+    clock = now()
+    trials = search_trials(settings, command.run_dir, splits, budget, resume=command.resume)
+    timings["search_s"] = now() - clock
+    if search_interrupted(trials, settings, budget):
+        finished = sum(t.status != "unfinished" for t in trials)
         log.warning("search interrupted with %d of %d trials finished; continue it with: "
                     "python -m search.run --output %s --name %s --resume",
-                    finished, settings.search.trials, args.output, args.name)
+                    finished, settings.search.trials, command.output, command.name)
         return EXIT_INTERRUPTED
 
     # the confirmation, then the final model
-    confirmation = confirm_trials(settings, run_dir, splits, trials, time.time() + plan.confirm_s if plan else None)
+    confirmation = confirm_trials(settings, command.run_dir, splits, trials, budget.confirm_deadline())
     timings["confirm_s"] = confirmation.seconds
     members = final_members(settings, splits, trials, confirmation)
     if not members:
         print(f"search.run: no trial left a config to build the final model from ({len(trials)} trials: failed, "
-              f"or diverged in the confirmation); see {run_dir / TUNE_DIR}", file=sys.stderr)
+              f"or diverged in the confirmation); see {command.run_dir / TUNE_DIR}", file=sys.stderr)
         return EXIT_FAILED
-    final_s = plan.final_left(state["search_seconds"], confirmation.seconds) if plan else None
-    settings = plan_final_stage(settings, splits, trials, members, final_s)
-    finished = build_and_export(settings, run_dir, data, splits, members)
+    settings = plan_final_stage(settings, splits, trials, members, budget, confirmation.seconds)
+    finished = build_and_export(settings, command.run_dir, data, splits, members)
     timings.update(finished.timings)
 
     # the report
-    from search.report import build_report, summary_text, write_report
-
-    timings["run_s"] = time.monotonic() - begun
-    report = build_report(args.name, settings, data, splits, trials, confirmation, finished,
-                          state["search_seconds"], timings, plan)
-    write_report(run_dir, report, finished.final.kept[0]["result"]["history"], settings.search.metric)
-    print(summary_text(report, run_dir))
+    timings["run_s"] = now() - begun
+    shares = budget.shares
+    report = build_report(command.name, settings, data, splits, trials, confirmation, finished,
+                          budget.search_spent_s, timings, shares.to_json() if shares else None)
+    write_report(command.run_dir, report, finished.final.kept[0].history)
+    print(summary_text(report, command.run_dir))
     return 0
 
 
-def load_and_split(source: str, method: str, faces: str, settings: RunSettings) -> tuple[Dataset, Splits]:
+def load_and_split(command: Command) -> tuple[Dataset, Splits]:
     """The data set and its three parts; too few subjects for the confirmation's folds is said now."""
-    if source == "synthetic":
+    if command.data == "synthetic":
         log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
-    data = load(source, faces=faces)
-    splits = make_splits(data, method)
-    if settings.confirm.count(len(splits.train)):
-        from search.confirm import folds_of
-
+    data = load(command.data, faces=command.faces)
+    splits = make_splits(data, command.split)
+    confirm = command.settings.confirm
+    if confirm.count(len(splits.train)):
         try:
-            folds_of(splits.train.concat(splits.val), settings.confirm.folds, settings.confirm.seed)
+            folds_of(splits.train.concat(splits.val), confirm.folds, confirm.seed)
         except ConfigError as exc:
-            raise ConfigError(f"--confirm-folds {settings.confirm.folds}: {exc}") from None
+            raise ConfigError(f"--confirm-folds {confirm.folds}: {exc}") from None
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
     return data, splits
 
 
-def open_state(run_dir: Path, args: argparse.Namespace, data: Dataset, settings: RunSettings,
-               startup_s: float) -> dict:
-    """The run's saved state: new (with its budget's plan, from the start-up measured), or the
-    resumed run's, whose data must not have changed."""
+def open_run(command: Command, data: Dataset, settings: RunSettings, splits: Splits, startup_s: float) -> Budget:
+    """The run's saved state and its budget: new (the budget planned from the start-up measured), or
+    the resumed run's, whose data must not have changed."""
     fingerprint = data.fingerprint()  # hashes every image: once per run
-    if args.resume:
-        state = read_state(run_dir)
-        if state["fingerprint"] != fingerprint:
-            raise ConfigError(f"--resume: the data at {args.data} changed since run {args.name} started")
-        return state
-    # only --confirm 0 gives the confirmation's share to the search; a confirmation off by the data's
-    # size leaves it to the final model, as one skipped for time always has (search.budget)
-    plan = (BudgetPlan.of(settings.time_budget_s, startup_s, confirm=settings.confirm.configs != 0)
-            if settings.time_budget_s else None)
-    if plan:
-        by_default = args.time_budget is None and plan.total_s == settings.small_data_budget_s
+    if command.resume:
+        if read_state(command.run_dir)["fingerprint"] != fingerprint:
+            raise ConfigError(f"--resume: the data at {command.data} changed since run {command.name} started")
+        return Budget.load(command.run_dir)
+    command.run_dir.mkdir(parents=True, exist_ok=True)
+    write_state(command.run_dir, {"args": command.defining, "fingerprint": fingerprint})
+    budget = Budget.plan(command.run_dir, settings.time_budget_s, startup_s, confirm=_confirms(settings))
+    if budget.shares:
+        shares = budget.shares
+        by_default = not command.budget_given and shares.total_s == settings.small_data_budget_s
         log.info("time budget %.0f s%s: search %.0f s, confirmation %.0f s, final model %.0f s (start-up took %.0f s)",
-                 plan.total_s, ", a small data set's default (--time-budget none: no bound)" if by_default else "",
-                 plan.search_s, plan.confirm_s, plan.final_s, plan.startup_s)
-    state = {"args": {k: getattr(args, k) for k in RUN_DEFINING}, "fingerprint": fingerprint,
-             "search_seconds": 0.0, "plan": plan.to_dict() if plan else None}
-    write_state(run_dir, state)
-    return state
+                 shares.total_s, ", a small data set's default (--time-budget none: no bound)" if by_default else "",
+                 shares.search_s, shares.confirm_s, shares.final_s, shares.startup_s)
+    return budget
 
 
-def search_interrupted(trials: list[dict], settings: RunSettings, deadline: Optional[float]) -> bool:
-    """Whether the search stopped before its end: a trial unfinished, or fewer trials than asked
-    before its deadline (if any) had passed."""
-    budget_spent = deadline is not None and time.time() >= deadline
-    unfinished = any(t["status"] == "unfinished" for t in trials)
-    return unfinished or (len(trials) < settings.search.trials and not budget_spent)
+def _confirms(settings: RunSettings) -> bool:
+    """Whether the budget keeps a confirmation's share: only ``--confirm 0`` gives it to the search; a
+    confirmation off by the data's size leaves it to the final model, as one skipped for time does."""
+    return settings.confirm.configs != 0
 
 
 def _quiet_start() -> None:

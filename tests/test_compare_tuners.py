@@ -91,7 +91,7 @@ def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
         assert row["test_accuracy"] == pytest.approx(sum(accuracies) / 2)
         assert row["test_macro_f1"] == pytest.approx(sum(t["macro_f1"] for t in row["tests"]) / 2)
         assert row["test_accuracy_range"] == [min(accuracies), max(accuracies)]
-    from search.space import seed_point
+    from search.tuning.space import seed_point
 
     for row in report["rows"]:  # the budget's cut: the best of the trials finished by then, never above the best
         within = [t["val_accuracy"] for t in row["trials"]

@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from search.cost import cheapest_within_noise, cost_adjusted, standard_error
+from search.tuning.cost import cheapest_within_noise, cost_adjusted, standard_error
 
 # (name, validation accuracy, seconds an epoch), best first; D's cost is unknown
 ITEMS = [("A", 0.90, 4.0), ("E", 0.895, 3.0), ("B", 0.89, 1.0), ("D", 0.88, 0.0), ("C", 0.80, 0.5)]
@@ -48,7 +48,7 @@ def _trial(trial_id: str, metric: float, seconds: float, status: str = "complete
 
 
 def test_the_rankings_give_ties_to_the_cheaper_trial_among_those_that_ran_their_budget() -> None:
-    from search.ranking import pick_ensemble, pick_members
+    from search.final.ranking import pick_ensemble, pick_members
 
     trials = [_trial("slow", 0.92, 40.0), _trial("fast", 0.91, 5.0), _trial("poor", 0.80, 1.0),
               _trial("early", 0.93, 0.5, status="stopped_early")]
@@ -69,7 +69,7 @@ def _report(searcher, trial_id: str, accuracy: float, seconds: list[float]) -> N
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])
 def test_the_searcher_tells_tpe_scores_weighed_against_the_seed_recipe_s_time(weight: float) -> None:
-    from search.tuner import SearchSettings, build_searcher
+    from search.tuning.tuner import SearchSettings, build_searcher
 
     searcher = build_searcher(SearchSettings(trials=6, seed=3, cost_weight=weight), budget_s=None, faces=156)
     for trial_id in ("seed", "dear", "cheap", "unknown"):
@@ -98,9 +98,9 @@ def test_the_confirmation_ranks_cross_validated_ties_by_cost(tmp_path, weight: f
 
     from fer_core.data import load
     from fer_core.splits import make_splits
-    from search.confirm import CONFIRM_FILE, ConfirmSettings, confirm, folds_of
-    from search.space import seed_point
-    from search.tasks import Resources
+    from search.final.confirm import CONFIRM_FILE, ConfirmSettings, confirm, folds_of
+    from search.tuning.space import seed_point
+    from search.final.tasks import Resources
 
     splits = make_splits(load("synthetic:120"), "subject")
     rest = splits.train.concat(splits.val)

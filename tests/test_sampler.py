@@ -8,8 +8,8 @@ import time
 import optuna
 import pytest
 
-from search.tuner import STARTUP_SHARE, SearchSettings, build_searcher, startup_trials
-from search.sampler import STARTUP_FLOOR, StartupSampler
+from search.tuning.tuner import STARTUP_SHARE, SearchSettings, build_searcher, startup_trials
+from search.tuning.sampler import STARTUP_FLOOR, StartupSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -35,7 +35,7 @@ def test_the_search_uses_it_and_a_time_budget_also_bounds_it_in_time(tmp_path) -
     write_deadline(tmp_path, time.time() - 1)
     assert searcher.suggest("late") == searcher.FINISHED
     write_deadline(tmp_path, time.time() + 60)
-    from search.space import seed_point
+    from search.tuning.space import seed_point
 
     first = searcher.suggest("early")  # the first trial: the seed's recipe, with the space's constants
     assert {k: first[k] for k in seed_point()} == seed_point()
@@ -146,7 +146,7 @@ def test_the_clock_file_decides_when_the_random_start_ends(tmp_path) -> None:
 
 
 def test_a_resumed_search_keeps_what_was_left_of_its_random_start() -> None:
-    from search.tuner import random_start_left
+    from search.tuning.tuner import random_start_left
 
     assert random_start_left(500.0) == pytest.approx(500 * STARTUP_SHARE)  # the first attempt
     assert random_start_left(400.0, share_s=500.0) == pytest.approx(500 * STARTUP_SHARE - 100)

@@ -132,7 +132,7 @@ def test_small_search_end_to_end(tmp_path: Path) -> None:
         assert trial["node_ip"] and trial["epochs"] >= 1 and trial["status"] in ("completed", "stopped_early")
         assert set(trial["config"]) >= {"conv_blocks", "learning_rate", "schedule"}
     # the seed's recipe is the first point of the search
-    from search.space import seed_point
+    from search.tuning.space import seed_point
 
     assert any(all(t["config"][k] == v for k, v in seed_point().items()) for t in report["trials"])
     # report.md and plots
@@ -208,7 +208,7 @@ def test_a_search_in_rounds_reports_and_retrains_in_rounds(tmp_path: Path) -> No
     epoch is that many faces, its budget ``--max-epochs`` passes of them, the final member trains
     its trial's rounds times the scale, and a resume keeps the rounds. ``--cost-weight`` runs
     through the same search: the member is the one its rule picks, and the report says so."""
-    from search.ranking import pick_ensemble
+    from search.final.ranking import pick_ensemble
 
     result = _search("--data", "synthetic:300", "--trials", "2", "--max-epochs", "2", "--round-images", "64",
                      "--confirm", "0", "--ensemble", "1", "--final-inputs", "standardize", "--scheduler", "none",
@@ -233,7 +233,7 @@ def test_a_search_in_rounds_reports_and_retrains_in_rounds(tmp_path: Path) -> No
 def _cross_validation_matches_the_saved_predictions(run: Path, confirmation: dict) -> None:
     """confirm.json's out-of-fold predictions, put back on the faces they scored, give the report's figures."""
     from fer_core.data import load
-    from search.confirm import folds_of
+    from search.final.confirm import folds_of
     from fer_core.splits import make_splits
 
     splits = make_splits(load("synthetic:300"), "subject")
@@ -339,14 +339,14 @@ def test_bad_points_file_exits_2(tmp_path: Path, content: str, expected: str) ->
 
 
 def test_points_say_which_values_the_space_holds_constant(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from search.points import read_points
+    from search.tuning.points import read_points
 
     points = tmp_path / "points.json"
     # a report's best config names every field: the space's constants, and the fields it leaves out
     # (optimizer, mixup, seed), which a trial takes from TrainConfig's defaults
     points.write_text(json.dumps({"head": "gap", "normalize": "none", "schedule": "two_phase", "learning_rate": 3e-3,
                                   "optimizer": "sgd", "mixup": 0.2, "seed": 42}))
-    with caplog.at_level("WARNING", logger="search.points"):
+    with caplog.at_level("WARNING", logger="search.tuning.points"):
         [point] = read_points(str(points))
     assert point["learning_rate"] == 3e-3
     held = sorted(r.getMessage() for r in caplog.records)
@@ -391,7 +391,7 @@ def test_a_restored_trial_s_history_has_each_epoch_once(tmp_path: Path) -> None:
     epochs 3 and 4 again; the record keeps the attempt that went on, and scores from it."""
     from types import SimpleNamespace
 
-    from search.report import trial_record
+    from search.report.build import trial_record
 
     lost = [{"epoch": e, "val_accuracy": 0.9, "node_id": "a"} for e in (1, 2, 3, 4)]
     restored = [{"epoch": e, "val_accuracy": 0.5 + e / 100, "node_id": "b", "restored_from_epoch": 2}
@@ -425,7 +425,7 @@ def _trial(trial_id: str, metric: float, val_loss: float, status: str = "complet
 
 
 def test_pick_ensemble_breaks_ties_by_validation_loss_whatever_the_order() -> None:
-    from search.ranking import pick_ensemble
+    from search.final.ranking import pick_ensemble
 
     trials = [_trial("a", 0.90, 0.50), _trial("b", 0.94, 0.40), _trial("c", 0.94, 0.20),
               _trial("d", 0.96, 0.90, status="stopped_early"), _trial("e", 0.92, float("nan")),
@@ -437,7 +437,7 @@ def test_pick_ensemble_breaks_ties_by_validation_loss_whatever_the_order() -> No
 
 
 def test_pick_members_takes_the_confirmed_order_then_the_search_s() -> None:
-    from search.ranking import pick_members
+    from search.final.ranking import pick_members
 
     trials = [_trial("a", 0.96, 0.1), _trial("b", 0.94, 0.2), _trial("c", 0.92, 0.3), _trial("d", 0.90, 0.4),
               _trial("e", 0.90, 0.5, lr="a")]
@@ -447,7 +447,7 @@ def test_pick_members_takes_the_confirmed_order_then_the_search_s() -> None:
 
 
 def test_how_many_configs_fit_the_time_left() -> None:
-    from search.confirm import how_many_fit
+    from search.final.confirm import how_many_fit
 
     # 3 folds each, 2 at a time: 30 s, 60 s, then 90 s of trainings per config
     assert how_many_fit([20.0, 20.0, 20.0, 20.0], folds=3, slots=2, seconds=100) == 3
@@ -458,7 +458,7 @@ def test_how_many_configs_fit_the_time_left() -> None:
 
 def test_estimated_seconds_scale_the_trial_s_epochs_to_a_fold() -> None:
     from search.budget import TASK_OVERHEAD_S
-    from search.confirm import estimated_seconds
+    from search.final.confirm import estimated_seconds
 
     trial = {"config": {"epochs": 10}, "history": [{"train_seconds": 2.0, "val_seconds": 0.5}] * 3}
     # a fold trains on 2/3 of 900 faces, the trial trained on 600: the same epoch time
@@ -473,9 +473,9 @@ def test_confirmation_resumes_from_its_saved_trainings_and_ranks_by_them(tmp_pat
 
     from fer_core.data import load
     from fer_core.splits import make_splits
-    from search.confirm import CONFIRM_FILE, ConfirmSettings, confirm, folds_of, read_saved
-    from search.space import seed_point
-    from search.tasks import Resources
+    from search.final.confirm import CONFIRM_FILE, ConfirmSettings, confirm, folds_of, read_saved
+    from search.tuning.space import seed_point
+    from search.final.tasks import Resources
 
     splits = make_splits(load("synthetic:120"), "subject")
     rest = splits.train.concat(splits.val)
@@ -508,11 +508,11 @@ def test_configs_that_diverge_or_fail_in_a_fold_leave_the_ranking_and_the_final_
     never comes back as a final member through the search's own order."""
     from fer_core.data import load
     from fer_core.splits import make_splits
-    from search.confirm import CONFIRM_FILE, ConfirmSettings, confirm, folds_of
+    from search.final.confirm import CONFIRM_FILE, ConfirmSettings, confirm, folds_of
     from search.pipeline import final_members
     from search.settings import RunSettings
-    from search.space import seed_point
-    from search.tasks import Resources
+    from search.tuning.space import seed_point
+    from search.final.tasks import Resources
 
     splits = make_splits(load("synthetic:120"), "subject")
     rest = splits.train.concat(splits.val)
@@ -571,8 +571,8 @@ def test_rewriting_the_final_run_replaces_its_curves(tmp_path: Path) -> None:
     """A final model rebuilt by --resume writes TensorBoard's final run again: one event file, each epoch once."""
     import tensorflow as tf
 
-    from search.report import plot_confusion
-    from search.tensorboard import write_final_run
+    from search.report.build import plot_confusion
+    from search.tuning.tensorboard import write_final_run
 
     figure = plot_confusion([[2, 0], [1, 1]], ["a", "b"])
     for losses in ([0.9, 0.5, 0.3], [0.8, 0.4, 0.2]):
@@ -609,8 +609,8 @@ def test_a_large_data_set_is_not_confirmed_unless_asked(flag, n_train: int, coun
     ranking stands at once (nothing trains) and the report says why."""
     from types import SimpleNamespace
 
-    from search.confirm import ConfirmSettings, confirm_leaders
-    from search.tasks import Resources
+    from search.final.confirm import ConfirmSettings, confirm_leaders
+    from search.final.tasks import Resources
 
     settings = ConfirmSettings(configs=flag)
     assert settings.count(n_train) == count

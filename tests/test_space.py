@@ -7,7 +7,7 @@ import pytest
 
 from fer_core.config import TrainConfig
 from fer_core.model import check_fits
-from search.space import INPUT_SHAPE, define_space, seed_point, to_config
+from search.tuning.space import INPUT_SHAPE, define_space, seed_point, to_config
 
 
 def _sample(n: int, seed: int = 0) -> list[dict]:
@@ -30,7 +30,7 @@ def test_every_sampled_point_is_a_buildable_config() -> None:
     # the space really varies what it claims to
     for field in ("conv_blocks", "batch_norm", "class_weight", "padding", "batch_size", "erasing"):
         assert len({p[field] for p in points}) > 1, field
-    # and leaves out what it says it does (search.space's docstring gives the evidence)
+    # and leaves out what it says it does (search.tuning.space's docstring gives the evidence)
     assert {p["head"] for p in points} == {"flatten"} and {p["schedule"] for p in points} == {"two_phase"}
     assert {p["normalize"] for p in points} == {"standardize"}
     assert {p["batch_size"] for p in points} == {16, 32, 64} and {p["conv_blocks"] for p in points} == {2, 3}
@@ -65,9 +65,9 @@ def test_valid_padding_that_cannot_fit_becomes_same(blocks: int, convs: int, ker
 
 
 def test_in_rounds_every_point_trains_the_round_and_the_rest_is_unchanged() -> None:
-    """A large data set's search (:func:`search.space.round_images`) varies the same settings; its
+    """A large data set's search (:func:`search.tuning.space.round_images`) varies the same settings; its
     configs only count their epochs in rounds."""
-    from search.space import ROUND_IMAGES, round_images
+    from search.tuning.space import ROUND_IMAGES, round_images
 
     assert round_images(630) == 0 and round_images(2 * ROUND_IMAGES) == ROUND_IMAGES
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -85,7 +85,7 @@ def test_in_rounds_every_point_trains_the_round_and_the_rest_is_unchanged() -> N
 
 def test_a_large_data_set_searches_what_the_small_space_leaves_out() -> None:
     """Depth 4, the global-average-pooling head, batches of 128 and the cosine schedule are
-    searched from :data:`search.space.LARGE_DATA` training faces on; the seed's recipe stays the
+    searched from :data:`search.tuning.space.LARGE_DATA` training faces on; the seed's recipe stays the
     first point."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
     points = []

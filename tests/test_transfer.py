@@ -125,7 +125,7 @@ def test_a_checkpointed_fine_tuning_resumes_with_its_optimizer(pretrained, tmp_p
 def test_the_fine_tuning_space_keeps_the_architecture_and_searches_how_to_fine_tune(pretrained) -> None:
     import optuna
 
-    from search.space import define_space, seed_point
+    from search.tuning.space import define_space, seed_point
 
     architecture = pretrained.architecture()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -178,7 +178,7 @@ def test_a_trial_that_ran_its_own_fewer_epochs_is_complete(tmp_path: Path, own_e
     finished, and the ranking prefers finished trials."""
     from types import SimpleNamespace
 
-    from search.report import trial_record
+    from search.report.build import trial_record
 
     (tmp_path / "result.json").write_text("\n".join(json.dumps({"epoch": e, "val_accuracy": 0.5})
                                                     for e in range(1, ran + 1)))

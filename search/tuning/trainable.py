@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from fer_core.dataset import Dataset
 from fer_core.transfer import Pretrained
+from search.tuning.space import to_config
 
 CHECKPOINT_PERIOD_S = 30.0  # a lost trial redoes at most this much work; saving costs ~0.1 s
 CHECKPOINT_PERIOD_ENV = "FER_TUNE_CHECKPOINT_S"  # overrides it on a node (the lost-node test checkpoints every epoch)
@@ -52,8 +53,7 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     import ray
     from ray import tune
 
-    from fer_core.train import configure_tensorflow, fit
-    from search.space import to_config
+    from fer_core.train import configure_tensorflow, fit  # in the worker: TF's threads pinned before it loads
 
     # before Keras imports TensorFlow: pins the threads, keeps the start-up chatter out
     configure_tensorflow(threads)

@@ -1,31 +1,22 @@
 """Trainings outside the search: one config trained on one part and scored on another, as a Ray task.
 
-The confirmation (:mod:`search.confirm`) and the final stage (:mod:`search.final`) both
+The confirmation (:mod:`search.final.confirm`) and the final stage (:mod:`search.final.retrain`) both
 train configs this way, with the resources of one trial, so a GPU node serves them when
 trials use GPUs. The test split reaches these tasks only from the final stage.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
+from fer_core.evaluate import evaluate_predictions
+from fer_core.model import build_predictor
+from fer_core.train import TrainingDiverged, fit, predict_proba
+from search.settings import Resources
 
 TASK_RETRIES = 1  # a task whose worker or node dies is run once more before its failure is recorded
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one trial, or one training task, is given: CPUs (also TensorFlow's threads) and GPUs."""
-
-    cpus: float = 1.0
-    gpus: float = 0.0
-
-    @property
-    def threads(self) -> int:
-        """TensorFlow's intra- and inter-op threads: the whole CPUs given, at least one."""
-        return max(1, int(self.cpus))
 
 
 def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int, mirror: bool = True,
@@ -37,11 +28,6 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
     its mirror image when ``mirror``) and the ``metrics`` of :func:`fer_core.evaluate.evaluate_predictions`.
     ``init``: the :class:`fer_core.transfer.Pretrained` network ``config`` fine-tunes, if any.
     """
-    from fer_core.config import TrainConfig
-    from fer_core.evaluate import evaluate_predictions
-    from fer_core.model import build_predictor
-    from fer_core.train import fit, predict_proba
-
     model, history = fit(TrainConfig.from_dict(config), train, threads=threads, init=init)
     probabilities = predict_proba(build_predictor([model], mirror=mirror), scored.images)
     return {"weights": model.get_weights() if weights else None, "history": history, "probabilities": probabilities,
@@ -50,7 +36,7 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
 
 def remote_training(resources: Resources):
     """:func:`train_and_score` as a Ray remote function with one trial's resources."""
-    import ray
+    import ray  # not before search.cluster.start_ray has chosen Ray's authentication mode
 
     return ray.remote(train_and_score).options(num_cpus=resources.cpus, num_gpus=resources.gpus,
                                                max_retries=TASK_RETRIES)
@@ -62,8 +48,6 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
     Ray re-raises a task's exception as an instance of its class, so a divergence is told
     from a lost worker, an out-of-memory kill or a config that cannot be built.
     """
-    from fer_core.train import TrainingDiverged
-
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     text = lines[-1][:300] if lines else type(exc).__name__
     return ("diverged" if isinstance(exc, TrainingDiverged) else "failed"), text

@@ -6,7 +6,8 @@ recipe is retrained beside them for the report's comparison. A member whose trai
 diverged, failed (a lost worker, an out-of-memory kill) or learned nothing is retrained
 once at another seed, then left out. The final model averages the kept members'
 probabilities, each on the face and its mirror image. Evidence for each default:
-``experiments/README.md``, "The 50-trial search" (its final-member paragraphs).
+``experiments/README.md``, "The 50-trial search" (its final-member paragraphs); the defaults are in
+:mod:`search.settings`.
 """
 
 from __future__ import annotations
@@ -14,60 +15,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from fer_core.config import TrainConfig
+from fer_core.model import build_cnn, build_predictor
 from fer_core.splits import Splits
-from search.budget import TASK_OVERHEAD_S, image_seconds, makespan, training_seconds
-from search.tasks import Resources
+from fer_core.train import TrainingDiverged
+from fer_core.transfer import Pretrained
+from search.budget import TASK_OVERHEAD_S, makespan, training_seconds
+from search.final.tasks import failure_reason, remote_training
+from search.records import FinalModel, Member, TrialRecord
+from search.settings import FinalSettings, Resources
+from search.tuning.space import seed_point, to_config
 
-log = logging.getLogger("search.final")
+log = logging.getLogger("search.final.retrain")
 
-DEFAULT_ENSEMBLE = 5  # 5 members beat 3 in 4 of 6 CK+ pairs, by 0.8 points on average
-DEFAULT_FINAL_EPOCHS_SCALE = 3.0  # 3x a trial's epochs: +0.8 points over 2x in cross-validation
-DEFAULT_FINAL_MIXUP = 0.0  # mixup's cross-validation gains did not hold on test: off
-DEFAULT_FINAL_INPUTS = ("standardize",)  # a second input doubled the retrain for 0-0.5 points
 RESEED_OFFSET = 1000  # a member that fails is retrained once at its seed plus this
-
-
-@dataclass(frozen=True)
-class FinalSettings:
-    """How the final model is built from the ranked configs."""
-
-    ensemble: int = DEFAULT_ENSEMBLE
-    epochs_scale: float = DEFAULT_FINAL_EPOCHS_SCALE
-    mixup: float = DEFAULT_FINAL_MIXUP
-    inputs: tuple[str, ...] = DEFAULT_FINAL_INPUTS
-    seed_epochs: Optional[int] = None  # the seed recipe's retrain: its own 20 epochs, unless a budget cuts them
-
-
-@dataclass
-class FinalModel:
-    """The assembled model and how it came to be.
-
-    ``kept``: the members, best first, each a dict of ``trial``, the ``config`` it
-    trained with, its ``result`` (:func:`search.tasks.train_and_score`'s, on the test
-    split) and its ``attempts``; ``dropped``: ``{"trial_id", "normalize", "reason",
-    "seeds"}`` rows; ``seed_recipe``: the seed recipe's result, or ``{"failed": reason}``.
-    """
-
-    model: Any
-    kept: list[dict]
-    dropped: list[dict]
-    seed_recipe: dict
-
-
-@dataclass
-class Finished:
-    """The final stage's outcome: the model, its test figures, and where it was exported."""
-
-    final: FinalModel
-    members: list[dict]
-    test: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def final_config(params: dict, epochs_scale: float, mixup: float = 0.0,
@@ -75,52 +40,49 @@ def final_config(params: dict, epochs_scale: float, mixup: float = 0.0,
     """The config a final member trains with: the trial's, for ``epochs_scale`` times its
     epochs, with ``mixup`` (its Beta parameter; 0 leaves the trial's setting) and input
     ``normalize`` (None leaves the trial's)."""
-    from search.space import to_config
-
     config = to_config(params)
     config = dataclasses.replace(config, epochs=max(1, round(config.epochs * epochs_scale)))
     config = dataclasses.replace(config, mixup=mixup) if mixup else config
     return dataclasses.replace(config, normalize=normalize) if normalize else config
 
 
-def final_networks(members: list[dict], settings: FinalSettings) -> tuple[list[dict], list[TrainConfig]]:
+def final_networks(members: Sequence[TrialRecord],
+                   settings: FinalSettings) -> tuple[list[TrialRecord], list[TrainConfig]]:
     """The final model's networks: each member config once per input normalization, member by
     member. Returns the trials (repeated) and their configs."""
     trials, configs = [], []
     for trial in members:
         for normalization in settings.inputs:
             trials.append(trial)
-            configs.append(final_config(trial["config"], settings.epochs_scale, settings.mixup, normalization))
+            configs.append(final_config(trial.config, settings.epochs_scale, settings.mixup, normalization))
     return trials, configs
 
 
-def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings, n_rest: int, n_train: int,
-               slots: int, seconds: Optional[float]) -> tuple[FinalSettings, float]:
+def plan_final(trials: Sequence[TrialRecord], members: Sequence[TrialRecord], settings: FinalSettings, n_rest: int,
+               n_train: int, slots: int, seconds: float = math.inf) -> tuple[FinalSettings, float]:
     """The final stage that fits in ``seconds``, and its estimated seconds.
 
-    Each network's time is its trial's seconds per face (:func:`search.budget.image_seconds`) times
+    Each network's time is its trial's seconds per face (:meth:`search.records.TrialRecord.image_seconds`) times
     the faces it trains on (a pass over train + validation, or its rounds, each epoch); the seed's
     recipe trains beside them, ``slots`` at a time.
-    Without ``seconds`` the settings stand. Otherwise the seed's recipe gets fewer of its 20
+    With ``seconds`` infinite (no budget) the settings stand. Otherwise the seed's recipe gets fewer of its 20
     epochs if it alone would not fit, and the members fewer epochs (down to the trial's own),
     then fewer members, until all fit; when nothing does, one member for the share of its
     trial's epochs that fits (at least one epoch).
     """
-    from search.space import seed_point
-
-    measured = [s for s in (image_seconds(t, n_train) for t in trials) if s > 0]  # a trial failed at once: none
+    measured = [s for s in (t.image_seconds(n_train) for t in trials) if s > 0]  # a trial failed at once: none
     typical = float(np.median(measured)) if measured else 0.0
-    seed_trial = next((t for t in trials if all(t["config"].get(k) == v for k, v in seed_point().items())), None)
-    seed_epoch_s = n_rest * ((image_seconds(seed_trial, n_train) if seed_trial else 0.0) or typical)
+    seed_trial = next((t for t in trials if all(t.config.get(k) == v for k, v in seed_point().items())), None)
+    seed_epoch_s = n_rest * ((seed_trial.image_seconds(n_train) if seed_trial else 0.0) or typical)
 
     def cost(candidate: FinalSettings) -> float:
-        durations = [training_seconds(final_config(m["config"], candidate.epochs_scale), n_rest,
-                                      image_seconds(m, n_train) or typical) + TASK_OVERHEAD_S
+        durations = [training_seconds(final_config(m.config, candidate.epochs_scale), n_rest,
+                                      m.image_seconds(n_train) or typical) + TASK_OVERHEAD_S
                      for m in members[:candidate.ensemble] for _ in candidate.inputs]
         seed_epochs = candidate.seed_epochs or TrainConfig().epochs
         return makespan(durations + [seed_epochs * seed_epoch_s + TASK_OVERHEAD_S], slots)
 
-    if seconds is None:
+    if math.isinf(seconds):
         return settings, cost(settings)
     if seed_epoch_s > 0 and TrainConfig().epochs * seed_epoch_s + TASK_OVERHEAD_S > seconds:
         fitting = int((seconds - TASK_OVERHEAD_S) // seed_epoch_s)
@@ -140,19 +102,17 @@ def plan_final(trials: list[dict], members: list[dict], settings: FinalSettings,
 
 
 def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resources,
-                     mirror: Optional[dict[str, bool]] = None, init=None,
+                     mirror: Optional[dict[str, bool]] = None, init: Optional[Pretrained] = None,
                      scratch: Sequence[str] = ()) -> dict[str, dict]:
     """Train each named config on train + validation and test it, as parallel Ray tasks.
 
     ``mirror`` says, by name, whether the test also averages each face's mirror image
     (default yes). ``init``: the pretrained network the configs fine-tune, all but those
-    named in ``scratch``, which train from scratch. Returns, by name, :func:`search.tasks.train_and_score`'s result; or, for
+    named in ``scratch``, which train from scratch. Returns, by name, :func:`search.final.tasks.train_and_score`'s result; or, for
     a training that did not finish, only ``diverged`` or ``failed`` with the reason, so
     that one such config does not cost the others.
     """
-    import ray
-
-    from search.tasks import failure_reason, remote_training
+    import ray  # not before search.cluster.start_ray has chosen Ray's authentication mode
 
     mirror = mirror or {}
     task = remote_training(resources)
@@ -173,7 +133,7 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
     return results
 
 
-def member_learned(history: list[dict], trial_history: list[dict], majority: float) -> bool:
+def member_learned(history: Sequence[dict], trial_history: Sequence[dict], majority: float) -> bool:
     """Whether a final member's training went as its trial's did, judged without the test split.
 
     Its last epoch's training accuracy must cover at least half of the way from the
@@ -189,8 +149,9 @@ def member_learned(history: list[dict], trial_history: list[dict], majority: flo
     return trial <= majority or final - majority >= 0.5 * (trial - majority)
 
 
-def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Splits, resources: Resources,
-                    extra: Optional[dict[str, dict]] = None, init=None) -> tuple[list[dict], list[dict], dict]:
+def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfig], splits: Splits,
+                    resources: Resources, extra: Optional[dict[str, dict]] = None,
+                    init: Optional[Pretrained] = None) -> tuple[list[Member], list[dict], dict]:
     """Retrain the final members (and the ``extra`` named configs, alongside, from scratch) on
     train + validation; the members fine-tune ``init``, if given.
 
@@ -200,8 +161,6 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
     nothing. Returns ``(kept, dropped, extra_results)`` as :class:`FinalModel` holds them.
     Raises :class:`fer_core.train.TrainingDiverged` when no member produced weights.
     """
-    from fer_core.train import TrainingDiverged
-
     labels = np.concatenate([splits.train.labels, splits.val.labels])
     majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
     names = [f"member{i}" for i in range(len(members))]
@@ -210,11 +169,11 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
                              scratch=list(extra or {}))
     outcome = {n: (m, c, first[n]) for n, m, c in zip(names, members, configs)}
 
-    def failure(trial: dict, result: dict) -> Optional[str]:
+    def failure(trial: TrialRecord, result: dict) -> Optional[str]:
         for kind in ("diverged", "failed"):
             if kind in result:
                 return f"{kind} ({result[kind]})"
-        if not member_learned(result["history"], trial.get("history") or [], majority):
+        if not member_learned(result["history"], trial.history, majority):
             accuracy = result["history"][-1].get("train_accuracy") if result["history"] else float("nan")
             return f"did not learn (final training accuracy {accuracy:.3f}, majority class {majority:.3f})"
         return None
@@ -223,7 +182,7 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
     if retry:
         for name, reason in retry.items():
             log.warning("final member %s (trial %s) %s; retraining it at another seed",
-                        name, outcome[name][0]["trial_id"], reason)
+                        name, outcome[name][0].trial_id, reason)
         reseeded = {n: dataclasses.replace(outcome[n][1], seed=outcome[n][1].seed + RESEED_OFFSET) for n in retry}
         second = retrain_and_test({n: c.to_dict() for n, c in reseeded.items()}, splits, resources, init=init)
         for name, config in reseeded.items():
@@ -235,9 +194,8 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
         if not keep:
             raise TrainingDiverged("every final member failed, twice: " + "; ".join(map(str, reasons.values())))
         log.warning("no final member learned; keeping the %d that trained", len(keep))
-    kept = [{"trial": outcome[n][0], "config": outcome[n][1], "result": outcome[n][2],
-             "attempts": 2 if n in retry else 1} for n in keep]
-    dropped = [{"trial_id": outcome[n][0]["trial_id"], "normalize": configs[i].normalize, "reason": reasons[n],
+    kept = [Member(outcome[n][0], outcome[n][1], outcome[n][2], attempts=2 if n in retry else 1) for n in keep]
+    dropped = [{"trial_id": outcome[n][0].trial_id, "normalize": configs[i].normalize, "reason": reasons[n],
                 "seeds": [configs[i].seed] + ([outcome[n][1].seed] if n in retry else [])}
                for i, n in enumerate(names) if n not in keep]
     for row in dropped:
@@ -245,14 +203,12 @@ def retrain_members(members: list[dict], configs: list[TrainConfig], splits: Spl
     return kept, dropped, {name: first[name] for name in extra or {}}
 
 
-def build_final_model(members: list[dict], splits: Splits, settings: FinalSettings,
-                      resources: Resources, init=None) -> FinalModel:
+def build_final_model(members: Sequence[TrialRecord], splits: Splits, settings: FinalSettings,
+                      resources: Resources, init: Optional[Pretrained] = None) -> FinalModel:
     """Retrain ``members`` (fine-tuning ``init``, if given; the seed's recipe beside them, from
     scratch) and assemble the final model."""
-    from fer_core.model import build_cnn, build_predictor
-
     log.info("retraining the %d best configs (trials %s) on %s faces, and the seed's recipe, on train + validation",
-             len(members), ", ".join(t["trial_id"] for t in members), " and ".join(settings.inputs))
+             len(members), ", ".join(t.trial_id for t in members), " and ".join(settings.inputs))
     seed_recipe = TrainConfig() if settings.seed_epochs is None else TrainConfig(epochs=settings.seed_epochs)
     if settings.seed_epochs is not None:
         log.info("the seed's recipe trains for %d of its %d epochs, to fit the time budget", seed_recipe.epochs,
@@ -265,8 +221,8 @@ def build_final_model(members: list[dict], splits: Splits, settings: FinalSettin
         seed_recipe = {"failed": " ".join(f"{k}: {v}" for k, v in seed_recipe.items())}
     networks = []
     for i, member in enumerate(kept):
-        network = build_cnn(member["config"], splits.train.images.shape[1:], splits.train.n_classes,
+        network = build_cnn(member.config, splits.train.images.shape[1:], splits.train.n_classes,
                             name=f"member{i}")
-        network.set_weights(member["result"]["weights"])
+        network.set_weights(member.result["weights"])
         networks.append(network)
-    return FinalModel(build_predictor(networks, mirror=True), kept, dropped, seed_recipe)
+    return FinalModel(build_predictor(networks, mirror=True), tuple(kept), tuple(dropped), seed_recipe)

@@ -5,39 +5,12 @@ names, so conditional choices stay honest: augmentation magnitudes exist only wh
 augmentation is on. The seed notebook's recipe is :func:`seed_point`, which the search
 evaluates first, so its best trial is never worse than the seed on validation.
 
-What the space leaves out, it leaves out on evidence. In three 50-trial CK+ searches
-(seeds 0, 1, 2; subject split, 16-epoch budget) no trial with a global-average-pooling
-head (19 trials), a batch of 128 (13), 4 or 5 conv blocks (31), 64 dense units (13) or a
-cosine or plateau schedule (61) reached 90% validation accuracy: 0 of the 82 trials with
-any of them, against 20 of the other 68. On a few hundred faces and 16 epochs they
-cannot train (a batch of 128 is 5 steps an epoch), and each random start-up trial spent
-on them taught the sampler less.
-The space keeps the seed recipe's flatten head and two-phase schedule, and searches the
-schedule's share and factor.
-
-Those exclusions are a rule of size: on a large data set (:data:`LARGE_DATA` training faces
-or more, as FER2013's 28,709) a batch of 128 is hundreds of steps a pass, and a trial's budget
-holds enough faces for a fourth block, a global-average-pooling head and the cosine schedule
-that the published FER2013 networks use, so the large space searches them too
-(``experiments/README.md``, "FER2013 in rounds", has what they did there).
-
-Every trial standardizes each face (zero mean, unit variance, inside the model). In five
-50-trial CK+ searches (subject split) none of the 81 trials on raw pixels reached 90%
-validation accuracy, against 36 of the 169 on standardized faces; half of the random
-start-up trials went to raw pixels. The seed's recipe is therefore tried first on
-standardized faces too (the report still tests the recipe itself, on raw pixels).
-
-The optimizer stays the seed's Adam. SGD with Nesterov momentum (``TrainConfig.optimizer``,
-rates 1e-3 to 5e-2) was searched beside it in one 50-trial CK+ search (seed 1): its 9
-trials reached at most 87.8% validation, against 8 of the 41 Adam trials at 90% or more,
-and the run tested at 91.3%, within the default's runs at that seed.
-
-Residual shortcuts (``TrainConfig.residual``) were searched beside plain blocks in one
-50-trial CK+ search (seed 1): 1 of its 17 residual trials reached 90% validation, against 8
-of its 33 plain ones; the run tested 3.1 points below the default's at that seed and took
-39.6 minutes, the wider networks TPE drifted to included.
-
-The left-out settings stay :class:`TrainConfig` choices, for the API.
+What the space leaves out, it leaves out on evidence (``experiments/README.md``, "The 50-trial
+search" and "FER2013 in rounds"): on a small data set no global-average-pooling head, batch of 128, 4th block or
+cosine/plateau schedule, since none of them trained on a few hundred faces in 16 epochs; on a
+large one (:data:`search.settings.LARGE_DATA` training faces, as FER2013's) the space holds
+them too. Every trial standardizes each face, and the optimizer stays the seed's Adam; residual
+shortcuts are not searched. The left-out settings stay :class:`TrainConfig` choices, for the API.
 """
 
 from __future__ import annotations
@@ -49,23 +22,6 @@ from fer_core.errors import ConfigError
 from fer_core.model import check_fits
 
 INPUT_SHAPE = (48, 48, 1)
-# on a large data set a trial's epoch is a round of this many faces: on one thread 7-12 s of the seed's
-# CNN and 4-43 s of the others a 20-minute FER2013 search tried, against 31-42 s and 78-141 s for a pass
-# over its 28,709 faces; 4x the faces CK+'s trials see before their first rung ("FER2013 in rounds" in
-# experiments/README.md)
-ROUND_IMAGES = 8192
-LARGE_DATA = 2 * ROUND_IMAGES  # training faces from which trials run in rounds and the space is the large one
-
-
-def is_large(n_train: int) -> bool:
-    """Whether ``n_train`` training faces make a large data set (:data:`LARGE_DATA` or more)."""
-    return n_train >= LARGE_DATA
-
-
-def round_images(n_train: int) -> int:
-    """Faces in a trial's epoch on ``n_train`` training faces: :data:`ROUND_IMAGES` on a large data
-    set (a pass holds at least two rounds), else 0 (an epoch is a pass, as on CK+'s 630 faces)."""
-    return ROUND_IMAGES if is_large(n_train) else 0
 
 
 def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, Any]] = None,
@@ -75,7 +31,7 @@ def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, A
     Returns the constants that complete the config: the epoch budget (``max_epochs`` epochs of
     ``round_images`` faces when that is set), and ``padding`` turned to ``same`` where ``valid``
     padding would shrink the feature map away (so no trial is spent on a network that cannot be
-    built). ``large``: the space of a large data set (:data:`LARGE_DATA` training faces or more),
+    built). ``large``: the space of a large data set (:data:`search.settings.LARGE_DATA` training faces or more),
     which also searches what the small one leaves out. With the ``architecture`` of a pretrained
     network (:mod:`fer_core.transfer`) the space is :func:`define_finetuning`'s.
     """

@@ -7,9 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
+from fer_core.config import TrainConfig
 from fer_core.errors import ConfigError
+from search.tuning.space import define_space, seed_point, to_config
 
-log = logging.getLogger("search.points")
+log = logging.getLogger("search.tuning.points")
 
 
 def read_points(path: Optional[str]) -> list[dict[str, Any]]:
@@ -20,9 +22,6 @@ def read_points(path: Optional[str]) -> list[dict[str, Any]]:
     value the space holds constant (or leaves to ``TrainConfig``'s default) is a warning:
     the trial is built from the sample alone, as every trial is.
     """
-    from fer_core.config import TrainConfig
-    from search.space import define_space, seed_point, to_config
-
     if path is None:
         return []
     try:

@@ -1,10 +1,10 @@
-"""TensorBoard for a search: per-trial curves, the HParams dashboard, the final model.
+"""TensorBoard for a search: per-trial curves and the HParams dashboard.
 
 The search writes its event files from the driver, out of the results Tune already
 streams back, so trials on remote nodes need no shared file system to be seen:
 ``tensorboard --logdir DIR/NAME/tensorboard`` shows one run per trial (every reported
-metric by epoch, plus its hyperparameters for the HParams dashboard) and a ``final``
-run with the retrained model's curves and confusion matrix image.
+metric by epoch, plus its hyperparameters for the HParams dashboard); the final model's run
+is :mod:`search.report.final_run`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ray.tune import Callback
 
-SCALARS = ("val_accuracy", "val_macro_f1", "val_loss", "train_loss", "train_accuracy", "learning_rate")
+from search.report.final_run import SCALARS
+
 HPARAM_METRICS = ("val_accuracy", "val_macro_f1", "val_loss")
 
 
@@ -86,35 +87,3 @@ class TensorBoardCallback(Callback):
 def hparam_values(config: Mapping[str, Any]) -> dict[str, Any]:
     """Config values as TensorBoard accepts them (bool, int, float, str)."""
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.items()}
-
-
-def write_final_run(logdir: Path, history: Sequence[Mapping[str, float]], class_names: Sequence[str],
-                    figure_png: bytes) -> None:
-    """The retrained model's per-epoch curves and its test confusion matrix as an image.
-
-    Written into a fresh sibling folder that then replaces ``logdir``: a final model rebuilt by
-    ``--resume`` replaces the earlier curves instead of adding a second event file beside them.
-    """
-    import shutil
-    import tempfile
-
-    from fer_core.train import configure_tensorflow
-    tf = configure_tensorflow()
-
-    logdir = Path(logdir)
-    logdir.parent.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix=f".{logdir.name}-", dir=logdir.parent))
-    writer = tf.summary.create_file_writer(str(fresh))
-    with writer.as_default():
-        for row in history:
-            for tag in SCALARS:
-                value = row.get(tag)
-                if isinstance(value, (int, float)) and math.isfinite(value):
-                    tf.summary.scalar(f"final/{tag}", value, step=int(row["epoch"]))
-        image = tf.io.decode_png(figure_png, channels=4)[tf.newaxis]
-        tf.summary.image("final/confusion_matrix", image, step=0)
-        tf.summary.text("final/classes", ", ".join(class_names), step=0)
-    writer.close()
-    if logdir.exists():
-        shutil.rmtree(logdir)
-    fresh.rename(logdir)

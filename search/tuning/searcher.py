@@ -1,8 +1,8 @@
 """The searcher: Ray Tune's Optuna search, as FER Tune runs it.
 
-It suggests no trial once the search's deadline (:mod:`search.deadline`) has passed, and
+It suggests no trial once the run's search deadline (:class:`search.budget.Budget`) has passed, and
 with a cost weight (``--cost-weight``) it tells Optuna each trial's score less its cost
-(:func:`search.cost.cost_adjusted`), so that TPE weighs a config's accuracy against its
+(:func:`search.tuning.cost.cost_adjusted`), so that TPE weighs a config's accuracy against its
 time. The cost is a trial's median epoch time; it is compared with the first trial's, the
 seed recipe's, or, until that one has reported, with the median trial's. Ray's scheduler
 and the reports see the score alone.
@@ -11,20 +11,18 @@ and the reports see the score alone.
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from ray.tune.search.optuna import OptunaSearch
 
-from search.budget import row_seconds
-from search.cost import cost_adjusted
-from search.deadline import read_deadline
+from search.budget import Budget
+from search.records import row_seconds
+from search.tuning.cost import cost_adjusted
 
 
 class BudgetedOptunaSearch(OptunaSearch):
-    """:class:`OptunaSearch` that answers ``FINISHED`` once the deadline in ``deadline_file`` has
+    """:class:`OptunaSearch` that answers ``FINISHED`` once the ``budget``'s search deadline has
     passed and, with ``cost_weight``, tells Optuna scores weighed against the trials' epoch times
     (``faces``: the validation faces a score is measured on)."""
 
@@ -33,17 +31,16 @@ class BudgetedOptunaSearch(OptunaSearch):
     faces = 0
     first_trial: Optional[str] = None
 
-    def __init__(self, *args, deadline_file: Optional[Path] = None, cost_weight: float = 0.0, faces: int = 0,
+    def __init__(self, *args, budget: Optional[Budget] = None, cost_weight: float = 0.0, faces: int = 0,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.deadline_file = deadline_file
+        self.budget = budget
         self.cost_weight = cost_weight
         self.faces = faces
         self.epoch_times: dict[str, list[float]] = {}
 
     def suggest(self, trial_id: str):
-        deadline = read_deadline(self.deadline_file) if self.deadline_file else None
-        if deadline is not None and time.time() > deadline:
+        if self.budget is not None and self.budget.search_over():
             return OptunaSearch.FINISHED
         suggestion = super().suggest(trial_id)
         if self.first_trial is None and isinstance(suggestion, dict):

@@ -4,8 +4,7 @@ Ray's ASHA stops a trial at a rung when it falls below a percentile of *every* t
 that ever reached that rung. Next to a model-based sampler that is too lenient: the
 first trials are random and mostly poor, they stay in the rung's record for good, and
 once TPE has found the good region nearly every new trial beats them, so nearly every
-trial runs its whole budget. Replaying the histories of a 50-trial CK+ search
-(``experiments/replay_pruning.py``) shows it: 29 of 50 trials ran all 20 epochs.
+trial runs its whole budget (``experiments/README.md``, "The 50-trial search").
 
 :class:`RecentASHAScheduler` keeps Ray's asynchronous rungs (``grace_period`` times
 powers of ``reduction_factor``) but compares a trial with the last ``window`` trials that
@@ -14,9 +13,8 @@ reached the rung, the population the sampler proposes now, and lets on only the 
 those there are, as ASHA does.
 
 A trial that scores below ``floor`` (what answering the most common class scores) stops
-at any rung, even the first there, whom ASHA always lets on: on FER2013 a fast trial
-that answered disgust alone (1.6%) was first at every rung and ran all 12 rounds
-(``experiments/README.md``, "Held to the majority class").
+at any rung, even the first there, whom ASHA always lets on (``experiments/README.md``,
+"Held to the majority class").
 """
 
 from __future__ import annotations

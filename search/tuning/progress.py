@@ -2,8 +2,9 @@
 
 The line says how many trials are done of how many, the best validation figure so far next
 to the seed recipe's trial (the search's first), and about how long the run has left,
-confirmation and final model included. The search time spent is saved in ``run.json``, so
-that a budgeted run that is killed and resumed goes on with what is left of its share.
+confirmation and final model included. The search time spent is saved in the run's
+:class:`search.budget.Budget`, so that a budgeted run that is killed and resumed goes on
+with what is left of its share.
 """
 
 from __future__ import annotations
@@ -11,80 +12,55 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 from ray.tune import Callback
 
-from search.rundir import read_state, write_state
+from search.budget import Budget, now
 
-log = logging.getLogger("search.progress")
+log = logging.getLogger("search.tuning.progress")
 
 PERIOD_S = 30.0  # at most this often
 DONE = ("TERMINATED", "ERROR")
+# the confirmation (6 configs x 3 folds) and the final stage (5 members at 3x, the seed's recipe)
+# of an unbounded run cost about 18 and 15 trials' worth: counted so the user is not surprised
+AFTER_SEARCH_TRIALS = 3 * 6 + 15
 
 
 class SearchProgress(Callback):
-    """A Tune callback that reads the run's plan from ``run.json`` at each start, so it survives a resume."""
+    """A Tune callback that logs the progress line and saves the search time in ``budget``."""
 
-    def __init__(self, run_dir: Path, trials: int, metric: str, slots: int) -> None:
-        self.run_dir = Path(run_dir)
+    def __init__(self, budget: Budget, trials: int, metric: str, slots: int) -> None:
+        self.budget = budget
         self.trials, self.metric, self.slots = trials, metric, slots
-        self._reset()
-
-    def _reset(self) -> None:
-        self._started = time.monotonic()
-        self._last = self._started
-        self._base_s = 0.0
-        self._plan: Optional[dict] = None
-        self._deadline: Optional[float] = None
+        self._last = time.monotonic()
 
     def __getstate__(self) -> dict:
-        return {"run_dir": self.run_dir, "trials": self.trials, "metric": self.metric, "slots": self.slots}
+        return {"budget": self.budget, "trials": self.trials, "metric": self.metric, "slots": self.slots}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._reset()
-
-    def setup(self, **info) -> None:
-        from search.deadline import DEADLINE_FILE, read_deadline
-
-        self._reset()
-        state = self._state() or {}
-        self._base_s, self._plan = float(state.get("search_seconds", 0.0)), state.get("plan")
-        self._deadline = read_deadline(self.run_dir / DEADLINE_FILE)
-
-    def _state(self) -> Optional[dict]:
-        """The run's ``run.json``; None for a search without one (a harness calling the stages)."""
-        try:
-            return read_state(self.run_dir)
-        except OSError:
-            return None
+        self._last = time.monotonic()
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
-        now = time.monotonic()
-        if now - self._last < PERIOD_S:
+        if time.monotonic() - self._last < PERIOD_S:
             return
-        self._last = now
-        state = self._state()
-        if state is not None:
-            write_state(self.run_dir, state | {"search_seconds": self._base_s + (now - self._started)})
+        self._last = time.monotonic()
+        self.budget.note_search_time()
         log.info(progress_line(trials, self.trials, self.metric, self.seconds_left(trials)))
 
     def seconds_left(self, trials: list) -> Optional[float]:
         """The run's time left: the budget's, or an estimate from the trials' own times."""
-        if self._deadline is not None:  # without a plan (a harness calling the stages), the search's alone
-            after = self._plan["confirm_s"] + self._plan["final_s"] if self._plan else 0.0
-            return max(0.0, self._deadline - time.time()) + after
+        deadline = self.budget.search_deadline()
+        if math.isfinite(deadline):
+            return max(0.0, deadline - now()) + self.budget.after_search_s()
         durations = [t.last_result.get("time_total_s") for t in trials if t.status in DONE and t.last_result]
         durations = [d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)]
         if not durations:
             return None
         trial_s = sum(durations) / len(durations)
         waiting = max(0, self.trials - sum(t.status in DONE for t in trials))
-        # the confirmation (6 configs x 3 folds) and the final stage (5 members at 3x, the seed's
-        # recipe) cost about 18 and 15 trials' worth: both counted so the user is not surprised
-        return (waiting + 33) * trial_s / max(1, self.slots)
+        return (waiting + AFTER_SEARCH_TRIALS) * trial_s / max(1, self.slots)
 
 
 def progress_line(trials: list, total: int, metric: str, seconds_left: Optional[float]) -> str:

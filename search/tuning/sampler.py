@@ -3,19 +3,17 @@
 TPE models the finished trials; before there are enough of them its suggestions are no
 better than random ones, and a start that happens to find one fair configuration can hold
 it there. So the search samples at random first, for two fifths of the trials (at most
-20, ``search.run.startup_trials``). Under ``--time-budget`` the number of trials the search will
+20, :attr:`search.settings.SearchSettings.startup_trials`). Under ``--time-budget`` the number of trials the search will
 run is not known beforehand: on CK+ a 10-minute budget ran from 23 to 86 trials, and at
 23 a start of 20 random trials left TPE two. There the random start also ends when two
-fifths of the search's time has passed, whichever comes first. That time is read from the
-run's ``budget.json`` (:mod:`search.deadline`), which each attempt of a resumed run writes
-anew, so a resumed run's random start keeps what was left of it.
+fifths of the search's time has passed, whichever comes first. That time is the run's
+:class:`search.budget.Budget`'s, which each attempt of a resumed run sets anew, so a resumed
+run's random start keeps what was left of it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 from typing import Any, Optional
 
 from optuna.distributions import BaseDistribution
@@ -23,14 +21,16 @@ from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from search.budget import Budget, now
+
 log = logging.getLogger(__name__)
 
 STARTUP_FLOOR = 5  # a start ended by the clock still gives TPE this many finished trials, when the count allows
 
 
 class StartupSampler(BaseSampler):
-    """Random sampling until ``n_startup`` trials have finished or ``random_until`` (a Unix
-    time; the ``random_until`` in ``clock_file`` where it names one) has passed with at least
+    """Random sampling until ``n_startup`` trials have finished or the ``budget``'s random start
+    has ended (:meth:`search.budget.Budget.random_start_end`; never without one) with at least
     ``min(n_startup, STARTUP_FLOOR)`` finished; TPE after.
 
     The phase is decided once per trial, when the trial is created, so each trial's
@@ -38,11 +38,10 @@ class StartupSampler(BaseSampler):
     counts them (Tune reports a trial stopped by its scheduler as complete).
     """
 
-    def __init__(self, *, n_startup: int, random_until: Optional[float] = None, seed: Optional[int] = None,
-                 clock_file: Optional[Path] = None, **tpe_options: Any) -> None:
+    def __init__(self, *, n_startup: int, budget: Optional[Budget] = None, seed: Optional[int] = None,
+                 **tpe_options: Any) -> None:
         self.n_startup = n_startup
-        self.random_until = random_until
-        self.clock_file = clock_file
+        self.budget = budget
         self._tpe = TPESampler(seed=seed, n_startup_trials=0, **tpe_options)
         self._random = RandomSampler(seed=seed)
         self._random_trials: set[int] = set()  # trial numbers sampled at random
@@ -56,23 +55,13 @@ class StartupSampler(BaseSampler):
                                          use_cache=True))
         if finished >= self.n_startup:
             self.ended_by = "trials"
-        elif (until := self.start_ends()) is not None and time.time() >= until \
+        elif self.budget is not None and now() >= self.budget.random_start_end() \
                 and finished >= min(self.n_startup, STARTUP_FLOOR):
             self.ended_by = "time"
         if self.ended_by is not None:
             log.info("random start over after %d finished trials (%s): TPE samples from here on", finished,
                      "its time is up" if self.ended_by == "time" else "the count")
         return self.ended_by is None
-
-    def start_ends(self) -> Optional[float]:
-        """When the random start ends by the clock: the clock file's time, else ``random_until``."""
-        if self.clock_file is not None:
-            from search.deadline import read_deadline
-
-            written = read_deadline(self.clock_file, "random_until")
-            if written is not None:
-                return written
-        return self.random_until
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if self.random_phase(study):

@@ -1,0 +1,224 @@
+"""The records the stages hand each other: a trial, the confirmation, a final member, the final
+model and the report.
+
+Each is a dataclass with named fields that every consumer reads the same way (the run,
+the report, the tuner comparison in ``experiments/``); those that are stored have
+``to_json``/``from_json``, and ``report.json`` is :meth:`Report.to_json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from fer_core.config import TrainConfig
+from search.tuning.space import to_config
+
+TRIAL_STATUSES = ("completed", "stopped_early", "failed", "unfinished")
+SCORED = ("completed", "stopped_early")
+
+
+def row_seconds(row: Mapping[str, Any]) -> float:
+    """Seconds one reported epoch took, training and validation; ``nan`` when it says none."""
+    seconds = row.get("train_seconds")
+    return seconds + row.get("val_seconds", 0.0) if isinstance(seconds, (int, float)) else math.nan
+
+
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a finite number."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of the search: its config, its final and best metric, its epochs and per-epoch rows.
+
+    ``status`` is ``completed`` (ran its whole epoch budget, or its config's fewer epochs),
+    ``stopped_early`` (the scheduler or the deadline ended it), ``failed`` (it raised:
+    ``error`` holds the reason) or ``unfinished``."""
+
+    trial_id: str
+    status: str
+    config: dict[str, Any]
+    final_metric: Optional[float] = None
+    best_metric: Optional[float] = None
+    epochs: int = 0
+    node_ip: Optional[str] = None
+    node_id: Optional[str] = None
+    tf_threads: Optional[int] = None
+    error: Optional[str] = None
+    history: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def scored(self) -> bool:
+        """Whether it finished with a score the ranking can use."""
+        return self.status in SCORED and self.final_metric is not None
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """Its config as :class:`TrainConfig` (``augment`` is a switch of the space, not a field)."""
+        return to_config(self.config)
+
+    @property
+    def epoch_seconds(self) -> float:
+        """The median seconds one of its epochs took (training and validation); 0 when unknown."""
+        seconds = [s for s in map(row_seconds, self.history) if math.isfinite(s)]
+        return float(np.median(seconds)) if seconds else 0.0
+
+    def image_seconds(self, n_train: int) -> float:
+        """Seconds per training face (trained on ``n_train`` faces), whatever an epoch was (a pass,
+        or a round on a large data set): the cost of its config; 0 when unknown."""
+        return self.epoch_seconds / self.train_config.images_per_epoch(max(1, n_train))
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for ``report.json``."""
+        return {**dataclasses.asdict(self), "history": list(self.history)}
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> "TrialRecord":
+        """The record :meth:`to_json` wrote."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names} | {"history": tuple(row.get("history") or ())})
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The cross-validation of the leading configs: scores by trial id, the candidates ranked by them.
+
+    ``ranked`` holds the confirmed candidates best first, then the unconfirmed in the search's
+    order; ``left_out`` those that diverged or failed in a fold; ``skipped`` says why none was
+    confirmed, if so."""
+
+    folds: int
+    n_scored: int
+    ranked: tuple[TrialRecord, ...]
+    scores: Mapping[str, Mapping[str, Any]]
+    seconds: float
+    skipped: Optional[str] = None
+    left_out: tuple[TrialRecord, ...] = ()
+
+    @property
+    def excluded(self) -> list[str]:
+        """Trial ids whose configs diverged or failed in a fold: out of the ranking and of the final model."""
+        return [trial_id for trial_id, score in self.scores.items() if "cv_accuracy" not in score]
+
+    def to_json(self) -> dict[str, Any]:
+        """What the report keeps: per candidate, its validation and cross-validated figures."""
+        return {"folds": self.folds, "n_scored": self.n_scored, "seconds": round(self.seconds, 1),
+                "skipped": self.skipped,
+                "trials": [{"trial_id": t.trial_id, "val_metric": t.final_metric, **self.scores.get(t.trial_id, {})}
+                           for t in (*self.ranked, *self.left_out)]}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A network of the final model: the trial it comes from, the config it trained with, the
+    training task's ``result`` (weights, history, test probabilities and metrics) and its attempts."""
+
+    trial: TrialRecord
+    config: TrainConfig
+    result: Mapping[str, Any]
+    attempts: int = 1
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Its retrain's per-epoch rows."""
+        return list(self.result.get("history") or [])
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's row: trial, input, validation and test figures alone."""
+        metrics = self.result["metrics"]
+        return {"trial_id": self.trial.trial_id, "normalize": self.config.normalize,
+                "val_metric": self.trial.final_metric, "epochs": self.config.epochs, "seed": self.config.seed,
+                "attempts": self.attempts, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """The assembled model and how it came to be: the ``kept`` members best first, the ``dropped``
+    ones (``{"trial_id", "normalize", "reason", "seeds"}``), and the seed recipe's result (or
+    ``{"failed": reason}``)."""
+
+    model: Any
+    kept: tuple[Member, ...]
+    dropped: tuple[dict[str, Any], ...]
+    seed_recipe: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The final stage's outcome: the model, the members it was planned from, its test figures."""
+
+    final: FinalModel
+    members: tuple[TrialRecord, ...]
+    test: Mapping[str, Any]
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The run's ``report.json``: data and split, the final model's test figures beside the seed's
+    recipe and the majority class, the confirmation, the members, every trial."""
+
+    name: str
+    data: str
+    n_images: int
+    split: str
+    faces: Optional[dict[str, Any]]
+    n_train: int
+    n_val: int
+    n_test: int
+    metric: str
+    max_epochs: int
+    round_images: Optional[int]
+    cost_weight: float
+    seed: int
+    time_budget_s: Optional[float]
+    budget_plan: Optional[dict[str, float]]
+    initialized_from: Optional[dict[str, Any]]
+    test_accuracy: float
+    test_macro_f1: float
+    test_balanced_accuracy: float
+    test_accuracy_ci95: tuple[float, float]
+    majority_accuracy: float
+    seed_baseline_accuracy: float
+    seed_recipe_test_accuracy: Optional[float]
+    seed_recipe_test_macro_f1: Optional[float]
+    seed_recipe_failed: Optional[str]
+    seed_recipe_epochs: int
+    trials_completed: int
+    trials_stopped_early: int
+    trials_failed: int
+    best_trial_id: str
+    best_val_metric: Optional[float]
+    best_config: dict[str, Any]
+    confirmation: dict[str, Any]
+    final_epochs_scale: float
+    final_mixup: float
+    final_inputs: list[str]
+    ensemble: list[dict[str, Any]]
+    ensemble_dropped: list[dict[str, Any]]
+    search_wall_clock_s: float
+    timings: dict[str, float]
+    test: dict[str, Any]
+    seed_recipe_test: Optional[dict[str, Any]]
+    trials: tuple[TrialRecord, ...]
+    exported: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The plain dict written as ``report.json``."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return fields | {"trials": [t.to_json() for t in self.trials],
+                         "test_accuracy_ci95": list(self.test_accuracy_ci95)}
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> "Report":
+        """The report :meth:`to_json` wrote (``report.json`` read back)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names}
+                   | {"trials": tuple(TrialRecord.from_json(t) for t in row["trials"]),
+                      "test_accuracy_ci95": tuple(row["test_accuracy_ci95"])})

@@ -1,0 +1,171 @@
+"""The report for people: ``report.md``, and the few lines the command prints at the end, both
+rendered from the run's :class:`search.records.Report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from search.records import Report
+from search.rundir import BEST_DIR, TENSORBOARD_DIR
+
+
+def summary_text(report: Report, run_dir: Path) -> str:
+    """The few lines the command prints at the end: the final model against the seed's recipe and
+    the majority class, and where to look next."""
+    pct = _pct
+    low, high = report.test_accuracy_ci95
+    seed = (f"test accuracy {pct(report.seed_recipe_test_accuracy)}, "
+            f"macro-F1 {report.seed_recipe_test_macro_f1:.3f}" if report.seed_recipe_test_accuracy is not None
+            else f"not available ({report.seed_recipe_failed})")
+    return "\n".join([
+        f"\nFER Tune: {report.trials_completed} trials completed, {report.trials_failed} failed, "
+        f"search {report.search_wall_clock_s:.0f} s, split {report.split}"
+        + (f", fine-tuned from {report.initialized_from['source']}" if report.initialized_from else ""),
+        f"  final model   test accuracy {pct(report.test_accuracy)} (95% CI {pct(low)}-{pct(high)}), "
+        f"macro-F1 {report.test_macro_f1:.3f} (ensemble of {len(report.ensemble)} networks of the best "
+        f"configs on {' and '.join(report.final_inputs)} faces, mirror test-time augmentation)",
+        f"  seed recipe   {seed} (the notebook reported {report.seed_baseline_accuracy:.0%}"
+        + (f"; {report.seed_recipe_epochs} of its 20 epochs, to fit the time budget"
+           if (report.seed_recipe_epochs or 20) != 20 else "") + ")",
+        f"  majority class {pct(report.majority_accuracy)}",
+        f"  report: {run_dir / 'report.md'}",
+        f"  model:  {run_dir / BEST_DIR}",
+        f"  tensorboard --logdir {run_dir / TENSORBOARD_DIR}\n"])
+
+
+def _init_lines(init: Optional[Mapping[str, Any]]) -> list[str]:
+    """What a fine-tuned model started from, so that it is never read as trained from scratch."""
+    if not init:
+        return []
+    test = (init.get("metrics") or {}).get("test_accuracy")
+    return [f"Fine-tuned from `{init['source']}` (trained on {init.get('trained_on') or 'unknown data'}, data "
+            f"fingerprint {init.get('data_fingerprint')}, its test accuracy {_pct(test)}); the seed's recipe below "
+            f"trains from scratch.", ""]
+
+
+def _pct(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def render_markdown(report: Report, plots: Mapping[str, str]) -> str:
+    """The human report: comparison table, best config, trials, plots."""
+    test = report.test
+    seed = report.seed_recipe_test or {"accuracy": None, "macro_f1": None, "balanced_accuracy": None,
+                                          "majority_accuracy": None}
+    pct = _pct
+    f1 = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [
+        f"# FER Tune report: {report.name}",
+        "",
+        f"Data: `{report.data}` ({report.n_images} images, {len(test['class_names'])} classes); "
+        f"split **{report.split}** ({report.n_train} train, {report.n_val} validation, "
+        f"{report.n_test} test). Search metric: `{report.metric}`.",
+        "",
+        *_faces_lines(report.faces),
+        *_init_lines(report.initialized_from),
+        f"Trials: {report.trials_completed} completed ({report.trials_stopped_early} stopped early by ASHA), "
+        f"{report.trials_failed} failed, in {report.search_wall_clock_s:.0f} s."
+        + (f" An epoch here is a round of {report.round_images} training faces: trials are judged every "
+           "round, not every pass." if report.round_images else "")
+        + (f" Cost weight {report.cost_weight:g}: validation scores within {report.cost_weight:g} standard "
+           "errors counted as a tie, which a config at least twice as fast won." if report.cost_weight else ""),
+        "",
+        "## Held-out test split",
+        "",
+        "| | final model (retrained on train+val) | seed recipe (same split) |",
+        "|---|---|---|",
+        f"| accuracy | **{pct(test['accuracy'])}** (95% CI {pct(test['accuracy_ci95'][0])}-"
+        f"{pct(test['accuracy_ci95'][1])}) | {pct(seed['accuracy'])} |",
+        f"| macro-F1 | **{test['macro_f1']:.3f}** | {f1(seed['macro_f1'])} |",
+        f"| balanced accuracy | {pct(test['balanced_accuracy'])} | {pct(seed['balanced_accuracy'])} |",
+        f"| majority class | {pct(test['majority_accuracy'])} | {pct(seed['majority_accuracy'])} |",
+        "",
+        f"The seed notebook reported {pct(report.seed_baseline_accuracy)} on CK+ with a random split."
+        + (f" The seed's recipe did not finish its retrain: {report.seed_recipe_failed}."
+           if report.seed_recipe_failed else "")
+        + (f" The seed's recipe trained for {report.seed_recipe_epochs} of its 20 epochs here, to fit the "
+           "time budget." if (report.seed_recipe_epochs or 20) != 20 else ""),
+        "",
+        f"The final model averages the class probabilities of {len(report.ensemble)} networks: the best "
+        f"trials' configs, each retrained on train + validation{_inputs_words(report)}{_mixup_words(report)} "
+        "and shown every face and its mirror image:",
+        "",
+        "| trial | input | validation | test accuracy alone | test macro-F1 alone |",
+        "|---|---|---|---|---|",
+        *[f"| {m['trial_id']} | {m.get('normalize', '')} | {m['val_metric']:.4f} | {pct(m['test_accuracy'])} "
+          f"| {m['test_macro_f1']:.3f} |" for m in report.ensemble],
+        *[f"\nTrial {d['trial_id']} left the final model: its retrain {d['reason']}, at seeds "
+          f"{', '.join(map(str, d['seeds']))}." for d in (report.ensemble_dropped)],
+        "",
+        *_confirmation_lines(report.confirmation, pct),
+        "## Per class (final model)",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in test["per_class"].items():
+        lines.append(f"| {name} | {row['precision']:.2f} | {row['recall']:.2f} | {row['f1']:.2f} | {row['support']} |")
+    lines += ["", "## Best config", "", "```json", json.dumps(report.best_config, indent=2), "```", ""]
+    for title, key in (("Confusion matrix", "confusion_matrix"), ("Search history", "search_history"),
+                       ("Hyperparameter importance", "importance"), ("Learning curves", "learning_curves")):
+        if key in plots:
+            lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
+    lines += ["## Trials", "", f"| trial | status | epochs | best {report.metric} | s an epoch | node |",
+              "|---|---|---|---|---|---|"]
+    for t in sorted(report.trials, key=lambda t: -(t.best_metric or -1)):
+        best = "" if t.best_metric is None else f"{t.best_metric:.4f}"
+        extra = f" ({t.error})" if t.error else ""
+        seconds = t.epoch_seconds
+        lines.append(f"| {t.trial_id} | {t.status}{extra} | {t.epochs} | {best} | "
+                     f"{f'{seconds:.1f}' if seconds else ''} | {t.node_ip} |")
+    return "\n".join(lines) + "\n"
+
+
+def _faces_lines(faces: Optional[Mapping[str, Any]]) -> list[str]:
+    """What loading did about faces (``--faces``), and the images left out without one."""
+    if not faces:
+        return []
+    lines = [f"Faces: {faces['summary']}.", ""]
+    if faces["no_face"]:
+        shown = ", ".join(f"`{name}`" for name in faces["no_face"][:20])
+        more = f" and {len(faces['no_face']) - 20} more" if len(faces["no_face"]) > 20 else ""
+        lines += [f"No face was found in: {shown}{more}.", ""]
+    return lines
+
+
+def _inputs_words(report: Report) -> str:
+    """Which input normalizations the final configs trained on, in words."""
+    inputs = report.final_inputs
+    return f" once on each of {' and '.join(inputs)} faces" if len(inputs) > 1 else ""
+
+
+def _mixup_words(report: Report) -> str:
+    """How the final members trained beyond their trials' configs, in words."""
+    alpha = report.final_mixup
+    return f" with mixup (Beta({alpha:g}, {alpha:g}))" if alpha else ""
+
+
+def _confirmation_lines(confirmation: Optional[Mapping[str, Any]], pct) -> list[str]:
+    """The cross-validated re-ranking of the leading configs (search/confirm.py), if the run had one."""
+    if not confirmation:
+        return []
+    if confirmation.get("skipped"):
+        return [f"The best configs were not cross-validated ({confirmation['skipped']}): they are ranked by "
+                "their validation figures.", ""]
+    lines = ["## Confirmation by cross-validation", "",
+             f"The leading configs, each trained {confirmation['folds']} times on folds of train + validation "
+             f"and scored on the {confirmation['n_scored']} faces left out in turn "
+             f"({confirmation['seconds']:.0f} s); the final model takes them in this order:", "",
+             "| trial | validation | cross-validated accuracy | cross-validated macro-F1 | per fold |",
+             "|---|---|---|---|---|"]
+    for row in confirmation["trials"]:
+        if "cv_accuracy" in row:
+            folds = ", ".join(pct(a) for a in row["fold_accuracy"])
+            lines.append(f"| {row['trial_id']} | {row['val_metric']:.4f} | {pct(row['cv_accuracy'])} | "
+                         f"{row['cv_macro_f1']:.3f} | {folds} |")
+        else:
+            lines.append(f"| {row['trial_id']} | {row['val_metric']:.4f} | "
+                         f"{'diverged' if 'diverged' in row else 'not confirmed'} | | |")
+    return lines + [""]
