@@ -49,7 +49,7 @@ from fer_core.errors import ConfigError
 from fer_core.splits import Splits
 from search import (CONFIRM_SHARE, SEARCH_SHARE, TRIAL_RETRIES, TUNE_DIR, Budget, BudgetedOptunaSearch,
                     DeadlineStopper, SearchData, TrialRecord, build_parser, check_args, confirm_trials,
-                    define_space, final_members, is_large, pick_best, run_settings, search_trials, sized_settings,
+                    define_space, final_members, is_large, pick_best, run_settings, search_trials,
                     start_ray, to_config, train_trial, trial_dirname, trial_record)
 
 METRIC = "val_accuracy"
@@ -136,9 +136,9 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
                                       "--max-epochs", str(ctx.max_epochs), "--seed", str(seed),
                                       "--data", ctx.data, "--split", ctx.split, *ctx.fertune_args])
     check_args(args)
-    settings = sized_settings(run_settings(args), ctx.splits)
+    settings = run_settings(args).sized_for(len(ctx.splits.train))
     arm_dir.mkdir(parents=True)
-    start_ray(None)
+    settings = settings.on_cluster(start_ray(None, settings.search.resources))
     try:
         started = time.time()
         confirming = settings.confirm.count(len(ctx.splits.train))  # none on a large data set: all to the search

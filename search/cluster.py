@@ -32,8 +32,9 @@ def check_address(address: str) -> None:
                             "(expected HOST:PORT of a running 'ray start --head')") from None
 
 
-def start_ray(address: Optional[str]) -> None:
-    """Join the cluster at ``address``, or start a local one, with the settings every worker needs."""
+def start_ray(address: Optional[str], resources: Resources = Resources()) -> int:
+    """Join the cluster at ``address``, or start a local one, with the settings every worker needs;
+    return how many trials of ``resources`` it runs at once (:func:`cluster_slots`)."""
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore",
            # a trial that ASHA stops finishes its current epoch before its worker takes the next
            # trial; Tune's default 2 s wait fails the reuse, and with it the next trial
@@ -52,6 +53,7 @@ def start_ray(address: Optional[str]) -> None:
 
     ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
              runtime_env={"env_vars": env}, ignore_reinit_error=True)
+    return cluster_slots(resources)
 
 
 def cluster_slots(resources: Resources) -> int:

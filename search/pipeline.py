@@ -1,9 +1,11 @@
-"""A run's stages as functions of explicit settings: search, confirm, final model.
+"""A run's stages as functions of explicit settings: the data, the run's state and budget, the
+search, and what follows it (confirmation, final model, export).
 
 ``python -m search.run`` calls them in order; ``experiments.compare_tuners`` and the tests
 call the same functions, so that FER Tune is measured as it runs. Each stage takes the
 data's splits, the run folder, the settings and the run's :class:`search.budget.Budget`, and
-hands the next one records (:mod:`search.records`); none reads the command line.
+hands the next one records (:mod:`search.records`); only the first two read the checked
+command line (:class:`search.cli.Command`).
 """
 
 from __future__ import annotations
@@ -11,37 +13,72 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Optional
 
+from fer_core.data import load
 from fer_core.dataset import Dataset
+from fer_core.errors import ConfigError
 from fer_core.evaluate import evaluate_predictions
 from fer_core.export import export_model
-from fer_core.splits import Splits
+from fer_core.splits import Splits, make_splits
 from fer_core.train import predict_proba
 from search.budget import Budget, now
-from search.cluster import cluster_slots
-from search.final.confirm import confirm_leaders
+from search.cli import Command
+from search.final.confirm import confirm_leaders, folds_of
 from search.final.ranking import pick_members
 from search.final.retrain import build_final_model, plan_final
 from search.records import Confirmation, Finished, TrialRecord
 from search.report.final_run import write_final_run
 from search.report.plots import plot_confusion
-from search.rundir import BEST_DIR, TENSORBOARD_DIR
+from search.rundir import BEST_DIR, TENSORBOARD_DIR, read_state, write_state
 from search.settings import RunSettings
 from search.tuning.trials import trial_record
 
 log = logging.getLogger("search.pipeline")
 
 
-def sized_settings(settings: RunSettings, splits: Splits) -> RunSettings:
-    """The settings for the data's training part (:meth:`search.settings.RunSettings.sized_for`):
-    on a large one, trials in rounds, said in the log."""
-    n_train = len(splits.train)
-    settings = settings.sized_for(n_train)
+def load_and_split(command: Command) -> tuple[Dataset, Splits, RunSettings]:
+    """The data set, its three parts, and the settings sized for its training part
+    (:meth:`search.settings.RunSettings.sized_for`: on a large one, trials in rounds, said in the
+    log); too few subjects for the confirmation's folds is said now."""
+    if command.data == "synthetic":
+        log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
+    data = load(command.data, faces=command.faces)
+    splits = make_splits(data, command.split)
+    confirm = command.settings.confirm
+    if confirm.count(len(splits.train)):
+        try:
+            folds_of(splits.train.concat(splits.val), confirm.folds, confirm.seed)
+        except ConfigError as exc:
+            raise ConfigError(f"--confirm-folds {confirm.folds}: {exc}") from None
+    log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
+             len(splits.train), len(splits.val), len(splits.test))
+    settings = command.settings.sized_for(len(splits.train))
     search = settings.search
     if search.round_images:
         log.info("%d training faces: trials report and are judged every %d of them, up to %d rounds (%d passes)",
-                 n_train, search.round_images, search.max_rounds, search.max_epochs)
-    return settings
+                 len(splits.train), search.round_images, search.max_rounds, search.max_epochs)
+    return data, splits, settings
+
+
+def open_run(command: Command, data: Dataset, settings: RunSettings, startup_s: float) -> Budget:
+    """The run's saved state and its time budget: new (the budget planned from the ``startup_s``
+    measured), or the resumed run's, whose data must not have changed."""
+    fingerprint = data.fingerprint()  # hashes every image: once per run
+    if command.resume:
+        if read_state(command.run_dir)["fingerprint"] != fingerprint:
+            raise ConfigError(f"--resume: the data at {command.data} changed since run {command.name} started")
+        return Budget.load(command.run_dir)
+    command.run_dir.mkdir(parents=True, exist_ok=True)
+    write_state(command.run_dir, {"args": command.defining, "fingerprint": fingerprint})
+    budget = Budget.plan(command.run_dir, settings.time_budget_s, startup_s, confirm=settings.confirm.configs != 0)
+    if budget.shares:
+        shares = budget.shares
+        by_default = not command.budget_given and shares.total_s == settings.small_data_budget_s
+        log.info("time budget %.0f s%s: search %.0f s, confirmation %.0f s, final model %.0f s (start-up took %.0f s)",
+                 shares.total_s, ", a small data set's default (--time-budget none: no bound)" if by_default else "",
+                 shares.search_s, shares.confirm_s, shares.final_s, shares.startup_s)
+    return budget
 
 
 def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, budget: Budget,
@@ -70,13 +107,26 @@ def search_interrupted(trials: list[TrialRecord], settings: RunSettings, budget:
     return unfinished or (len(trials) < settings.search.trials and not budget.search_over())
 
 
+def finish(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits, trials: list[TrialRecord],
+           budget: Budget) -> Optional[Finished]:
+    """What follows the search: the leading configs confirmed within the budget's share, the final
+    model planned in what is left and built from the best, tested once and exported; None when no
+    trial left a config to build it from."""
+    confirmation = confirm_trials(settings, run_dir, splits, trials, budget.confirm_deadline())
+    members = final_members(settings, splits, trials, confirmation)
+    if not members:
+        return None
+    settings = plan_final_stage(settings, splits, trials, members, budget.final_seconds(confirmation.seconds))
+    return build_and_export(settings, run_dir, data, splits, members, confirmation)
+
+
 def confirm_trials(settings: RunSettings, run_dir: Path, splits: Splits, trials: list[TrialRecord],
                    deadline: float) -> Confirmation:
     """The leading configs cross-validated over train + validation, as many as fit before ``deadline``
     (:meth:`search.budget.Budget.confirm_deadline`; infinity: all) (:mod:`search.final.confirm`)."""
     return confirm_leaders(trials, splits, settings.confirm, settings.search.resources, run_dir,
                            settings.final.ensemble, deadline, init=settings.search.init,
-                           cost_weight=settings.search.cost_weight)
+                           cost_weight=settings.search.cost_weight, slots=settings.search.slots)
 
 
 def final_members(settings: RunSettings, splits: Splits, trials: list[TrialRecord],
@@ -87,13 +137,13 @@ def final_members(settings: RunSettings, splits: Splits, trials: list[TrialRecor
 
 
 def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[TrialRecord], members: list[TrialRecord],
-                     budget: Budget, confirm_spent_s: float) -> RunSettings:
-    """The settings with the final stage that fits in what the budget left it
-    (:func:`search.final.retrain.plan_final`), its estimate in the log."""
-    seconds = budget.final_seconds(confirm_spent_s)
-    slots = cluster_slots(settings.search.resources)
+                     seconds: float) -> RunSettings:
+    """The settings with the final stage that fits in ``seconds``
+    (:meth:`search.budget.Budget.final_seconds`; infinity: as asked) (:func:`search.final.retrain.plan_final`),
+    its estimate in the log."""
     n_rest = len(splits.train) + len(splits.val)
-    final, estimate = plan_final(trials, members, settings.final, n_rest, len(splits.train), slots, seconds)
+    final, estimate = plan_final(trials, members, settings.final, n_rest, len(splits.train), settings.search.slots,
+                                 seconds)
     if final != settings.final:
         log.info("the final stage is sized to the %.0f s left for it: %d member(s) at %gx their epochs "
                  "(instead of %d at %gx)", seconds, final.ensemble, final.epochs_scale, settings.final.ensemble,
@@ -103,7 +153,7 @@ def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[TrialRe
 
 
 def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits,
-                     members: list[TrialRecord]) -> Finished:
+                     members: list[TrialRecord], confirmation: Confirmation) -> Finished:
     """Retrain ``members`` (the first ``settings.final.ensemble``) into the final model, test it once
     on the held-out split, export it, and write TensorBoard's ``final`` run."""
     clock = now()
@@ -126,4 +176,4 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
     write_final_run(run_dir / TENSORBOARD_DIR / "final", final.kept[0].history,
                     data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
     timings["export_s"] = now() - clock
-    return Finished(final, tuple(members), test, timings)
+    return Finished(confirmation, final, tuple(members), test, timings | {"confirm_s": confirmation.seconds})

@@ -151,8 +151,10 @@ class FinalModel:
 
 @dataclass(frozen=True)
 class Finished:
-    """The final stage's outcome: the model, the members it was planned from, its test figures."""
+    """What follows the search: the confirmation, the final model, the members it was planned from,
+    its test figures, and the seconds its steps took."""
 
+    confirmation: Confirmation
     final: FinalModel
     members: tuple[TrialRecord, ...]
     test: Mapping[str, Any]

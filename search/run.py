@@ -17,20 +17,14 @@ import sys
 import warnings
 from typing import Optional
 
-from fer_core.data import load
-from fer_core.dataset import Dataset
-from fer_core.errors import ConfigError, run_cli
-from fer_core.splits import Splits, make_splits
-from search.budget import RAY_START_S, Budget, check_budget, now
-from search.cli import Command, parse
+from fer_core.errors import run_cli
+from search.budget import RAY_START_S, check_budget, now
+from search.cli import parse
 from search.cluster import check_address, start_ray
-from search.final.confirm import folds_of
-from search.pipeline import (build_and_export, confirm_trials, final_members, plan_final_stage, search_interrupted,
-                             search_trials, sized_settings)
+from search.pipeline import finish, load_and_split, open_run, search_interrupted, search_trials
 from search.report.build import build_report, write_report
 from search.report.markdown import summary_text
-from search.rundir import TUNE_DIR, read_state, write_state
-from search.settings import RunSettings
+from search.rundir import TUNE_DIR
 
 log = logging.getLogger("search.run")
 
@@ -46,18 +40,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     if command.address:
         check_address(command.address)
 
-    # the data, and the test split held out once
-    data, splits = load_and_split(command)
-    settings = sized_settings(command.settings, splits)
+    # the data, the test split held out once, and the cluster
+    data, splits, settings = load_and_split(command)
     timings = {"load_s": now() - begun}
     if not command.resume:
-        check_budget(settings.time_budget_s, now() - begun + RAY_START_S, confirm=_confirms(settings))
-    clock = now()
-    start_ray(command.address)
-    timings["ray_start_s"] = now() - clock
+        check_budget(settings.time_budget_s, now() - begun + RAY_START_S, confirm=settings.confirm.configs != 0)
+    settings = settings.on_cluster(start_ray(command.address, settings.search.resources))
+    timings["ray_start_s"] = now() - begun - timings["load_s"]
 
     # the run's state and its time budget, kept for --resume
-    budget = open_run(command, data, settings, splits, startup_s=now() - begun)
+    budget = open_run(command, data, settings, startup_s=now() - begun)
 
     # the search
     clock = now()
@@ -70,69 +62,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                     finished, settings.search.trials, command.output, command.name)
         return EXIT_INTERRUPTED
 
-    # the confirmation, then the final model
-    confirmation = confirm_trials(settings, command.run_dir, splits, trials, budget.confirm_deadline())
-    timings["confirm_s"] = confirmation.seconds
-    members = final_members(settings, splits, trials, confirmation)
-    if not members:
+    # the confirmation, then the final model, tested once and exported
+    finished = finish(settings, command.run_dir, data, splits, trials, budget)
+    if finished is None:
         print(f"search.run: no trial left a config to build the final model from ({len(trials)} trials: failed, "
               f"or diverged in the confirmation); see {command.run_dir / TUNE_DIR}", file=sys.stderr)
         return EXIT_FAILED
-    settings = plan_final_stage(settings, splits, trials, members, budget, confirmation.seconds)
-    finished = build_and_export(settings, command.run_dir, data, splits, members)
-    timings.update(finished.timings)
 
     # the report
-    timings["run_s"] = now() - begun
-    shares = budget.shares
-    report = build_report(command.name, settings, data, splits, trials, confirmation, finished,
-                          budget.search_spent_s, timings, shares.to_json() if shares else None)
+    timings = timings | dict(finished.timings) | {"run_s": now() - begun}
+    report = build_report(command.name, settings, data, splits, trials, finished, budget.search_spent_s, timings,
+                          budget.shares)
     write_report(command.run_dir, report, finished.final.kept[0].history)
     print(summary_text(report, command.run_dir))
     return 0
-
-
-def load_and_split(command: Command) -> tuple[Dataset, Splits]:
-    """The data set and its three parts; too few subjects for the confirmation's folds is said now."""
-    if command.data == "synthetic":
-        log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
-    data = load(command.data, faces=command.faces)
-    splits = make_splits(data, command.split)
-    confirm = command.settings.confirm
-    if confirm.count(len(splits.train)):
-        try:
-            folds_of(splits.train.concat(splits.val), confirm.folds, confirm.seed)
-        except ConfigError as exc:
-            raise ConfigError(f"--confirm-folds {confirm.folds}: {exc}") from None
-    log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
-             len(splits.train), len(splits.val), len(splits.test))
-    return data, splits
-
-
-def open_run(command: Command, data: Dataset, settings: RunSettings, splits: Splits, startup_s: float) -> Budget:
-    """The run's saved state and its budget: new (the budget planned from the start-up measured), or
-    the resumed run's, whose data must not have changed."""
-    fingerprint = data.fingerprint()  # hashes every image: once per run
-    if command.resume:
-        if read_state(command.run_dir)["fingerprint"] != fingerprint:
-            raise ConfigError(f"--resume: the data at {command.data} changed since run {command.name} started")
-        return Budget.load(command.run_dir)
-    command.run_dir.mkdir(parents=True, exist_ok=True)
-    write_state(command.run_dir, {"args": command.defining, "fingerprint": fingerprint})
-    budget = Budget.plan(command.run_dir, settings.time_budget_s, startup_s, confirm=_confirms(settings))
-    if budget.shares:
-        shares = budget.shares
-        by_default = not command.budget_given and shares.total_s == settings.small_data_budget_s
-        log.info("time budget %.0f s%s: search %.0f s, confirmation %.0f s, final model %.0f s (start-up took %.0f s)",
-                 shares.total_s, ", a small data set's default (--time-budget none: no bound)" if by_default else "",
-                 shares.search_s, shares.confirm_s, shares.final_s, shares.startup_s)
-    return budget
-
-
-def _confirms(settings: RunSettings) -> bool:
-    """Whether the budget keeps a confirmation's share: only ``--confirm 0`` gives it to the search; a
-    confirmation off by the data's size leaves it to the final model, as one skipped for time does."""
-    return settings.confirm.configs != 0
 
 
 def _quiet_start() -> None:

@@ -1,8 +1,9 @@
 """The run folder: where a run's files go, its saved state for ``--resume``, and atomic writes.
 
 ``OUTPUT/NAME/`` holds ``run.json`` (the run's defining arguments and the data's
-fingerprint), ``tune/`` (Ray Tune's experiment), ``tensorboard/``, ``confirm.json``,
-``best/`` (the exported model), ``plots/``, ``report.md`` and ``report.json``.
+fingerprint, written once when the run starts), ``budget.json`` (:class:`search.budget.Budget`'s),
+``tune/`` (Ray Tune's experiment), ``tensorboard/``, ``confirm.json``, ``best/`` (the exported
+model), ``plots/``, ``report.md`` and ``report.json``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def check_writable(folder: Path, given: str) -> None:
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
-    """The run's saved state (``run.json``): its defining arguments, the data's fingerprint, time spent."""
+    """The run's saved state (``run.json``): its defining arguments and the data's fingerprint."""
     return json.loads((run_dir / RUN_FILE).read_text())
 
 

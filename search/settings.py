@@ -97,6 +97,7 @@ class SearchSettings:
     max_rounds: int = 0  # ... and its budget is this many rounds: max_epochs passes over the training faces
     large: bool = False  # the large data set's space (LARGE_DATA)
     cost_weight: float = 0.0  # ties within this many standard errors go to the faster config (search.tuning.cost)
+    slots: int = 1  # trials (or training tasks) at once on the cluster, known once Ray has started
 
     @property
     def max_t(self) -> int:
@@ -171,6 +172,10 @@ class RunSettings:
     def sized_for(self, n_train: int) -> "RunSettings":
         """The settings for ``n_train`` training faces: the search's rounds and space, and the budget."""
         return dataclasses.replace(self, search=self.search.sized_for(n_train), time_budget_s=self.budget_for(n_train))
+
+    def on_cluster(self, slots: int) -> "RunSettings":
+        """The settings on a cluster that runs ``slots`` trials at once (:func:`search.cluster.start_ray`)."""
+        return dataclasses.replace(self, search=dataclasses.replace(self.search, slots=slots))
 
 
 # ----------------------------------------------------------------------------- the flags

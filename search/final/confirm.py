@@ -34,7 +34,6 @@ from fer_core.evaluate import evaluate_predictions
 from fer_core.splits import Splits
 from fer_core.transfer import Pretrained
 from search.budget import TASK_OVERHEAD_S, now, training_seconds
-from search.cluster import cluster_slots
 from search.final.ranking import pick_ensemble
 from search.final.tasks import failure_reason, remote_training
 from search.records import Confirmation, TrialRecord
@@ -85,7 +84,7 @@ def how_many_fit(estimates: Sequence[float], folds: int, slots: int, seconds: fl
 
 def confirm_leaders(trials: Sequence[TrialRecord], splits: Splits, settings: ConfirmSettings, resources: Resources,
                     run_dir: Path, ensemble: int, deadline: float = math.inf, init: Optional[Pretrained] = None,
-                    cost_weight: float = 0.0) -> Confirmation:
+                    cost_weight: float = 0.0, slots: int = 1) -> Confirmation:
     """The search's best configs (:meth:`ConfirmSettings.count`), cross-validated and ranked by it.
 
     With no confirmation (``--confirm 0``, or a large data set) the search's ``ensemble`` best
@@ -99,18 +98,19 @@ def confirm_leaders(trials: Sequence[TrialRecord], splits: Splits, settings: Con
         skipped = ("--confirm 0" if settings.configs == 0 else
                    f"{len(splits.train)} training faces: {len(splits.val)} validation faces decide alone")
         return Confirmation(settings.folds, 0, tuple(leaders), {}, 0.0, skipped)
-    return confirm(leaders, splits, settings, resources, run_dir, deadline, init=init, cost_weight=cost_weight)
+    return confirm(leaders, splits, settings, resources, run_dir, deadline, slots=slots, init=init,
+                   cost_weight=cost_weight)
 
 
 def confirm(candidates: Sequence[TrialRecord], splits: Splits, settings: ConfirmSettings, resources: Resources,
-            run_dir: Path, deadline: float = math.inf, slots: Optional[int] = None,
+            run_dir: Path, deadline: float = math.inf, slots: int = 1,
             init: Optional[Pretrained] = None, cost_weight: float = 0.0) -> Confirmation:
     """Cross-validate ``candidates`` (best first by the search) and rank them by the result.
 
-    With a finite ``deadline`` (:func:`search.budget.now`'s clock) only the leading candidates whose trainings fit
-    before it are confirmed (``slots`` at a time, default: the cluster's CPUs over a
-    trial's); the others follow them in the search's order. Candidates that diverged or
-    failed in a fold go to ``left_out``, not ``ranked``. ``cost_weight``: cross-validated
+    With a finite ``deadline`` (:func:`search.budget.now`'s clock) only the leading candidates
+    whose trainings fit before it are confirmed (``slots`` at a time); the others follow them in
+    the search's order. Candidates that diverged or failed in a fold go to ``left_out``, not
+    ``ranked``. ``cost_weight``: cross-validated
     figures within that many standard errors of the best left are a tie, which a config at
     least twice as fast, by its trial's epoch time, wins.
     """
@@ -120,7 +120,6 @@ def confirm(candidates: Sequence[TrialRecord], splits: Splits, settings: Confirm
     if len(candidates) < 2:
         return Confirmation(k, 0, tuple(candidates), {}, 0.0, "fewer than 2 configs to compare")
     if math.isfinite(deadline):
-        slots = slots or cluster_slots(resources)
         estimates = [estimated_seconds(t, k, len(rest), len(splits.train)) for t in candidates]
         fit = how_many_fit(estimates, k, slots, deadline - started)
         if fit < 2:

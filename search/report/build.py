@@ -15,7 +15,8 @@ from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
 from fer_core.evaluate import SEED_BASELINE_ACCURACY
 from fer_core.splits import Splits
-from search.records import Confirmation, Finished, Report, TrialRecord
+from search.budget import BudgetPlan
+from search.records import Finished, Report, TrialRecord
 from search.report.markdown import render_markdown
 from search.report.plots import plot_confusion, plot_importance, plot_learning_curves, plot_search_history
 from search.rundir import BEST_DIR, write_atomic
@@ -26,8 +27,8 @@ PLOTS = "plots"
 
 
 def build_report(name: str, settings: RunSettings, data: Dataset, splits: Splits, trials: Sequence[TrialRecord],
-                 confirmation: Confirmation, finished: Finished, search_seconds: float,
-                 timings: Mapping[str, float], budget_plan: Optional[Mapping[str, float]] = None) -> Report:
+                 finished: Finished, search_seconds: float, timings: Mapping[str, float],
+                 budget_plan: Optional[BudgetPlan] = None) -> Report:
     """The run's report: data and split, the test figures of the final model, the seed's recipe and
     the majority class side by side, the confirmation, the members, every trial; ``budget_plan``:
     the time budget's shares, if the run had one."""
@@ -42,8 +43,8 @@ def build_report(name: str, settings: RunSettings, data: Dataset, splits: Splits
         metric=settings.search.metric, max_epochs=settings.search.max_epochs,
         round_images=settings.search.round_images, cost_weight=settings.search.cost_weight,
         seed=settings.search.seed,
-        time_budget_s=budget_plan["total_s"] if budget_plan else None,
-        budget_plan=dict(budget_plan) if budget_plan else None,
+        time_budget_s=budget_plan.total_s if budget_plan else None,
+        budget_plan=budget_plan.to_json() if budget_plan else None,
         initialized_from=settings.search.init.summary() if settings.search.init else None,
         test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"],
         test_balanced_accuracy=test["balanced_accuracy"], test_accuracy_ci95=tuple(test["accuracy_ci95"]),
@@ -56,7 +57,7 @@ def build_report(name: str, settings: RunSettings, data: Dataset, splits: Splits
         trials_stopped_early=sum(t.status == "stopped_early" for t in trials),
         trials_failed=sum(t.status == "failed" for t in trials),
         best_trial_id=best.trial_id, best_val_metric=best.final_metric, best_config=best.train_config.to_dict(),
-        confirmation=confirmation.to_json(),
+        confirmation=finished.confirmation.to_json(),
         final_epochs_scale=settings.final.epochs_scale, final_mixup=settings.final.mixup,
         final_inputs=list(settings.final.inputs),
         ensemble=[m.to_json() for m in final.kept], ensemble_dropped=list(final.dropped),

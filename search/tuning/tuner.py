@@ -29,7 +29,6 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from fer_core.evaluate import constant_scores
 from fer_core.splits import Splits
 from search.budget import Budget
-from search.cluster import cluster_slots
 from search.rundir import TENSORBOARD_DIR, TUNE_DIR
 from search.settings import ASHA_GRACE_SHARE, ASHA_KEEP, ASHA_REDUCTION_FACTOR, ASHA_WINDOW, SearchSettings
 from search.tuning.progress import SearchProgress
@@ -124,7 +123,7 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget: 
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(run_dir),
                 callbacks=[TensorBoardCallback(run_dir / TENSORBOARD_DIR), CSVLoggerCallback(), JsonLoggerCallback(),
-                           SearchProgress(budget, settings.trials, settings.metric, cluster_slots(resources))],
+                           SearchProgress(budget, settings.trials, settings.metric, settings.slots)],
                 stop=DeadlineStopper(budget),
                 failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
