@@ -47,10 +47,10 @@ from typing import Any, Callable, Optional
 
 from fer_core.errors import ConfigError
 from fer_core.splits import Splits
-from search import (CONFIRM_SHARE, SEARCH_SHARE, TRIAL_RETRIES, TUNE_DIR, Budget, BudgetedOptunaSearch,
-                    DeadlineStopper, SearchData, TrialRecord, build_parser, check_args, confirm_trials,
-                    define_space, final_members, is_large, pick_best, run_settings, search_trials,
-                    start_ray, to_config, train_trial, trial_dirname, trial_record)
+from search import (CONFIRM_SHARE, SEARCH_SHARE, TUNE_DIR, Budget, BudgetedOptunaSearch, DeadlineStopper, Resources,
+                    TrialRecord, build_parser, check_args, confirm_trials, define_space, final_members, is_large,
+                    make_tuner, pick_best, run_settings, search_trials, start_ray, to_config, trial_record,
+                    trial_trainable)
 
 METRIC = "val_accuracy"
 THREADS = 2  # TensorFlow threads of the in-process arms and of every retrain: all the cores
@@ -182,18 +182,9 @@ def arm_ray_random(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
                                                                 large=ctx.large),
                                         sampler=optuna.samplers.RandomSampler(seed=seed), metric=METRIC,
                                         mode="max", budget=budget)
-        trainable = tune.with_resources(
-            tune.with_parameters(train_trial, data=SearchData(ctx.splits.train, ctx.splits.val), threads=1),
-            {"cpu": 1, "gpu": 0})
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(num_samples=int(TRIAL_CAP), search_alg=searcher, reuse_actors=True,
-                                        trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(arm_dir),
-                                      callbacks=[JsonLoggerCallback()],  # result.json, read by trial_record
-                                      failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
-                                      stop=DeadlineStopper(budget) if ctx.stop_at_budget else None,
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0))
+        tuner = make_tuner(trial_trainable(ctx.splits, Resources()), arm_dir, int(TRIAL_CAP), searcher,
+                           callbacks=[JsonLoggerCallback()],  # result.json, read by trial_record
+                           stop=DeadlineStopper(budget) if ctx.stop_at_budget else None, verbose=0)
         tuner.fit()
         wall = time.time() - started
         analysis = tune.ExperimentAnalysis(str(arm_dir / TUNE_DIR))

@@ -37,9 +37,8 @@ _HOMES = {
     "search.tuning.searcher": ("BudgetedOptunaSearch",),
     "search.tuning.space": ("define_space", "seed_point", "to_config"),
     "search.tuning.stopper": ("DeadlineStopper",),
-    "search.tuning.trainable": ("SearchData", "train_trial"),
     "search.tuning.trials": ("trial_record",),
-    "search.tuning.tuner": ("TRIAL_RETRIES", "trial_dirname"),
+    "search.tuning.tuner": ("make_tuner", "trial_trainable"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 

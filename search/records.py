@@ -166,46 +166,56 @@ class Report:
     """The run's ``report.json``: data and split, the final model's test figures beside the seed's
     recipe and the majority class, the confirmation, the members, every trial."""
 
+    # the data and its split
     name: str
     data: str
     n_images: int
     split: str
     faces: Optional[dict[str, Any]]
+    # its parts
     n_train: int
     n_val: int
     n_test: int
+    # the search's settings
     metric: str
     max_epochs: int
     round_images: Optional[int]
     cost_weight: float
     seed: int
+    # the time budget
     time_budget_s: Optional[float]
     budget_plan: Optional[dict[str, float]]
-    initialized_from: Optional[dict[str, Any]]
+    initialized_from: Optional[dict[str, Any]]  # the pretrained network's card, with --init
+    # the final model on the held-out split
     test_accuracy: float
     test_macro_f1: float
     test_balanced_accuracy: float
     test_accuracy_ci95: tuple[float, float]
     majority_accuracy: float
+    # the seed notebook's recipe beside it
     seed_baseline_accuracy: float
     seed_recipe_test_accuracy: Optional[float]
     seed_recipe_test_macro_f1: Optional[float]
     seed_recipe_failed: Optional[str]
     seed_recipe_epochs: int
+    # the trials
     trials_completed: int
     trials_stopped_early: int
     trials_failed: int
     best_trial_id: str
     best_val_metric: Optional[float]
+    # the best config, its confirmation, and the final model's members
     best_config: dict[str, Any]
     confirmation: dict[str, Any]
     final_epochs_scale: float
     final_mixup: float
     final_inputs: list[str]
+    # the members alone, and where the time went
     ensemble: list[dict[str, Any]]
     ensemble_dropped: list[dict[str, Any]]
     search_wall_clock_s: float
     timings: dict[str, float]
+    # the full figures, every trial, the exported files
     test: dict[str, Any]
     seed_recipe_test: Optional[dict[str, Any]]
     trials: tuple[TrialRecord, ...]

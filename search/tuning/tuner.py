@@ -15,7 +15,7 @@ import logging
 import warnings
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import optuna
 import ray
@@ -28,9 +28,11 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 from fer_core.evaluate import constant_scores
 from fer_core.splits import Splits
+from fer_core.transfer import Pretrained
 from search.budget import Budget
 from search.rundir import TENSORBOARD_DIR, TUNE_DIR
-from search.settings import ASHA_GRACE_SHARE, ASHA_KEEP, ASHA_REDUCTION_FACTOR, ASHA_WINDOW, SearchSettings
+from search.settings import (ASHA_GRACE_SHARE, ASHA_KEEP, ASHA_REDUCTION_FACTOR, ASHA_WINDOW, Resources,
+                             SearchSettings)
 from search.tuning.progress import SearchProgress
 from search.tuning.sampler import StartupSampler
 from search.tuning.scheduler import RecentASHAScheduler
@@ -100,11 +102,7 @@ def build_scheduler(settings: SearchSettings, floor: Optional[float] = None):
 def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget: Budget, resume: bool = False):
     """Run (or resume) the Tune search in ``run_dir/tune`` within the ``budget``'s search deadline
     (:meth:`search.budget.Budget.start_search` set it); return Tune's ExperimentAnalysis."""
-    resources = settings.resources
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=SearchData(splits.train, splits.val, settings.init),
-                             threads=resources.threads),
-        {"cpu": resources.cpus, "gpu": resources.gpus})
+    trainable = trial_trainable(splits, settings.resources, settings.init)
     tune_path = run_dir / TUNE_DIR
     if resume and tune.Tuner.can_restore(str(tune_path)):
         log.info("resuming %s: finished trials are kept", tune_path)
@@ -113,21 +111,12 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget: 
         fine_tuning = ["frozen_share"] if settings.init else []  # asked only when a block is held still
         names = [*seed_point(settings.architecture, settings.max_t, settings.large), *fine_tuning]
         write_hparams_config(run_dir / TENSORBOARD_DIR, names + ["epochs"] * ("epochs" not in names))
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                num_samples=settings.trials, trial_dirname_creator=trial_dirname,
-                reuse_actors=True,  # a worker keeps TensorFlow loaded from one trial to the next
-                search_alg=build_searcher(settings, budget, len(splits.val)),
-                scheduler=build_scheduler(settings, floor=_constant_score(splits, settings.metric))),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=str(run_dir),
-                callbacks=[TensorBoardCallback(run_dir / TENSORBOARD_DIR), CSVLoggerCallback(), JsonLoggerCallback(),
-                           SearchProgress(budget, settings.trials, settings.metric, settings.slots)],
-                stop=DeadlineStopper(budget),
-                failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                progress_reporter=_progress_table(settings.metric), verbose=1))
+        tuner = make_tuner(trainable, run_dir, settings.trials, build_searcher(settings, budget, len(splits.val)),
+                           build_scheduler(settings, floor=_constant_score(splits, settings.metric)),
+                           callbacks=[TensorBoardCallback(run_dir / TENSORBOARD_DIR), CSVLoggerCallback(),
+                                      JsonLoggerCallback(),
+                                      SearchProgress(budget, settings.trials, settings.metric, settings.slots)],
+                           stop=DeadlineStopper(budget), progress_reporter=_progress_table(settings.metric))
     tune_log = logging.getLogger("ray.tune.tune")
     tune_log.addFilter(_drop_ray_resume_hint)  # FER Tune prints its own resume command
     try:
@@ -142,6 +131,31 @@ def run_search(settings: SearchSettings, run_dir: Path, splits: Splits, budget: 
         return tune.ExperimentAnalysis(str(tune_path))
     finally:
         analysis_log.setLevel(level)
+
+
+def trial_trainable(splits: Splits, resources: Resources, init: Optional[Pretrained] = None):
+    """:func:`search.tuning.trainable.train_trial` with the data in Ray's object store once and one
+    trial's ``resources`` (TensorFlow's threads pinned to its CPUs)."""
+    return tune.with_resources(
+        tune.with_parameters(train_trial, data=SearchData(splits.train, splits.val, init), threads=resources.threads),
+        {"cpu": resources.cpus, "gpu": resources.gpus})
+
+
+def make_tuner(trainable, run_dir: Path, trials: int, searcher, scheduler=None, callbacks: Sequence = (),
+               stop=None, progress_reporter=None, verbose: int = 1) -> tune.Tuner:
+    """A Tune run of ``trials`` trials in ``run_dir/tune``: each trial's folder named by its id, a
+    worker reused from one trial to the next, a failed trial retried from its checkpoint."""
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            num_samples=trials, trial_dirname_creator=trial_dirname,
+            reuse_actors=True,  # a worker keeps TensorFlow loaded from one trial to the next
+            search_alg=searcher, scheduler=scheduler),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=str(run_dir), callbacks=list(callbacks), stop=stop,
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            progress_reporter=progress_reporter, verbose=verbose))
 
 
 def _drop_ray_resume_hint(record: logging.LogRecord) -> bool:
