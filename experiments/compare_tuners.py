@@ -76,9 +76,10 @@ from fer_core.data import load
 from fer_core.splits import SPLITS
 from fer_core.errors import ConfigError, run_cli
 from fer_core.splits import Splits, make_splits
-from search import (DEFAULT_MAX_EPOCHS, RunSettings, TrialRecord, build_parser, check_args, check_writable,
+from search import (DEFAULT_MAX_EPOCHS, RunSettings, TrialRecord, build_parser, check_writable,
                     final_networks, output_path, parse_duration, pick_ensemble, retrain_members, run_settings,
                     start_ray, train_and_score, write_atomic)
+from search import check_args as check_run_args
 from experiments.tuner_arms import ARMS, SCORED, THREADS, ArmResult, Context, TrialResult, finite
 
 log = logging.getLogger("experiments.compare_tuners")
@@ -185,7 +186,7 @@ def fertune_args_of(args: argparse.Namespace) -> tuple[str, ...]:
         raise ConfigError(f"--fertune-args {text!r}: {', '.join(taken)} {verb} set by the harness for every arm")
     try:
         parsed = build_parser(_Parser).parse_args(["--data", "synthetic", *extra])
-        check_args(parsed)
+        check_run_args(parsed)
         run_settings(parsed)
     except ConfigError as exc:
         raise ConfigError(f"--fertune-args {text!r}: {exc}") from None

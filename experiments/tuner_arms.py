@@ -8,7 +8,7 @@ finished trials and its winner (:class:`ArmResult`).
   many trials at once as there are CPUs; then, inside the same budget (the search has
   ``SEARCH_SHARE / (SEARCH_SHARE + CONFIRM_SHARE)`` of it, 71%, as ``search.budget`` shares a
   run's between those two stages), the cross-validated confirmation of its best configs
-  (``search/confirm.py``), whose best is its winner; on a large data set, which it does not
+  (``search/final/confirm.py``), whose best is its winner; on a large data set, which it does not
   confirm, the search has the whole budget. Its "best val acc" is that winner's
   validation accuracy, which need not be the highest of its trials. ``--fertune-args``
   gives it more ``search.run`` options (checked by ``search.run`` before anything runs);

@@ -22,7 +22,7 @@ from fer_core.evaluate import evaluate_predictions
 from fer_core.export import export_model
 from fer_core.splits import Splits, make_splits
 from fer_core.train import predict_proba
-from search.budget import Budget, now
+from search.budget import RAY_START_S, Budget, check_budget, now
 from search.cli import Command
 from search.final.confirm import confirm_leaders, folds_of
 from search.final.ranking import pick_members
@@ -37,10 +37,12 @@ from search.tuning.trials import trial_record
 log = logging.getLogger("search.pipeline")
 
 
-def load_and_split(command: Command) -> tuple[Dataset, Splits, RunSettings]:
+def load_and_split(command: Command, begun: Optional[float] = None) -> tuple[Dataset, Splits, RunSettings]:
     """The data set, its three parts, and the settings sized for its training part
     (:meth:`search.settings.RunSettings.sized_for`: on a large one, trials in rounds, said in the
-    log); too few subjects for the confirmation's folds is said now."""
+    log); too few subjects for the confirmation's folds is said now, and, given when the run
+    ``begun``, a new run's time budget too short for one trial (:func:`search.budget.check_budget`),
+    so that either is the only line the run prints."""
     if command.data == "synthetic":
         log.info("no --data given: using the built-in synthetic faces (synthetic:1000)")
     data = load(command.data, faces=command.faces)
@@ -51,9 +53,11 @@ def load_and_split(command: Command) -> tuple[Dataset, Splits, RunSettings]:
             folds_of(splits.train.concat(splits.val), confirm.folds, confirm.seed)
         except ConfigError as exc:
             raise ConfigError(f"--confirm-folds {confirm.folds}: {exc}") from None
+    settings = command.settings.sized_for(len(splits.train))
+    if begun is not None and not command.resume:
+        check_budget(settings.time_budget_s, now() - begun + RAY_START_S, confirm=settings.confirm.configs != 0)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
-    settings = command.settings.sized_for(len(splits.train))
     search = settings.search
     if search.round_images:
         log.info("%d training faces: trials report and are judged every %d of them, up to %d rounds (%d passes)",

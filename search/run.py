@@ -18,7 +18,7 @@ import warnings
 from typing import Optional
 
 from fer_core.errors import run_cli
-from search.budget import RAY_START_S, check_budget, now
+from search.budget import now
 from search.cli import parse
 from search.cluster import check_address, start_ray
 from search.pipeline import finish, load_and_split, open_run, search_interrupted, search_trials
@@ -41,10 +41,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         check_address(command.address)
 
     # the data, the test split held out once, and the cluster
-    data, splits, settings = load_and_split(command)
+    data, splits, settings = load_and_split(command, begun)  # a budget too short for one trial is refused here
     timings = {"load_s": now() - begun}
-    if not command.resume:
-        check_budget(settings.time_budget_s, now() - begun + RAY_START_S, confirm=settings.confirm.configs != 0)
     settings = settings.on_cluster(start_ray(command.address, settings.search.resources))
     timings["ray_start_s"] = now() - begun - timings["load_s"]
 

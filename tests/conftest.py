@@ -1,8 +1,11 @@
-"""Shared fixtures: small generated data sets, the CK+48 location, quiet TensorFlow."""
+"""Shared fixtures and helpers: small generated data sets, the CK+48 location, quiet TensorFlow, the
+search command run as a user runs it, TensorBoard's events read back."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +74,18 @@ def write_image_folder(root: Path, classes: dict[str, int], subjects: int = 4, s
             stem = f"S{100 + i % subjects:03d}_{i:03d}_{i:08d}" if ck_names else f"img{i}"
             Image.fromarray(rng.integers(0, 256, size=(size, size), dtype=np.uint8)).save(folder / f"{stem}.png")
     return root
+
+
+def search_run(*args: str, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m search.run ARGS`` from the project folder, its output captured."""
+    return subprocess.run([sys.executable, "-m", "search.run", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def tensorboard_events(path: Path):
+    """The TensorBoard events of one run folder, loaded whole."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(path), size_guidance={"tensors": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator

@@ -6,14 +6,12 @@ folder, no traceback, and no output folder left behind.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_image_folder
+from conftest import search_run, write_image_folder
 
 ROW = " ".join(["128"] * 2304)
 
@@ -69,8 +67,7 @@ def test_bad_data_exits_2_with_one_line_and_leaves_nothing(tmp_path: Path, case:
     make, expected = CASES[case]
     source = make(tmp_path)
     output = tmp_path / "runs"
-    result = subprocess.run([sys.executable, "-m", "search.run", "--data", str(source), "--output", str(output)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = search_run("--data", str(source), "--output", str(output), timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr[-2000:]

@@ -8,6 +8,8 @@ import pickle
 
 import pytest
 
+from search.records import TrialRecord
+from search.settings import SearchSettings
 from search.tuning.cost import cheapest_within_noise, cost_adjusted, standard_error
 
 # (name, validation accuracy, seconds an epoch), best first; D's cost is unknown
@@ -42,9 +44,10 @@ def test_the_searcher_is_told_a_score_less_its_cost() -> None:
     assert cost_adjusted(0.8, 0.0, 1.0, 156, 1.0) == 0.8 and cost_adjusted(0.8, 4.0, 0.0, 156, 1.0) == 0.8
 
 
-def _trial(trial_id: str, metric: float, seconds: float, status: str = "completed") -> dict:
-    return {"trial_id": trial_id, "status": status, "final_metric": metric, "config": {"lr": trial_id},
-            "history": [{"val_accuracy": metric, "val_loss": 0.5, "train_seconds": seconds, "val_seconds": 0.1}]}
+def _trial(trial_id: str, metric: float, seconds: float, status: str = "completed") -> TrialRecord:
+    return TrialRecord(trial_id, status, {"lr": trial_id}, final_metric=metric,
+                       history=({"val_accuracy": metric, "val_loss": 0.5, "train_seconds": seconds,
+                                 "val_seconds": 0.1},))
 
 
 def test_the_rankings_give_ties_to_the_cheaper_trial_among_those_that_ran_their_budget() -> None:
@@ -52,7 +55,7 @@ def test_the_rankings_give_ties_to_the_cheaper_trial_among_those_that_ran_their_
 
     trials = [_trial("slow", 0.92, 40.0), _trial("fast", 0.91, 5.0), _trial("poor", 0.80, 1.0),
               _trial("early", 0.93, 0.5, status="stopped_early")]
-    ids = lambda picked: [t["trial_id"] for t in picked]  # noqa: E731
+    ids = lambda picked: [t.trial_id for t in picked]  # noqa: E731
     assert ids(pick_ensemble(trials, 4)) == ["slow", "fast", "poor", "early"]
     assert ids(pick_ensemble(trials, 4, cost_weight=1.0, faces=156)) == ["fast", "slow", "poor", "early"]
     assert ids(pick_ensemble(trials, 4, cost_weight=1.0, faces=20_000)) == ["slow", "fast", "poor", "early"]
@@ -69,9 +72,9 @@ def _report(searcher, trial_id: str, accuracy: float, seconds: list[float]) -> N
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])
 def test_the_searcher_tells_tpe_scores_weighed_against_the_seed_recipe_s_time(weight: float) -> None:
-    from search.tuning.tuner import SearchSettings, build_searcher
+    from search.tuning.tuner import build_searcher
 
-    searcher = build_searcher(SearchSettings(trials=6, seed=3, cost_weight=weight), budget_s=None, faces=156)
+    searcher = build_searcher(SearchSettings(trials=6, seed=3, cost_weight=weight), faces=156)
     for trial_id in ("seed", "dear", "cheap", "unknown"):
         assert isinstance(searcher.suggest(trial_id), dict)
     assert searcher.first_trial == "seed"
@@ -98,15 +101,15 @@ def test_the_confirmation_ranks_cross_validated_ties_by_cost(tmp_path, weight: f
 
     from fer_core.data import load
     from fer_core.splits import make_splits
-    from search.final.confirm import CONFIRM_FILE, ConfirmSettings, confirm, folds_of
+    from search.final.confirm import CONFIRM_FILE, confirm, folds_of
+    from search.settings import ConfirmSettings, Resources
     from search.tuning.space import seed_point
-    from search.final.tasks import Resources
 
     splits = make_splits(load("synthetic:120"), "subject")
     rest = splits.train.concat(splits.val)
     parts = folds_of(rest, 2, 7)
-    trials = [{"trial_id": name, "status": "completed", "final_metric": 0.9, "config": {**seed_point(), "seed": i},
-               "history": [{"train_seconds": seconds, "val_seconds": 0.0}]}
+    trials = [TrialRecord(name, "completed", {**seed_point(), "seed": i}, final_metric=0.9,
+                          history=({"train_seconds": seconds, "val_seconds": 0.0},))
               for i, (name, seconds) in enumerate([("dear", 40.0), ("cheap", 10.0)])]
 
     def wrong(fold: int, faces: int) -> list[int]:
@@ -122,4 +125,4 @@ def test_the_confirmation_ranks_cross_validated_ties_by_cost(tmp_path, weight: f
     gap = result.scores["dear"]["cv_accuracy"] - result.scores["cheap"]["cv_accuracy"]
     se = standard_error(result.scores["dear"]["cv_accuracy"], len(rest))
     assert gap == pytest.approx(2 / len(rest)) and se < gap < 2 * se
-    assert [t["trial_id"] for t in result.ranked] == expected
+    assert [t.trial_id for t in result.ranked] == expected

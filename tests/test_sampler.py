@@ -3,46 +3,65 @@ budget, of its time, whichever ends first), then Optuna's TPE."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import optuna
 import pytest
 
-from search.tuning.tuner import STARTUP_SHARE, SearchSettings, build_searcher, startup_trials
+from search.budget import Budget
+from search.settings import STARTUP_SHARE, SearchSettings
 from search.tuning.sampler import STARTUP_FLOOR, StartupSampler
+from search.tuning.tuner import build_searcher
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def _set(budget: Budget, **values) -> None:
+    """Change the budget's file as another process (the driver of a resumed run) would."""
+    budget.path.write_text(json.dumps(json.loads(budget.path.read_text()) | values))
+
+
+def _search_budget(folder: Path, search_s: float) -> Budget:
+    """A search's budget of ``search_s`` seconds, its attempt started now."""
+    folder.mkdir(parents=True, exist_ok=True)
+    budget = Budget.search_only(folder, search_s)
+    budget.start_search()
+    return budget
+
+
 def test_random_start_is_two_fifths_of_the_search_up_to_20() -> None:
-    assert [startup_trials(n) for n in (1, 2, 3, 10, 25, 50, 100)] == [1, 1, 1, 4, 10, 20, 20]
-    assert all(1 <= startup_trials(n) <= max(1, n) for n in range(1, 200))
+    def startup(n: int) -> int:
+        return SearchSettings(trials=n).startup_trials
+
+    assert [startup(n) for n in (1, 2, 3, 10, 25, 50, 100)] == [1, 1, 1, 4, 10, 20, 20]
+    assert all(1 <= startup(n) <= max(1, n) for n in range(1, 200))
 
 
-def test_the_search_uses_it_and_a_time_budget_also_bounds_it_in_time(tmp_path) -> None:
-    from search.deadline import DEADLINE_FILE, write_deadline
-
+def test_the_search_uses_it_and_a_time_budget_also_bounds_it_in_time(tmp_path: Path) -> None:
     for trials in (5, 50):
-        searcher = build_searcher(SearchSettings(trials=trials, seed=3), budget_s=None)
+        searcher = build_searcher(SearchSettings(trials=trials, seed=3))
         assert isinstance(searcher._sampler, StartupSampler)
-        assert searcher._sampler.n_startup == startup_trials(trials) and searcher._sampler.random_until is None
+        assert searcher._sampler.n_startup == SearchSettings(trials=trials).startup_trials
+        assert searcher._sampler.budget is None and searcher.budget is None
     before = time.time()
-    searcher = build_searcher(SearchSettings(trials=1000, seed=3), budget_s=500.0,
-                              deadline_file=tmp_path / DEADLINE_FILE)
-    assert searcher._sampler.n_startup == 20
-    assert before + 500 * STARTUP_SHARE <= searcher._sampler.random_until <= time.time() + 500 * STARTUP_SHARE
-    # no trial once the deadline the driver wrote has passed; one before it
-    write_deadline(tmp_path, time.time() - 1)
+    budget = _search_budget(tmp_path, 500.0)
+    searcher = build_searcher(SearchSettings(trials=1000, seed=3), budget=budget)
+    assert searcher._sampler.n_startup == 20 and searcher._sampler.budget is budget
+    assert before + 500 * STARTUP_SHARE <= budget.random_start_end() <= time.time() + 500 * STARTUP_SHARE
+    # no trial once the deadline the driver set has passed; one before it
+    _set(budget, search_deadline=time.time() - 1)
     assert searcher.suggest("late") == searcher.FINISHED
-    write_deadline(tmp_path, time.time() + 60)
+    _set(budget, search_deadline=time.time() + 60)
     from search.tuning.space import seed_point
 
     first = searcher.suggest("early")  # the first trial: the seed's recipe, with the space's constants
     assert {k: first[k] for k in seed_point()} == seed_point()
 
 
-def test_sampler_tpe_is_optunas_own_with_its_defaults() -> None:
-    searcher = build_searcher(SearchSettings(trials=50, sampler="tpe", seed=3), budget_s=500.0)
+def test_sampler_tpe_is_optunas_own_with_its_defaults(tmp_path: Path) -> None:
+    searcher = build_searcher(SearchSettings(trials=50, sampler="tpe", seed=3), budget=_search_budget(tmp_path, 500.0))
     sampler = searcher._sampler
     assert type(sampler) is optuna.samplers.TPESampler
     assert sampler._n_startup_trials == 10 and not sampler._multivariate
@@ -78,36 +97,44 @@ def test_the_count_ends_the_start_and_tpe_then_homes_in() -> None:
     assert tpe_gap[len(tpe_gap) // 2] < random_gap[len(random_gap) // 2] / 2  # TPE's median gap: under half random's
 
 
-def test_without_a_clock_it_samples_exactly_as_optunas_tpe_with_its_random_start() -> None:
-    """A search bounded by --trials alone draws the same trials as before the clock existed."""
+def test_without_a_clock_it_samples_exactly_as_optunas_tpe_with_its_random_start(tmp_path: Path) -> None:
+    """A search bounded by --trials alone draws the same trials as before the clock existed; so does
+    one whose budget has no bound."""
     tpe = _study(optuna.samplers.TPESampler(n_startup_trials=8, seed=5, multivariate=True, group=True), 30)
     ours = _study(StartupSampler(n_startup=8, seed=5, multivariate=True, group=True), 30)
     assert _params(ours, 30) == _params(tpe, 30)
+    unbounded = Budget.plan(tmp_path, None, startup_s=1.0, confirm=True)
+    unbounded.start_search()
+    assert _params(_study(StartupSampler(n_startup=8, budget=unbounded, seed=5, multivariate=True, group=True),
+                          30), 30) == _params(tpe, 30)
 
 
-def test_the_clock_ends_the_start_once_tpe_has_a_few_trials() -> None:
-    past = StartupSampler(n_startup=20, random_until=time.time() - 1, seed=5, multivariate=True, group=True)
+def test_the_clock_ends_the_start_once_tpe_has_a_few_trials(tmp_path: Path) -> None:
+    over = _search_budget(tmp_path / "over", 0.0)  # a random start with no time at all
+    past = StartupSampler(n_startup=20, budget=over, seed=5, multivariate=True, group=True)
     _study(past, 12)
     assert past.ended_by == "time" and past._random_trials == set(range(STARTUP_FLOOR))
 
-    future = StartupSampler(n_startup=6, random_until=time.time() + 3600, seed=5, multivariate=True, group=True)
+    long = _search_budget(tmp_path / "long", 7200.0)
+    future = StartupSampler(n_startup=6, budget=long, seed=5, multivariate=True, group=True)
     _study(future, 12)
     assert future.ended_by == "trials" and future._random_trials == set(range(6))
 
-    short = StartupSampler(n_startup=3, random_until=time.time() - 1, seed=5)  # fewer than the floor: the count rules
+    short = StartupSampler(n_startup=3, budget=over, seed=5)  # fewer than the floor: the count rules
     _study(short, 6)
     assert short.ended_by == "trials" and short._random_trials == set(range(3))
 
 
-def test_a_trial_ends_in_the_phase_it_started_in() -> None:
+def test_a_trial_ends_in_the_phase_it_started_in(tmp_path: Path) -> None:
     """The clock passing mid-trial does not mix the two samplers in one trial's parameters."""
-    sampler = StartupSampler(n_startup=20, random_until=time.time() + 3600, seed=5, multivariate=True, group=True)
+    budget = _search_budget(tmp_path, 7200.0)
+    sampler = StartupSampler(n_startup=20, budget=budget, seed=5, multivariate=True, group=True)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for _ in range(STARTUP_FLOOR):
         study.tell(trial := study.ask(), _objective(trial))
     trial = study.ask()
     trial.suggest_float("x", 0.0, 1.0)
-    sampler.random_until = time.time() - 1  # the start's time runs out while this trial is being sampled
+    _set(budget, random_until=time.time() - 1)  # the start's time runs out while this trial is being sampled
     trial.suggest_categorical("deep", [False, True])
     assert trial.number in sampler._random_trials and sampler.ended_by is None
     study.tell(trial, -1.0)
@@ -132,22 +159,32 @@ def test_tpe_after_a_start_of_any_length_samples_the_whole_space(n_startup: int)
     assert all(0.0 <= t.params["x"] <= 1.0 and t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
-def test_the_clock_file_decides_when_the_random_start_ends(tmp_path) -> None:
-    """A resumed run writes the start's end anew; the restored sampler's own time is stale."""
-    from search.deadline import write_deadline
+def test_a_restored_sampler_keeps_to_the_random_start_of_the_current_attempt(tmp_path: Path) -> None:
+    """Tune restores the sampler from its saved state on --resume: it reads the random start's end
+    from the run's budget, which the resumed attempt set anew, not one it kept."""
+    import pickle
 
-    sampler = StartupSampler(n_startup=20, random_until=time.time() - 1, seed=5, clock_file=tmp_path / "budget.json")
-    write_deadline(tmp_path, time.time() + 7200, random_until=time.time() + 3600)
+    budget = _search_budget(tmp_path, 7200.0)
+    sampler = StartupSampler(n_startup=20, budget=budget, seed=5)
     study = _study(sampler, 8)
     assert sampler.ended_by is None and sampler._random_trials == set(range(8))
-    write_deadline(tmp_path, time.time() + 7200, random_until=time.time() - 1)
+    restored = pickle.loads(pickle.dumps(sampler))
+    # the interrupted attempt spent more than the random start's share of the search
+    _set(budget, search_spent_s=0.5 * 7200)
+    assert Budget.load(tmp_path).start_search() == pytest.approx(0.5 * 7200, abs=1.0)
+    study.sampler = restored
     study.optimize(_objective, n_trials=1)
-    assert sampler.ended_by == "time" and 8 not in sampler._random_trials
+    assert restored.ended_by == "time" and 8 not in restored._random_trials
 
 
-def test_a_resumed_search_keeps_what_was_left_of_its_random_start() -> None:
-    from search.tuning.tuner import random_start_left
-
-    assert random_start_left(500.0) == pytest.approx(500 * STARTUP_SHARE)  # the first attempt
-    assert random_start_left(400.0, share_s=500.0) == pytest.approx(500 * STARTUP_SHARE - 100)
-    assert random_start_left(200.0, share_s=500.0) == 0.0  # the start's time was spent before the interruption
+@pytest.mark.parametrize("spent, left", [(0.0, 500 * STARTUP_SHARE), (100.0, 500 * STARTUP_SHARE - 100),
+                                         (300.0, 0.0)])
+def test_a_resumed_search_keeps_what_was_left_of_its_random_start(tmp_path: Path, spent: float,
+                                                                  left: float) -> None:
+    """The random start is the first two fifths of the search's share: an attempt after ``spent``
+    seconds of earlier ones has what is left of it, none once they spent it all."""
+    first = Budget.search_only(tmp_path, 500.0)
+    _set(first, search_spent_s=spent)
+    resumed = Budget.load(tmp_path)
+    resumed.start_search()
+    assert resumed.random_start_end() - time.time() == pytest.approx(left, abs=1.0)

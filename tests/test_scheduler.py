@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
+from search.settings import SearchSettings
 from search.tuning.scheduler import RecentASHAScheduler
 
 
@@ -69,7 +70,7 @@ def test_a_trial_below_the_floor_stops_even_first_at_its_rung() -> None:
 
 
 def test_the_search_holds_trials_to_the_constant_answer() -> None:
-    from search.tuning.tuner import SearchSettings, build_scheduler
+    from search.tuning.tuner import build_scheduler
 
     assert build_scheduler(SearchSettings(), floor=0.249)._brackets[0].floor == 0.249
     with pytest.raises(ValueError, match="mode 'min'"):
@@ -82,7 +83,7 @@ def test_hyperband_has_the_brackets_of_optunas_pruner(max_epochs: int) -> None:
     import optuna
 
     from experiments.tuner_arms import hyperband_pruner
-    from search.tuning.tuner import SearchSettings, build_scheduler
+    from search.tuning.tuner import build_scheduler
 
     scheduler = build_scheduler(SearchSettings(scheduler="hyperband", max_epochs=max_epochs))
     ray_rungs = [sorted(int(milestone) for milestone, _ in bracket._rungs) for bracket in scheduler._brackets]
@@ -105,7 +106,7 @@ def test_bad_settings_are_refused(overrides: dict, expected: str) -> None:
 
 
 def test_none_lets_every_trial_run_its_epochs() -> None:
-    from search.tuning.tuner import SearchSettings, build_scheduler
+    from search.tuning.tuner import build_scheduler
 
     scheduler = build_scheduler(SearchSettings(scheduler="none", max_epochs=16))
     trial = SimpleNamespace(trial_id="t")
@@ -123,7 +124,7 @@ def test_none_lets_every_trial_run_its_epochs() -> None:
 ])
 def test_a_large_data_set_is_searched_in_rounds_judged_from_the_first(n_train: int, flag, rounds: int, max_t: int,
                                                                       first_rung: int) -> None:
-    from search.tuning.tuner import SearchSettings, build_scheduler
+    from search.tuning.tuner import build_scheduler
 
     sized = SearchSettings(round_images=flag).sized_for(n_train)
     assert (sized.round_images, sized.max_t, sized.max_epochs) == (rounds, max_t, 16)

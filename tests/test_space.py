@@ -63,13 +63,13 @@ def test_valid_padding_that_cannot_fit_becomes_same(blocks: int, convs: int, ker
     assert constants.get("padding", "valid") == padding
 
 
-
 def test_in_rounds_every_point_trains_the_round_and_the_rest_is_unchanged() -> None:
-    """A large data set's search (:func:`search.tuning.space.round_images`) varies the same settings; its
+    """A large data set's search (:func:`search.settings.round_images`) varies the same settings; its
     configs only count their epochs in rounds."""
-    from search.tuning.space import ROUND_IMAGES, round_images
+    from search.settings import LARGE_DATA, ROUND_IMAGES, is_large, round_images
 
     assert round_images(630) == 0 and round_images(2 * ROUND_IMAGES) == ROUND_IMAGES
+    assert round_images(LARGE_DATA - 1) == 0 and not is_large(LARGE_DATA - 1) and is_large(LARGE_DATA)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     plain = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
@@ -85,7 +85,7 @@ def test_in_rounds_every_point_trains_the_round_and_the_rest_is_unchanged() -> N
 
 def test_a_large_data_set_searches_what_the_small_space_leaves_out() -> None:
     """Depth 4, the global-average-pooling head, batches of 128 and the cosine schedule are
-    searched from :data:`search.tuning.space.LARGE_DATA` training faces on; the seed's recipe stays the
+    searched from :data:`search.settings.LARGE_DATA` training faces on; the seed's recipe stays the
     first point."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
     points = []

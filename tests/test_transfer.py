@@ -178,11 +178,11 @@ def test_a_trial_that_ran_its_own_fewer_epochs_is_complete(tmp_path: Path, own_e
     finished, and the ranking prefers finished trials."""
     from types import SimpleNamespace
 
-    from search.report.build import trial_record
+    from search.tuning.trials import trial_record
 
     (tmp_path / "result.json").write_text("\n".join(json.dumps({"epoch": e, "val_accuracy": 0.5})
                                                     for e in range(1, ran + 1)))
     config = {"learning_rate": 0.001} | ({"epochs": own_epochs} if own_epochs else {})
     trial = SimpleNamespace(trial_id="t", status="TERMINATED", config=config, local_path=str(tmp_path), path=None,
                             last_result={"training_iteration": ran, "val_accuracy": 0.5})
-    assert trial_record(trial, "val_accuracy", max_epochs=16)["status"] == status
+    assert trial_record(trial, "val_accuracy", max_epochs=16).status == status

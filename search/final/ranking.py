@@ -33,7 +33,7 @@ def pick_ensemble(trials: Sequence[TrialRecord], size: int, exclude: Iterable[st
               for trial in cheapest_within_noise([t for t in scored if (t.status == "completed") == completed],
                                                  lambda t: t.final_metric, lambda t: t.epoch_seconds, faces,
                                                  cost_weight)]
-    picked: list[dict] = []
+    picked: list[TrialRecord] = []
     for trial in scored:
         if all(trial.config != other.config for other in picked):
             picked.append(trial)

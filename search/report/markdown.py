@@ -148,7 +148,7 @@ def _mixup_words(report: Report) -> str:
 
 
 def _confirmation_lines(confirmation: Optional[Mapping[str, Any]], pct) -> list[str]:
-    """The cross-validated re-ranking of the leading configs (search/confirm.py), if the run had one."""
+    """The cross-validated re-ranking of the leading configs (search/final/confirm.py), if the run had one."""
     if not confirmation:
         return []
     if confirmation.get("skipped"):
