@@ -363,7 +363,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
-    from fer_core.train import configure_tensorflow
+    from fer_core.runtime import configure_tensorflow
 
     configure_tensorflow(THREADS)  # before anything imports Keras in this process
     meta = {"data": data.source, "split": splits.method, "n_train": len(splits.train), "n_val": len(splits.val),

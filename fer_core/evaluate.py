@@ -55,7 +55,7 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, class_names: Se
 
 def evaluate_model(model, data) -> dict[str, Any]:
     """Predict ``data`` (a :class:`fer_core.data.Dataset`) with ``model`` and score it."""
-    from fer_core.train import predict_proba
+    from fer_core.runtime import predict_proba
 
     predicted = predict_proba(model, data.images).argmax(axis=1)
     return evaluate_predictions(data.labels, predicted, data.class_names)

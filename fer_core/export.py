@@ -37,7 +37,7 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
     when everything is written. The card records class names, input shape,
     preprocessing, metrics, the config and a fingerprint of the training data.
     """
-    from fer_core.train import configure_tensorflow
+    from fer_core.runtime import configure_tensorflow
 
     tf = configure_tensorflow()
 
@@ -153,7 +153,7 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def load_predictors(directory: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Reload each exported form; return ``{"keras"|"saved_model"|"tflite": images -> probabilities}``."""
-    from fer_core.train import configure_tensorflow
+    from fer_core.runtime import configure_tensorflow
 
     tf = configure_tensorflow()
     import keras

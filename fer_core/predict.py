@@ -256,7 +256,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 # Each loader returns (images -> probabilities, the input side or None, the number of outputs).
 
 def _load_keras(path: Path, threads: Optional[int]):
-    from fer_core.train import configure_tensorflow, predict_proba
+    from fer_core.runtime import configure_tensorflow, predict_proba
 
     configure_tensorflow(threads)
     import keras
@@ -272,7 +272,7 @@ def _load_keras(path: Path, threads: Optional[int]):
 
 
 def _load_saved_model(path: Path, threads: Optional[int]):
-    from fer_core.train import configure_tensorflow
+    from fer_core.runtime import configure_tensorflow
 
     tf = configure_tensorflow(threads)
     try:
@@ -290,7 +290,7 @@ def _load_saved_model(path: Path, threads: Optional[int]):
 
 
 def _load_tflite(path: Path, threads: Optional[int]):
-    from fer_core.train import configure_tensorflow
+    from fer_core.runtime import configure_tensorflow
 
     tf = configure_tensorflow(threads)
     try:

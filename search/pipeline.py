@@ -101,7 +101,7 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
     on the held-out split, export it, and write TensorBoard's ``final`` run."""
     from fer_core.evaluate import evaluate_predictions
     from fer_core.export import export_model
-    from fer_core.train import predict_proba
+    from fer_core.runtime import predict_proba
     from search.final import build_final_model
     from search.report import plot_confusion
     from search.rundir import BEST_DIR, TENSORBOARD_DIR

@@ -40,7 +40,8 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
     from fer_core.config import TrainConfig
     from fer_core.evaluate import evaluate_predictions
     from fer_core.model import build_predictor
-    from fer_core.train import fit, predict_proba
+    from fer_core.runtime import predict_proba
+    from fer_core.train import fit
 
     model, history = fit(TrainConfig.from_dict(config), train, threads=threads, init=init)
     probabilities = predict_proba(build_predictor([model], mirror=mirror), scored.images)

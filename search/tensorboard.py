@@ -21,7 +21,7 @@ HPARAM_METRICS = ("val_accuracy", "val_macro_f1", "val_loss")
 
 def write_hparams_config(logdir: Path, hparam_names: Iterable[str]) -> None:
     """Declare the experiment's hyperparameters and metrics for the HParams dashboard."""
-    from fer_core.train import configure_tensorflow
+    from fer_core.runtime import configure_tensorflow
     tf = configure_tensorflow()
     from tensorboard.plugins.hparams import api as hp
 
@@ -45,7 +45,7 @@ class TensorBoardCallback(Callback):
         return {"logdir": self.logdir, "_writers": {}}
 
     def _writer(self, trial) -> Any:
-        from fer_core.train import configure_tensorflow
+        from fer_core.runtime import configure_tensorflow
         tf = configure_tensorflow()
 
         if trial.trial_id not in self._writers:
@@ -59,7 +59,7 @@ class TensorBoardCallback(Callback):
             hp.hparams(hparam_values(trial.config), trial_id=trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        from fer_core.train import configure_tensorflow
+        from fer_core.runtime import configure_tensorflow
         tf = configure_tensorflow()
 
         step = int(result.get("training_iteration", result.get("epoch", 0)))
@@ -98,7 +98,7 @@ def write_final_run(logdir: Path, history: Sequence[Mapping[str, float]], class_
     import shutil
     import tempfile
 
-    from fer_core.train import configure_tensorflow
+    from fer_core.runtime import configure_tensorflow
     tf = configure_tensorflow()
 
     logdir = Path(logdir)

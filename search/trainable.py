@@ -52,7 +52,8 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     import ray
     from ray import tune
 
-    from fer_core.train import configure_tensorflow, fit
+    from fer_core.runtime import configure_tensorflow
+    from fer_core.train import fit
     from search.space import to_config
 
     # before Keras imports TensorFlow: pins the threads, keeps the start-up chatter out
