@@ -75,7 +75,7 @@ def preprocessing_card(input_shape: Sequence[int]) -> dict[str, Any]:
     """The card's ``preprocessing`` block: how an image becomes the model's input, as training made it.
 
     ``description`` is the human text; the other keys say the same for a program
-    (:mod:`fer_core.predict` reads them): the square ``size``, grayscale, the pixel
+    (:mod:`fer_core.predictor` reads them): the square ``size``, grayscale, the pixel
     ``scale`` to [0, 1], the EXIF rotation, and how faces are found and cropped
     (:func:`fer_core.faces.crop_face` with ``margin``, detector settings in ``detector``).
     Images already ``size`` x ``size`` are face crops and go in as they are.
@@ -112,7 +112,7 @@ def loading_card() -> dict[str, str]:
         "saved_model": f"tf.saved_model.load('{SAVED_MODEL_DIR}').signatures['serving_default'] "
                        "(TensorFlow alone, no FER Tune)",
         "tflite": f"tf.lite.Interpreter(model_path='{TFLITE_FILE}') (TensorFlow Lite alone, no FER Tune)",
-        "fer_tune": "fer_core.predict.Predictor.load('best/', backend='keras'|'saved_model'|'tflite')",
+        "fer_tune": "fer_core.predictor.Predictor.load('best/', backend='keras'|'saved_model'|'tflite')",
     }
 
 

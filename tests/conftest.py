@@ -1,4 +1,4 @@
-"""Shared fixtures: small generated data sets, the CK+48 location, quiet TensorFlow."""
+"""Shared fixtures: small generated data sets, the CK+48 location, quiet TensorFlow, one exported model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 CK48_ENV = "FER_TUNE_CK48"  # CI points this at ../shared/data/ck48
+TINY_MODEL = dict(conv_blocks=2, base_filters=8, dense_units=32, padding="same", batch_size=32, epochs=2,
+                  normalize="standardize")  # model_dir's network: trains in seconds
 
 
 def ck48_path() -> Path | None:
@@ -71,3 +73,40 @@ def write_image_folder(root: Path, classes: dict[str, int], subjects: int = 4, s
             stem = f"S{100 + i % subjects:03d}_{i:03d}_{i:08d}" if ck_names else f"img{i}"
             Image.fromarray(rng.integers(0, 256, size=(size, size), dtype=np.uint8)).save(folder / f"{stem}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model: a small CNN trained 2 epochs on synthetic faces, exported with mirror averaging."""
+    from fer_core.config import TrainConfig
+    from fer_core.data import load
+    from fer_core.export import export_model
+    from fer_core.model import build_cnn, build_predictor
+    from fer_core.train import fit
+
+    data = load("synthetic:300")
+    config = TrainConfig(**TINY_MODEL)
+    trained, _ = fit(config, data, threads=2)
+    member = build_cnn(config, name="member0", n_classes=data.n_classes)
+    member.set_weights(trained.get_weights())
+    return export_model(build_predictor([member], mirror=True), tmp_path_factory.mktemp("run") / "best",
+                        data.class_names, config.to_dict(), metrics={"accuracy": 0.5})
+
+
+@pytest.fixture(scope="session")
+def predictor(model_dir: Path):
+    from fer_core.predictor import Predictor
+
+    return Predictor.load(model_dir)
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the astronaut (PNG) and a blank picture (JPEG)."""
+    from PIL import Image
+    from skimage.data import astronaut
+
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(astronaut()).save(folder / "astronaut.png")
+    Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(folder / "blank.jpg")
+    return folder
