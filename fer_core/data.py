@@ -65,7 +65,7 @@ FACE_SAMPLE = 20  # images "auto" looks at to decide; 20 at ~40 ms a photo keeps
 
 
 CSV_FIELD_LIMIT = 64 * 2**20  # bytes in one pixel string: far above any real image (csv's default is 128 KiB)
-PROGRESS_MIN_FILES = 2000  # show a progress bar only for folders this large
+PROGRESS_MIN_IMAGES = 2000  # decoding this many images or more shows a progress bar
 CACHE_ENV = "FER_TUNE_CACHE"  # folder of decoded-image caches; "off" turns caching off
 CACHE_MIN_FILES = 200  # smaller image sets decode in well under a second: not worth a cache file
 CACHE_VERSION = 1  # bump when decoding or cropping changes, so that older cache entries are not used
@@ -517,7 +517,7 @@ def _resize(gray: np.ndarray) -> np.ndarray:
 
 
 def _progress(items: Sequence, what: str):
-    if len(items) < PROGRESS_MIN_FILES:
+    if len(items) < PROGRESS_MIN_IMAGES:
         return items
     from tqdm.auto import tqdm
 

@@ -1,7 +1,8 @@
-"""Export a trained model as ``.keras``, SavedModel and TFLite, with a model card.
+"""The exported model folder: writing it (``.keras``, SavedModel, TFLite and a model card) and reading it back.
 
 Everything is written into a temporary sibling folder and renamed into place at the end,
-so a crash leaves no half-exported model behind. :func:`load_predictors` reloads each
+so a crash leaves no half-exported model behind. :func:`read_card` reads and checks the
+card of such a folder for whatever uses the model; :func:`load_predictors` reloads each
 form, which the tests use to check that all of them predict the same classes.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
+
+from fer_core.errors import FerInputError
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -69,6 +72,30 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def read_card(folder: str | os.PathLike) -> dict[str, Any]:
+    """The model card of an exported model's folder (a run's ``best/``), checked for its class names.
+
+    A path that is not a folder, a folder without ``model_card.json``, a card that is not
+    JSON or one without a list of at least two class names raises
+    :class:`~fer_core.errors.FerInputError` naming the path and what was expected.
+    """
+    folder = Path(folder)
+    path = folder / CARD_FILE
+    if not folder.is_dir():
+        raise FerInputError(f"{folder}: not a folder; expected the best/ folder of a run (runs/NAME/best)")
+    if not path.is_file():
+        raise FerInputError(f"{folder}: no {CARD_FILE}; expected the best/ folder of a run (runs/NAME/best), "
+                            "which holds the model and its card")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FerInputError(f"{path}: cannot read the model card ({type(exc).__name__}); expected JSON") from None
+    names = card.get("class_names") if isinstance(card, dict) else None
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+        raise FerInputError(f"{path}: class_names is {names!r}; expected a list of at least two class names")
+    return card
 
 
 def preprocessing_card(input_shape: Sequence[int]) -> dict[str, Any]:

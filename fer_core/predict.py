@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 CSV_FILE = "predictions.csv"
 ANNOTATED_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # kept for annotated photos; others become .png
-PROGRESS_MIN_FILES = 2  # a folder of more photos than this shows a progress bar (on a terminal)
+PROGRESS_OVER_PHOTOS = 2  # more photos than this show a progress bar (on a terminal)
 NO_FACE = "no face found"
 # Annotation: box and text sizes follow the photo's size, so they read alike on a thumbnail and a poster.
 BOX_COLOR = (255, 64, 64)
@@ -158,7 +158,7 @@ def _predict_all(predictor: Predictor, photos: Sequence[Photo], min_face: Option
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     # on a terminal only (disable=None); warnings go through the bar so that they do not break it
-    bar = tqdm(photos, desc="photos", unit="photo", disable=None if len(photos) > PROGRESS_MIN_FILES else True)
+    bar = tqdm(photos, desc="photos", unit="photo", disable=None if len(photos) > PROGRESS_OVER_PHOTOS else True)
     with logging_redirect_tqdm():
         for photo in bar:
             try:

@@ -10,7 +10,6 @@ classified as they are. The command line over it is :mod:`fer_core.predict`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -22,7 +21,7 @@ import numpy as np
 
 from fer_core.data import read_gray
 from fer_core.errors import ConfigError, FerInputError
-from fer_core.export import CARD_FILE, KERAS_FILE, PIXEL_SCALE, SAVED_MODEL_DIR, TFLITE_FILE
+from fer_core.export import CARD_FILE, KERAS_FILE, PIXEL_SCALE, SAVED_MODEL_DIR, TFLITE_FILE, read_card
 from fer_core.faces import CROP_MARGIN, MIN_FACE, Box, crop_face, detect_faces
 
 log = logging.getLogger(__name__)
@@ -185,24 +184,6 @@ class Predictor:
         best = int(np.argmax(probabilities))
         return Face(box=box, label=self.class_names[best], confidence=float(probabilities[best]),
                     probabilities={n: float(p) for n, p in zip(self.class_names, probabilities)}, detected=detected)
-
-
-def read_card(folder: Path) -> dict[str, Any]:
-    """The model card of a run's ``best/`` folder, checked for class names and an input shape."""
-    path = folder / CARD_FILE
-    if not folder.is_dir():
-        raise FerInputError(f"{folder}: not a folder; expected the best/ folder of a run (runs/NAME/best)")
-    if not path.is_file():
-        raise FerInputError(f"{folder}: no {CARD_FILE}; expected the best/ folder of a run (runs/NAME/best), "
-                            "which holds the model and its card")
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FerInputError(f"{path}: cannot read the model card ({type(exc).__name__}); expected JSON") from None
-    names = card.get("class_names") if isinstance(card, dict) else None
-    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
-        raise FerInputError(f"{path}: class_names is {names!r}; expected a list of at least two class names")
-    return card
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

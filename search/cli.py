@@ -179,7 +179,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--resume needs --name NAME: the run to continue")
     time_budget_of(args.time_budget)
     if args.init is not None:
-        from fer_core.transfer import read_card
+        from fer_core.transfer import read_init_card as read_card
 
         if args.points is not None:
             raise ConfigError("--points with --init: points are configs of the from-scratch space; give one or the "

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fer_core.dataset import Dataset
+from fer_core.export import KERAS_FILE as MODEL_FILE
 from fer_core.transfer import Pretrained
 
 CHECKPOINT_PERIOD_S = 30.0  # a lost trial redoes at most this much work; saving costs ~0.1 s
 CHECKPOINT_PERIOD_ENV = "FER_TUNE_CHECKPOINT_S"  # overrides it on a node (the lost-node test checkpoints every epoch)
-MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 
 

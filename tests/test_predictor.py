@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,26 @@ def small_astronaut() -> np.ndarray:
     from skimage.data import astronaut
 
     return np.asarray(Image.fromarray(astronaut()).resize((200, 200), Image.Resampling.LANCZOS))
+
+
+@pytest.mark.parametrize("case, where, expected", [
+    ("missing folder", "best", "not a folder; expected the best/ folder of a run"),
+    ("no card", "best", "no model_card.json; expected the best/ folder of a run"),
+    ("not JSON", "best/model_card.json", "cannot read the model card (JSONDecodeError); expected JSON"),
+    ("one class", "best/model_card.json", "class_names is ['a']; expected a list of at least two class names"),
+])
+def test_a_bad_model_folder_is_an_input_error_naming_the_path(tmp_path: Path, case: str, where: str,
+                                                              expected: str) -> None:
+    from fer_core.errors import FerInputError
+    from fer_core.predictor import Predictor
+
+    folder = tmp_path / "best"
+    if case != "missing folder":
+        folder.mkdir()
+    if case in ("not JSON", "one class"):
+        (folder / "model_card.json").write_text("{" if case == "not JSON" else '{"class_names": ["a"]}')
+    with pytest.raises(FerInputError, match=r"^" + re.escape(f"{tmp_path / where}: {expected}")):
+        Predictor.load(folder)
 
 
 @pytest.mark.slow
