@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from fer_core.data import IMAGE_SUFFIXES, read_gray
+from fer_core.images import IMAGE_SUFFIXES, read_gray
 from fer_core.errors import DataError, FerInputError, run_cli
 from fer_core.faces import MIN_FACE
 from fer_core.predictor import BACKENDS, Face, Predictor

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fer_core.data import read_gray
+from fer_core.images import read_gray
 from fer_core.errors import ConfigError, FerInputError
 from fer_core.export import CARD_FILE, KERAS_FILE, PIXEL_SCALE, SAVED_MODEL_DIR, TFLITE_FILE, read_card
 from fer_core.faces import CROP_MARGIN, MIN_FACE, Box, crop_face, detect_faces
@@ -143,7 +143,7 @@ class Predictor:
     def predict(self, image: np.ndarray | str | os.PathLike, min_face: Optional[int] = None) -> list[Face]:
         """The faces of ``image``, largest first, each with its expression.
 
-        ``image`` is a path (decoded by :func:`fer_core.data.read_gray`, EXIF upright), or a
+        ``image`` is a path (decoded by :func:`fer_core.images.read_gray`, EXIF upright), or a
         2-D grayscale or ``H x W x 3|4`` RGB(A) array, ``uint8`` or floats in [0, 1]. An image of
         exactly the model's size is one face crop, classified as it is; in any other
         image faces of at least ``min_face`` pixels are looked for (by default the model's
@@ -190,7 +190,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     """A 2-D ``uint8`` grayscale copy of a grayscale or RGB(A) array (``uint8``, or floats in [0, 1]).
 
     Colour goes to grey through Pillow's ``convert("L")``, the luma that
-    :func:`fer_core.data.read_gray` uses, so an array and its saved file give the same pixels.
+    :func:`fer_core.images.read_gray` uses, so an array and its saved file give the same pixels.
     """
     from PIL import Image
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from fer_core.config import NORMALIZATIONS
-from fer_core.data import FACES
+from fer_core.images import FACES
 from fer_core.errors import ConfigError
 from fer_core.splits import SPLITS
 from search.budget import CONFIRM_SHARE, FINAL_SHARE, SEARCH_SHARE

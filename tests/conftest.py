@@ -75,6 +75,21 @@ def write_image_folder(root: Path, classes: dict[str, int], subjects: int = 4, s
     return root
 
 
+def write_fer_tree(root: Path, counts: dict[str, dict[str, int]], prefixes: bool = True, seed: int = 0) -> Path:
+    """FER2013's image layout: usage -> {class: n}; Training goes to train/, the two tests to test/."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for usage, classes in counts.items():
+        for name, count in classes.items():
+            folder = root / ("train" if usage == "Training" else "test") / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                stem = f"{usage}_{seed}{i:05d}" if prefixes else f"{usage.lower()}{i:05d}"
+                Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(folder / f"{stem}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model: a small CNN trained 2 epochs on synthetic faces, exported with mirror averaging."""
