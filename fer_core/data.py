@@ -32,6 +32,7 @@ from fer_core.dataset import Dataset
 from fer_core.errors import DataError
 from fer_core.images import IMAGE_SUFFIXES, DecodedImages, check_faces, finish, read_gray, to_faces
 from fer_core.manifest import is_manifest, load_manifest
+from fer_core.synthetic import make_faces
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ def load(source: str | os.PathLike, faces: str = "auto", cache: bool = True) -> 
     text = os.fspath(source)
     check_faces(faces)
     if text == "synthetic" or text.startswith("synthetic:"):
-        from fer_core.synthetic import make_faces
-
         n_text, _, seed_text = (text.partition(":")[2] or "1000").partition(":")
         if not n_text.isdigit() or int(n_text) < 14 or not (seed_text.isdigit() or seed_text == ""):
             raise DataError(f"data source {text!r}: expected 'synthetic', 'synthetic:N' or 'synthetic:N:SEED' "

@@ -19,6 +19,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from fer_core.errors import FerInputError
+from fer_core.faces import CROP_MARGIN, DETECTOR
+from fer_core.runtime import configure_tensorflow
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -40,8 +42,6 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
     when everything is written. The card records class names, input shape,
     preprocessing, metrics, the config and a fingerprint of the training data.
     """
-    from fer_core.runtime import configure_tensorflow
-
     tf = configure_tensorflow()
 
     target = Path(directory)
@@ -107,8 +107,6 @@ def preprocessing_card(input_shape: Sequence[int]) -> dict[str, Any]:
     (:func:`fer_core.faces.crop_face` with ``margin``, detector settings in ``detector``).
     Images already ``size`` x ``size`` are face crops and go in as they are.
     """
-    from fer_core.faces import CROP_MARGIN, DETECTOR
-
     height, width, channels = (int(d) for d in input_shape)
     return {
         "description": PREPROCESSING,
@@ -180,12 +178,10 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def load_predictors(directory: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Reload each exported form; return ``{"keras"|"saved_model"|"tflite": images -> probabilities}``."""
-    from fer_core.runtime import configure_tensorflow
-
     tf = configure_tensorflow()
     import keras
 
-    import fer_core.layers  # noqa: F401  registers the layers the saved model may use
+    import fer_core.layers  # noqa: F401  registers the saved model's layers; imports Keras, so not at import time
 
     directory = Path(directory)
     keras_model = keras.saving.load_model(directory / KERAS_FILE)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from fer_core.images import read_gray
+from fer_core.runtime import configure_tensorflow, predict_proba
 from fer_core.errors import ConfigError, FerInputError
 from fer_core.export import CARD_FILE, KERAS_FILE, PIXEL_SCALE, SAVED_MODEL_DIR, TFLITE_FILE, read_card
 from fer_core.faces import CROP_MARGIN, MIN_FACE, Box, crop_face, detect_faces
@@ -214,12 +215,10 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 # Each loader returns (images -> probabilities, the input side or None, the number of outputs).
 
 def _load_keras(path: Path, threads: Optional[int]):
-    from fer_core.runtime import configure_tensorflow, predict_proba
-
     configure_tensorflow(threads)
     import keras
 
-    import fer_core.layers  # noqa: F401  registers the custom layers model.keras may hold
+    import fer_core.layers  # noqa: F401  registers model.keras's layers; imports Keras, so not at import time
 
     try:
         model = keras.saving.load_model(path)
@@ -230,8 +229,6 @@ def _load_keras(path: Path, threads: Optional[int]):
 
 
 def _load_saved_model(path: Path, threads: Optional[int]):
-    from fer_core.runtime import configure_tensorflow
-
     tf = configure_tensorflow(threads)
     try:
         serve = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -248,8 +245,6 @@ def _load_saved_model(path: Path, threads: Optional[int]):
 
 
 def _load_tflite(path: Path, threads: Optional[int]):
-    from fer_core.runtime import configure_tensorflow
-
     tf = configure_tensorflow(threads)
     try:
         with warnings.catch_warnings():  # TF 2.21 names LiteRT as the successor; this interpreter still runs the file

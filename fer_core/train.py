@@ -18,10 +18,13 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from fer_core.augment import build_augmenter
 from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
+from fer_core.model import build_cnn
 from fer_core.runtime import configure_tensorflow, predict_proba
+from fer_core.transfer import build_finetuned, finetune_optimizer, make_finetune_adam
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,6 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
     evaluation pipelines do neither. Sample weights carry the ``balanced`` class weights.
     """
     import tensorflow as tf
-
-    from fer_core.augment import build_augmenter
 
     images = np.asarray(data.images, dtype=np.float32)
     onehot = np.eye(data.n_classes, dtype=np.float32)[data.labels]
@@ -176,13 +177,9 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     configure_tensorflow(threads)
     import keras
 
-    from fer_core.model import build_cnn
-
     keras.backend.clear_session()  # a reused worker must not accumulate graphs of earlier trials
     keras.utils.set_random_seed(config.seed + (len(resume[1]) if resume else 0))
     if init is not None:
-        from fer_core.transfer import build_finetuned, finetune_optimizer, make_finetune_adam
-
         make_finetune_adam()  # registered before a checkpoint that holds one is loaded
     if resume is not None:
         model, history = keras.saving.load_model(resume[0]), list(resume[1])

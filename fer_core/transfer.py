@@ -24,6 +24,7 @@ import numpy as np
 from fer_core.config import TrainConfig
 from fer_core.errors import ConfigError, FerInputError
 from fer_core.export import CARD_FILE, KERAS_FILE, read_card
+from fer_core.model import build_cnn
 
 HEAD = "probabilities"  # the one layer a fine-tuned network does not take over
 # what the pretrained network fixes; everything else in TrainConfig is the fine-tuning's own
@@ -89,7 +90,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
     """The first network of the model at ``path`` (see :func:`find_model`), ready to fine-tune."""
     import keras
 
-    import fer_core.layers  # noqa: F401  registers the exported model's custom layers
+    import fer_core.layers  # noqa: F401  registers the exported model's layers; imports Keras, so not at import time
 
     card = read_init_card(path)  # checks the model file and the card are there
     model_path, _ = find_model(path)
@@ -111,8 +112,6 @@ def finetuning_config(pretrained: Pretrained, **values: Any) -> TrainConfig:
 def build_finetuned(config: TrainConfig, pretrained: Pretrained, input_shape: tuple[int, int, int],
                     n_classes: int, name: str = "fer_cnn"):
     """The network of ``config`` with ``pretrained``'s weights in every layer but a new head."""
-    from fer_core.model import build_cnn
-
     differs = {k: (getattr(config, k), v) for k, v in pretrained.architecture().items() if getattr(config, k) != v}
     if differs:
         raise ConfigError("fine-tuning config differs from the pretrained network in " +
