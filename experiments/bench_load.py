@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
-    from fer_core.data import load
-    from fer_core.splits import make_splits
+    from fer_core import load, make_splits
 
     cache = Path(tempfile.mkdtemp(prefix="fer_tune_bench_cache_"))
     os.environ[CACHE_ENV] = str(cache)

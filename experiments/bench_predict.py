@@ -72,9 +72,7 @@ def make_photos(width: int, height: int, count: int, seed: int = 0) -> list[np.n
 
 def untrained_model(folder: Path) -> Path:
     """Export the seed's recipe (standardized input, mirror averaging), untrained, into ``folder``."""
-    from fer_core.config import TrainConfig
-    from fer_core.export import export_model
-    from fer_core.model import build_cnn, build_predictor
+    from fer_core import TrainConfig, build_cnn, build_predictor, export_model
 
     config = TrainConfig(normalize="standardize")
     member = build_cnn(config, name="member0")
@@ -88,7 +86,7 @@ def time_size(predictor, photos: list[np.ndarray], min_face: int, repeats: int) 
     Each is timed over ``repeats`` passes: the best pass is what the code does on free cores,
     the median what it did beside whatever else the machine was running.
     """
-    from fer_core.faces import detect_faces
+    from fer_core import detect_faces
 
     for photo in photos[:WARMUP]:
         predictor.predict(photo, min_face=min_face)
@@ -110,7 +108,7 @@ def time_size(predictor, photos: list[np.ndarray], min_face: int, repeats: int) 
 
 def run(model: Path, args: argparse.Namespace) -> list[dict]:
     """Time each backend on each photo size and smallest face; print a line for each and return the rows."""
-    from fer_core.predictor import Predictor
+    from fer_core import Predictor
 
     sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes]
     photos = {size: make_photos(*size, count=args.photos) for size in sizes}

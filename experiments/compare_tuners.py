@@ -72,10 +72,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from fer_core.data import load
-from fer_core.splits import SPLITS
-from fer_core.errors import ConfigError, run_cli
-from fer_core.splits import Splits, make_splits
+from fer_core import SPLITS, ConfigError, Splits, load, make_splits, run_cli
 from search.cli import parse_duration
 from search.rundir import check_writable, output_path
 from search.tuner import DEFAULT_MAX_EPOCHS
@@ -363,7 +360,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
-    from fer_core.runtime import configure_tensorflow
+    from fer_core import configure_tensorflow
 
     configure_tensorflow(THREADS)  # before anything imports Keras in this process
     meta = {"data": data.source, "split": splits.method, "n_train": len(splits.train), "n_val": len(splits.val),
@@ -387,7 +384,7 @@ def fewer_train_faces(splits: Splits, n: int) -> Splits:
 
     from sklearn.model_selection import train_test_split
 
-    from fer_core.splits import SPLIT_SEED
+    from fer_core import SPLIT_SEED
 
     if n >= len(splits.train):
         raise ConfigError(f"--train-faces {n}: expected fewer than the {len(splits.train)} training faces")
@@ -530,7 +527,7 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
     row (``final_error``) and loses none of the arm's other figures."""
     import ray
 
-    from fer_core.evaluate import evaluate_predictions
+    from fer_core import evaluate_predictions
     from search.final import final_networks, retrain_members
     from search.settings import RunSettings
     from search.tuner import start_ray

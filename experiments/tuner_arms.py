@@ -45,8 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from fer_core.errors import ConfigError
-from fer_core.splits import Splits
+from fer_core import ConfigError, Splits
 from search.budget import CONFIRM_SHARE, SEARCH_SHARE
 
 METRIC = "val_accuracy"
@@ -241,7 +240,7 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     """Optuna alone: TPE, Hyperband pruning per epoch, ``timeout`` = the budget, one trial at a time."""
     import optuna
 
-    from fer_core.train import fit
+    from fer_core import fit
     from search.space import define_space, to_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -398,8 +397,7 @@ def _keras_tuner_classes() -> tuple[type, type, type]:
     """
     import keras_tuner as kt
 
-    from fer_core.model import build_cnn
-    from fer_core.train import fit
+    from fer_core import build_cnn, fit
 
     class FerHyperModel(kt.HyperModel):
         """``build``: the project's CNN for ``hp``. ``fit``: the project's training, up to the

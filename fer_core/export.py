@@ -137,7 +137,7 @@ def loading_card() -> dict[str, str]:
         "saved_model": f"tf.saved_model.load('{SAVED_MODEL_DIR}').signatures['serving_default'] "
                        "(TensorFlow alone, no FER Tune)",
         "tflite": f"tf.lite.Interpreter(model_path='{TFLITE_FILE}') (TensorFlow Lite alone, no FER Tune)",
-        "fer_tune": "fer_core.predictor.Predictor.load('best/', backend='keras'|'saved_model'|'tflite')",
+        "fer_tune": "fer_core.Predictor.load('best/', backend='keras'|'saved_model'|'tflite')",
     }
 
 

@@ -94,7 +94,7 @@ class Predictor:
     Example::
 
         from skimage.data import astronaut
-        from fer_core.predictor import Predictor
+        from fer_core import Predictor
 
         predictor = Predictor.load("runs/NAME/best")            # or backend="tflite"
         for face in predictor.predict(astronaut()):
