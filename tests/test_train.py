@@ -193,32 +193,39 @@ def test_training_resumes_from_a_saved_model_at_the_next_epoch(faces, tmp_path: 
 
 
 @pytest.mark.slow
-def test_a_crash_while_replacing_an_exported_model_leaves_a_complete_one(faces, tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
+def test_a_crash_while_replacing_an_exported_model_leaves_the_old_one_whole(faces, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second export into the same folder dies at the moment it would swap its new folder in:
+    the export raises, and the first model is there byte for byte, every form of it loads and
+    predicts as before, and no staging folder is left beside it."""
+    import hashlib
 
     from fer_core.export import export_model, load_predictors
+    from fer_core.runtime import predict_proba
     from fer_core.train import fit
 
-    train, _ = faces
+    def snapshot(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    train, val = faces
     model, _ = fit(TrainConfig(**SMALL, epochs=1), train)
-    export_model(model, tmp_path / "best", train.class_names, {}, metrics={"run": 1})
-    real_replace = os.replace
+    best = export_model(model, tmp_path / "best", train.class_names, {}, metrics={"run": 1})
+    before = snapshot(best)
 
-    def crash_on_the_move(src, dst, *args, **kwargs):  # the moment the new folder would be moved into place
-        if Path(src).name.startswith(".best-"):
-            raise OSError("simulated crash")
-        return real_replace(src, dst, *args, **kwargs)
+    def crash_at_the_swap(staging: Path, target: Path) -> bool:  # export's one move of the new folder into place
+        assert staging.name.startswith(".best-") and target == best and (staging / "model_card.json").is_file()
+        raise OSError("simulated crash at the swap")
 
-    monkeypatch.setattr(os, "replace", crash_on_the_move)
-    try:
-        export_model(model, tmp_path / "best", train.class_names, {}, metrics={"run": 2})
-    except OSError:
-        pass
+    monkeypatch.setattr("fer_core.export._exchange", crash_at_the_swap)
+    with pytest.raises(OSError, match="simulated crash at the swap"):
+        export_model(model, best, train.class_names, {}, metrics={"run": 2})
     monkeypatch.undo()
-    card = json.loads((tmp_path / "best" / "model_card.json").read_text())
-    assert card["metrics"]["run"] in (1, 2)  # the old model or the new one, whole
-    assert set(load_predictors(tmp_path / "best")) == {"keras", "saved_model", "tflite"}
+    assert snapshot(best) == before
+    assert json.loads((best / "model_card.json").read_text())["metrics"] == {"run": 1}
+    expected = predict_proba(model, val.images[:8])
+    for backend, predict in load_predictors(best).items():
+        np.testing.assert_allclose(predict(val.images[:8]), expected, atol=1e-4, err_msg=backend)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
 
 
