@@ -42,6 +42,7 @@ class Pretrained:
     card: dict[str, Any] = field(default_factory=dict)  # what the report and model card say about it
 
     def architecture(self) -> dict[str, Any]:
+        """The :data:`ARCHITECTURE` fields of the network's config: what a fine-tuning keeps."""
         return {name: getattr(self.config, name) for name in ARCHITECTURE}
 
     def summary(self) -> dict[str, Any]:
