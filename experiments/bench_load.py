@@ -22,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from fer_core import CACHE_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 FER2013_ENV = "FER_TUNE_FER2013"  # where the tests and CI find FER2013's image folders
-CACHE_ENV = "FER_TUNE_CACHE"  # fer_core.data's cache folder setting
 
 
 def _default_data() -> str:

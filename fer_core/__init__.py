@@ -20,6 +20,7 @@ _MODULE_OF: dict[str, str] = {  # public name -> the fer_core module that define
     "load": "data", "load_csv": "data", "load_folder": "data", "CSV_LABELS": "data",
     "load_manifest": "manifest",
     "read_gray": "images", "FACES": "images",
+    "CACHE_ENV": "cache",
     "make_faces": "synthetic",
     "Splits": "splits", "SPLITS": "splits", "SPLIT_SEED": "splits", "make_splits": "splits", "split": "splits",
     "resolve_split": "splits",
