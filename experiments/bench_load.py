@@ -22,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from fer_core import CACHE_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 FER2013_ENV = "FER_TUNE_FER2013"  # where the tests and CI find FER2013's image folders
-CACHE_ENV = "FER_TUNE_CACHE"  # fer_core.data's cache folder setting
 
 
 def _default_data() -> str:
@@ -41,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
-    from fer_core.data import load
-    from fer_core.splits import make_splits
+    from fer_core import load, make_splits
 
     cache = Path(tempfile.mkdtemp(prefix="fer_tune_bench_cache_"))
     os.environ[CACHE_ENV] = str(cache)

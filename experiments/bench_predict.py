@@ -7,7 +7,7 @@ Each photo is a grey, gently noisy background with the astronaut's face (scikit-
 public-domain ``astronaut``) pasted in at a different place and a size that follows the
 photo's (about a third of its height, as in a portrait); every other photo has a second
 face beside the first, so that faces a second differ from photos a second. Each
-backend's :class:`~fer_core.predict.Predictor` runs every photo of each size, once for
+backend's :class:`~fer_core.predictor.Predictor` runs every photo of each size, once for
 each smallest face size (``--min-face``: 24 px is the detector's default, 48 px the
 model's input side and the predictor's default), in ``--repeats`` passes: the best pass is
 reported, the median beside it, and the load average at the end, since on a shared machine
@@ -72,9 +72,7 @@ def make_photos(width: int, height: int, count: int, seed: int = 0) -> list[np.n
 
 def untrained_model(folder: Path) -> Path:
     """Export the seed's recipe (standardized input, mirror averaging), untrained, into ``folder``."""
-    from fer_core.config import TrainConfig
-    from fer_core.export import export_model
-    from fer_core.model import build_cnn, build_predictor
+    from fer_core import TrainConfig, build_cnn, build_predictor, export_model
 
     config = TrainConfig(normalize="standardize")
     member = build_cnn(config, name="member0")
@@ -88,7 +86,7 @@ def time_size(predictor, photos: list[np.ndarray], min_face: int, repeats: int) 
     Each is timed over ``repeats`` passes: the best pass is what the code does on free cores,
     the median what it did beside whatever else the machine was running.
     """
-    from fer_core.faces import detect_faces
+    from fer_core import detect_faces
 
     for photo in photos[:WARMUP]:
         predictor.predict(photo, min_face=min_face)
@@ -110,7 +108,7 @@ def time_size(predictor, photos: list[np.ndarray], min_face: int, repeats: int) 
 
 def run(model: Path, args: argparse.Namespace) -> list[dict]:
     """Time each backend on each photo size and smallest face; print a line for each and return the rows."""
-    from fer_core.predict import Predictor
+    from fer_core import Predictor
 
     sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes]
     photos = {size: make_photos(*size, count=args.photos) for size in sizes}

@@ -72,10 +72,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from fer_core.data import load
-from fer_core.splits import SPLITS
-from fer_core.errors import ConfigError, run_cli
-from fer_core.splits import Splits, make_splits
+from fer_core import SPLITS, ConfigError, Splits, evaluate_predictions, load, make_splits, run_cli
 from search import (DEFAULT_MAX_EPOCHS, RunSettings, TrialRecord, build_parser, check_writable,
                     final_networks, output_path, parse_duration, pick_ensemble, retrain_members, run_settings,
                     start_ray, train_and_score, write_atomic)
@@ -360,7 +357,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     log.info("data: %s; split %s: %d train, %d validation, %d test", data.describe(), splits.method,
              len(splits.train), len(splits.val), len(splits.test))
-    from fer_core.train import configure_tensorflow
+    from fer_core import configure_tensorflow
 
     configure_tensorflow(THREADS)  # before anything imports Keras in this process
     meta = {"data": data.source, "split": splits.method, "n_train": len(splits.train), "n_val": len(splits.val),
@@ -384,7 +381,7 @@ def fewer_train_faces(splits: Splits, n: int) -> Splits:
 
     from sklearn.model_selection import train_test_split
 
-    from fer_core.splits import SPLIT_SEED
+    from fer_core import SPLIT_SEED
 
     if n >= len(splits.train):
         raise ConfigError(f"--train-faces {n}: expected fewer than the {len(splits.train)} training faces")
@@ -525,7 +522,6 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
     row (``final_error``) and loses none of the arm's other figures."""
     import ray
 
-    from fer_core.evaluate import evaluate_predictions
     settings = arm.settings or RunSettings()
     members = final_members(arm, settings.final.ensemble)
     empty = {"final_test_accuracy": None, "final_test_macro_f1": None, "final_members": [], "final_dropped": [],

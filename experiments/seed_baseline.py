@@ -16,11 +16,7 @@ import os
 import sys
 import time
 
-from fer_core.config import TrainConfig
-from fer_core.data import load
-from fer_core.splits import SPLITS, resolve_split, split
-from fer_core.errors import run_cli
-from fer_core.evaluate import SEED_BASELINE_ACCURACY, evaluate_model
+from fer_core import SEED_BASELINE_ACCURACY, SPLITS, TrainConfig, evaluate_model, load, resolve_split, run_cli, split
 
 log = logging.getLogger("experiments.seed_baseline")
 
@@ -39,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.epochs < 1:
-        from fer_core.errors import ConfigError
+        from fer_core import ConfigError
         raise ConfigError(f"--epochs {args.epochs}: expected an integer >= 1")
     data = load(args.data)
     method = resolve_split(data, args.split)
@@ -47,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     train, test = split(data, method)
     config = TrainConfig(seed=args.seed, epochs=args.epochs)
     started = time.perf_counter()
-    from fer_core.train import fit
+    from fer_core import fit
 
     model, history = fit(config, train, threads=args.threads)
     seconds = time.perf_counter() - started

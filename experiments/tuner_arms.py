@@ -45,8 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from fer_core.errors import ConfigError
-from fer_core.splits import Splits
+from fer_core import ConfigError, Splits, fit
 from search import (CONFIRM_SHARE, SEARCH_SHARE, TUNE_DIR, Budget, BudgetedOptunaSearch, DeadlineStopper, Resources,
                     TrialRecord, build_parser, check_args, confirm_trials, define_space, final_members, is_large,
                     make_tuner, pick_best, run_settings, search_trials, start_ray, to_config, trial_record,
@@ -218,7 +217,6 @@ def arm_optuna(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     """Optuna alone: TPE, Hyperband pruning per epoch, ``timeout`` = the budget, one trial at a time."""
     import optuna
 
-    from fer_core.train import fit
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results: list[TrialResult] = []
@@ -373,8 +371,7 @@ def _keras_tuner_classes() -> tuple[type, type, type]:
     """
     import keras_tuner as kt
 
-    from fer_core.model import build_cnn
-    from fer_core.train import fit
+    from fer_core import build_cnn, fit
 
     class FerHyperModel(kt.HyperModel):
         """``build``: the project's CNN for ``hp``. ``fit``: the project's training, up to the

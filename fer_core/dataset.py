@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from fer_core.faces import FaceReport
+from fer_core.faces import FaceReport
 
 IMAGE_SIZE = 48  # CK+48 and FER2013 are 48x48; every model here takes 48x48x1
 HASH_CHUNK = 4096  # images hashed at a time: 38 MB of float32, not a copy of the whole set (FER2013: 330 MB)

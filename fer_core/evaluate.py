@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fer_core.runtime import predict_proba
+
 SEED_BASELINE_ACCURACY = 0.70  # the seed notebook's reported CK+ test accuracy (random 80/20 split)
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -55,8 +57,6 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, class_names: Se
 
 def evaluate_model(model, data) -> dict[str, Any]:
     """Predict ``data`` (a :class:`fer_core.data.Dataset`) with ``model`` and score it."""
-    from fer_core.train import predict_proba
-
     predicted = predict_proba(model, data.images).argmax(axis=1)
     return evaluate_predictions(data.labels, predicted, data.class_names)
 

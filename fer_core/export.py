@@ -1,7 +1,8 @@
-"""Export a trained model as ``.keras``, SavedModel and TFLite, with a model card.
+"""The exported model folder: writing it (``.keras``, SavedModel, TFLite and a model card) and reading it back.
 
 Everything is written into a temporary sibling folder and renamed into place at the end,
-so a crash leaves no half-exported model behind. :func:`load_predictors` reloads each
+so a crash leaves no half-exported model behind. :func:`read_card` reads and checks the
+card of such a folder for whatever uses the model; :func:`load_predictors` reloads each
 form, which the tests use to check that all of them predict the same classes.
 """
 
@@ -16,6 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
+
+from fer_core.errors import FerInputError
+from fer_core.faces import CROP_MARGIN, DETECTOR
+from fer_core.runtime import configure_tensorflow
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -37,8 +42,6 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
     when everything is written. The card records class names, input shape,
     preprocessing, metrics, the config and a fingerprint of the training data.
     """
-    from fer_core.train import configure_tensorflow
-
     tf = configure_tensorflow()
 
     target = Path(directory)
@@ -71,17 +74,39 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
     return target
 
 
+def read_card(folder: str | os.PathLike) -> dict[str, Any]:
+    """The model card of an exported model's folder (a run's ``best/``), checked for its class names.
+
+    A path that is not a folder, a folder without ``model_card.json``, a card that is not
+    JSON or one without a list of at least two class names raises
+    :class:`~fer_core.errors.FerInputError` naming the path and what was expected.
+    """
+    folder = Path(folder)
+    path = folder / CARD_FILE
+    if not folder.is_dir():
+        raise FerInputError(f"{folder}: not a folder; expected the best/ folder of a run (runs/NAME/best)")
+    if not path.is_file():
+        raise FerInputError(f"{folder}: no {CARD_FILE}; expected the best/ folder of a run (runs/NAME/best), "
+                            "which holds the model and its card")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FerInputError(f"{path}: cannot read the model card ({type(exc).__name__}); expected JSON") from None
+    names = card.get("class_names") if isinstance(card, dict) else None
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+        raise FerInputError(f"{path}: class_names is {names!r}; expected a list of at least two class names")
+    return card
+
+
 def preprocessing_card(input_shape: Sequence[int]) -> dict[str, Any]:
     """The card's ``preprocessing`` block: how an image becomes the model's input, as training made it.
 
     ``description`` is the human text; the other keys say the same for a program
-    (:mod:`fer_core.predict` reads them): the square ``size``, grayscale, the pixel
+    (:mod:`fer_core.predictor` reads them): the square ``size``, grayscale, the pixel
     ``scale`` to [0, 1], the EXIF rotation, and how faces are found and cropped
     (:func:`fer_core.faces.crop_face` with ``margin``, detector settings in ``detector``).
     Images already ``size`` x ``size`` are face crops and go in as they are.
     """
-    from fer_core.faces import CROP_MARGIN, DETECTOR
-
     height, width, channels = (int(d) for d in input_shape)
     return {
         "description": PREPROCESSING,
@@ -112,7 +137,7 @@ def loading_card() -> dict[str, str]:
         "saved_model": f"tf.saved_model.load('{SAVED_MODEL_DIR}').signatures['serving_default'] "
                        "(TensorFlow alone, no FER Tune)",
         "tflite": f"tf.lite.Interpreter(model_path='{TFLITE_FILE}') (TensorFlow Lite alone, no FER Tune)",
-        "fer_tune": "fer_core.predict.Predictor.load('best/', backend='keras'|'saved_model'|'tflite')",
+        "fer_tune": "fer_core.Predictor.load('best/', backend='keras'|'saved_model'|'tflite')",
     }
 
 
@@ -153,12 +178,10 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def load_predictors(directory: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Reload each exported form; return ``{"keras"|"saved_model"|"tflite": images -> probabilities}``."""
-    from fer_core.train import configure_tensorflow
-
     tf = configure_tensorflow()
     import keras
 
-    import fer_core.layers  # noqa: F401  registers the layers the saved model may use
+    import fer_core.layers  # noqa: F401  registers the saved model's layers; imports Keras, so not at import time
 
     directory = Path(directory)
     keras_model = keras.saving.load_model(directory / KERAS_FILE)

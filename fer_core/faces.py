@@ -14,7 +14,7 @@ inference command line), :func:`needs_cropping` (are a set of images photos to c
 face crops already) and :class:`FaceReport` (what a data set's loading did, for the run's
 report).
 Images are 2-D ``uint8`` grayscale arrays throughout; decoding files is the loaders' job
-(:func:`fer_core.data.read_gray`, which an inference command line should use too).
+(:func:`fer_core.images.read_gray`, which an inference command line should use too).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
                                       name="standardize")(x)
     elif config.normalize == "equalize":
         # per-image histogram equalization: grey levels spread evenly over the range
-        from fer_core.layers import Equalize
+        from fer_core.layers import Equalize  # imports Keras: not at import time, search.run --help stays light
 
         x = Equalize(name="equalize")(x)
     for block, filters in enumerate(config.filters, start=1):
@@ -108,7 +108,7 @@ def build_predictor(members: Sequence, mirror: bool = True, name: str = "fer_pre
     import keras
     from keras import layers
 
-    from fer_core.layers import Mirror
+    from fer_core.layers import Mirror  # imports Keras: not at import time, search.run --help stays light
 
     members = list(members)
     if len(members) == 1 and not mirror:

@@ -9,25 +9,26 @@ receives an :class:`EpochReport`; the search reports through it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from fer_core.augment import build_augmenter
 from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
+from fer_core.model import build_cnn
+from fer_core.runtime import configure_tensorflow, predict_proba
+from fer_core.transfer import build_finetuned, finetune_optimizer, make_finetune_adam
 
 log = logging.getLogger(__name__)
 
 PLATEAU_PATIENCE = 2  # epochs without val-loss improvement before the plateau schedule lowers the rate
-PREDICT_BATCH = 256
 SGD_MOMENTUM = 0.9  # with Nesterov's look-ahead; the usual setting for CNNs trained by SGD
 
 
@@ -61,57 +62,6 @@ class EpochReport:
 EpochHook = Callable[[EpochReport], Optional[bool]]
 
 
-def configure_tensorflow(threads: Optional[int] = None):
-    """Import TensorFlow quietly, pin its thread pools to ``threads``; return the module.
-
-    Thread pools and GPU memory growth can only be set before TensorFlow runs its first
-    op, so they are set here, right after the import and before the runtime starts. In
-    a process where it already runs (a reused worker) the setting stays as it was and
-    a debug line says so. Two trials on two cores must not each start a pool per core.
-
-    TensorFlow's C++ runtime prints oneDNN and CUDA notices to stderr before its log
-    level applies, once per process: in a search that is every Ray worker. The first
-    import and start-up run with stderr pointed at /dev/null; later calls leave stderr
-    alone, so nothing else written to it is lost. An import that fails still raises.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    first = "tensorflow" not in sys.modules
-    with _stderr_muted() if first else contextlib.nullcontext():
-        import tensorflow as tf
-
-        if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
-            except RuntimeError:
-                log.debug("TensorFlow already running; keeping intra-op threads at %d",
-                          tf.config.threading.get_intra_op_parallelism_threads())
-        for gpu in tf.config.list_physical_devices("GPU"):
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError:
-                pass
-        if first:
-            tf.constant(0)  # starts the runtime (and its CUDA probe) while stderr is muted
-    tf.get_logger().setLevel(logging.ERROR)
-    return tf
-
-
-@contextlib.contextmanager
-def _stderr_muted():
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
-
-
 def learning_rate_at(config: TrainConfig, epoch: int) -> float:
     """The scheduled learning rate of 0-based ``epoch`` (``plateau`` starts at the base rate)."""
     base = config.learning_rate
@@ -136,8 +86,6 @@ def make_dataset(data: Dataset, config: TrainConfig, training: bool, threads: Op
     evaluation pipelines do neither. Sample weights carry the ``balanced`` class weights.
     """
     import tensorflow as tf
-
-    from fer_core.augment import build_augmenter
 
     images = np.asarray(data.images, dtype=np.float32)
     onehot = np.eye(data.n_classes, dtype=np.float32)[data.labels]
@@ -229,13 +177,9 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     configure_tensorflow(threads)
     import keras
 
-    from fer_core.model import build_cnn
-
     keras.backend.clear_session()  # a reused worker must not accumulate graphs of earlier trials
     keras.utils.set_random_seed(config.seed + (len(resume[1]) if resume else 0))
     if init is not None:
-        from fer_core.transfer import build_finetuned, finetune_optimizer, make_finetune_adam
-
         make_finetune_adam()  # registered before a checkpoint that holds one is loaded
     if resume is not None:
         model, history = keras.saving.load_model(resume[0]), list(resume[1])
@@ -277,21 +221,6 @@ def make_optimizer(config: TrainConfig):
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(config.learning_rate, momentum=SGD_MOMENTUM, nesterov=True)
     return keras.optimizers.Adam(config.learning_rate)
-
-
-def predict_proba(model, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Class probabilities for ``images`` (``float32 [N,48,48,1]``), without augmentation.
-
-    Batch by batch through ``predict_on_batch``: ``predict`` sets up a data pipeline and
-    a progress callback on every call, which costs more than the network itself on a
-    validation set of a few hundred faces (0.057 s against 0.011 s for 156 faces on a
-    2-block CNN, one thread), and it runs after every epoch of every trial.
-    """
-    if len(images) == 0:  # Keras' predict fails on no input
-        return np.zeros((0, *model.output_shape[1:]), dtype=np.float32)
-    parts = [np.asarray(model.predict_on_batch(images[start:start + batch_size]))
-             for start in range(0, len(images), batch_size)]
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 class _EpochReporter:

@@ -14,7 +14,6 @@ and a checkpointed trial resumes with its optimizer's step count, so the schedul
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,10 @@ from typing import Any, Optional
 import numpy as np
 
 from fer_core.config import TrainConfig
-from fer_core.errors import ConfigError
+from fer_core.errors import ConfigError, FerInputError
+from fer_core.export import CARD_FILE, KERAS_FILE, read_card
+from fer_core.model import build_cnn
 
-MODEL_FILE = "model.keras"
-CARD_FILE = "model_card.json"
 HEAD = "probabilities"  # the one layer a fine-tuned network does not take over
 # what the pretrained network fixes; everything else in TrainConfig is the fine-tuning's own
 ARCHITECTURE = ("normalize", "conv_blocks", "base_filters", "filter_growth", "convs_per_block", "residual",
@@ -43,6 +42,7 @@ class Pretrained:
     card: dict[str, Any] = field(default_factory=dict)  # what the report and model card say about it
 
     def architecture(self) -> dict[str, Any]:
+        """The :data:`ARCHITECTURE` fields of the network's config: what a fine-tuning keeps."""
         return {name: getattr(self.config, name) for name in ARCHITECTURE}
 
     def summary(self) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def find_model(path: str | Path) -> tuple[Path, Path]:
     a :class:`ConfigError` naming ``--init`` otherwise (no TensorFlow needed)."""
     given = Path(path)
     folder = given if given.is_dir() else given.parent
-    model, card = (folder / MODEL_FILE, folder / CARD_FILE) if given.is_dir() else (given, folder / CARD_FILE)
+    model, card = (folder / KERAS_FILE, folder / CARD_FILE) if given.is_dir() else (given, folder / CARD_FILE)
     if not given.exists():
         raise ConfigError(f"--init {path}: no such file or folder")
     if model.suffix != ".keras" or not model.is_file() or not card.is_file():
@@ -64,27 +64,38 @@ def find_model(path: str | Path) -> tuple[Path, Path]:
     return model, card
 
 
-def read_card(path: str | Path) -> dict[str, Any]:
-    """The model card of ``--init``, checked: it must name the network's config."""
+def read_init_card(path: str | Path) -> dict[str, Any]:
+    """The model card of ``--init``, checked: the model file is beside it and it names the network's config.
+
+    Raises :class:`ConfigError` naming ``--init``, the card and what was expected.
+    """
     _, card_path = find_model(path)
     try:
-        card = json.loads(card_path.read_text())
-        members = card.get("ensemble") or [{"config": card["config"]}]
-        TrainConfig.from_dict(members[0]["config"])
+        card = read_card(card_path.parent)
+    except FerInputError as exc:
+        raise ConfigError(f"--init {path}: {exc}") from None
+    try:
+        network_config(card)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ConfigError(f"--init {path}: {card_path} is not a FER Tune model card ({exc})") from None
+        raise ConfigError(f"--init {path}: {card_path} has no usable network config ({exc}); expected the card of "
+                          "a FER Tune run's best/ folder") from None
     return card
+
+
+def network_config(card: dict[str, Any]) -> TrainConfig:
+    """The config of the card's network: its ensemble's first member, else the card's own config."""
+    return TrainConfig.from_dict((card.get("ensemble") or [{"config": card["config"]}])[0]["config"])
 
 
 def load_pretrained(path: str | Path) -> Pretrained:
     """The first network of the model at ``path`` (see :func:`find_model`), ready to fine-tune."""
     import keras
 
-    import fer_core.layers  # noqa: F401  registers the exported model's custom layers
+    import fer_core.layers  # noqa: F401  registers the exported model's layers; imports Keras, so not at import time
 
-    card = read_card(path)  # checks the model file and the card are there
+    card = read_init_card(path)  # checks the model file and the card are there
     model_path, _ = find_model(path)
-    config = TrainConfig.from_dict((card.get("ensemble") or [{"config": card["config"]}])[0]["config"])
+    config = network_config(card)
     model = keras.saving.load_model(model_path, compile=False)
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     network = nested[0] if nested else model  # an exported ensemble wraps its members; the first is the best
@@ -102,8 +113,6 @@ def finetuning_config(pretrained: Pretrained, **values: Any) -> TrainConfig:
 def build_finetuned(config: TrainConfig, pretrained: Pretrained, input_shape: tuple[int, int, int],
                     n_classes: int, name: str = "fer_cnn"):
     """The network of ``config`` with ``pretrained``'s weights in every layer but a new head."""
-    from fer_core.model import build_cnn
-
     differs = {k: (getattr(config, k), v) for k, v in pretrained.architecture().items() if getattr(config, k) != v}
     if differs:
         raise ConfigError("fine-tuning config differs from the pretrained network in " +

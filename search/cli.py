@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from fer_core.config import NORMALIZATIONS
 from fer_core.errors import ConfigError
-from fer_core.transfer import load_pretrained, read_card
+from fer_core.transfer import load_pretrained, read_init_card
 from search.rundir import prepare_run_dir, read_state
 from search.settings import (FIRST_RUN_BUDGET, FIRST_RUN_DATA, FLAGS, NO_BUDGET, SMALL_DATA_BUDGET, ConfirmSettings,
                              FinalSettings, Resources, RunSettings, SearchSettings)
@@ -141,7 +141,7 @@ def check_args(args: argparse.Namespace) -> None:
         if args.points is not None:
             raise ConfigError("--points with --init: points are configs of the from-scratch space; give one or the "
                               "other")
-        read_card(args.init)
+        read_init_card(args.init)
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:

@@ -21,7 +21,7 @@ from fer_core.errors import ConfigError
 from fer_core.evaluate import evaluate_predictions
 from fer_core.export import export_model
 from fer_core.splits import Splits, make_splits
-from fer_core.train import predict_proba
+from fer_core.runtime import predict_proba
 from search.budget import RAY_START_S, Budget, check_budget, now
 from search.cli import Command
 from search.final.confirm import confirm_leaders, folds_of

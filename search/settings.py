@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from fer_core.config import NORMALIZATIONS
-from fer_core.data import FACES
+from fer_core.images import FACES
 from fer_core.splits import SPLITS
 from fer_core.transfer import Pretrained
 

@@ -1,5 +1,5 @@
-"""Shared fixtures and helpers: small generated data sets, the CK+48 location, quiet TensorFlow, the
-search command run as a user runs it, TensorBoard's events read back."""
+"""Shared fixtures and helpers: small generated data sets, the CK+48 location, quiet TensorFlow, one
+exported model, the search command run as a user runs it, TensorBoard's events read back."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 CK48_ENV = "FER_TUNE_CK48"  # CI points this at ../shared/data/ck48
+TINY_MODEL = dict(conv_blocks=2, base_filters=8, dense_units=32, padding="same", batch_size=32, epochs=2,
+                  normalize="standardize")  # model_dir's network: trains in seconds
 
 
 def ck48_path() -> Path | None:
@@ -89,3 +91,55 @@ def tensorboard_events(path: Path):
     accumulator = EventAccumulator(str(path), size_guidance={"tensors": 0, "images": 0})
     accumulator.Reload()
     return accumulator
+
+
+def write_fer_tree(root: Path, counts: dict[str, dict[str, int]], prefixes: bool = True, seed: int = 0) -> Path:
+    """FER2013's image layout: usage -> {class: n}; Training goes to train/, the two tests to test/."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for usage, classes in counts.items():
+        for name, count in classes.items():
+            folder = root / ("train" if usage == "Training" else "test") / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                stem = f"{usage}_{seed}{i:05d}" if prefixes else f"{usage.lower()}{i:05d}"
+                Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(folder / f"{stem}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model: a small CNN trained 2 epochs on synthetic faces, exported with mirror averaging."""
+    from fer_core.config import TrainConfig
+    from fer_core.data import load
+    from fer_core.export import export_model
+    from fer_core.model import build_cnn, build_predictor
+    from fer_core.train import fit
+
+    data = load("synthetic:300")
+    config = TrainConfig(**TINY_MODEL)
+    trained, _ = fit(config, data, threads=2)
+    member = build_cnn(config, name="member0", n_classes=data.n_classes)
+    member.set_weights(trained.get_weights())
+    return export_model(build_predictor([member], mirror=True), tmp_path_factory.mktemp("run") / "best",
+                        data.class_names, config.to_dict(), metrics={"accuracy": 0.5})
+
+
+@pytest.fixture(scope="session")
+def predictor(model_dir: Path):
+    from fer_core.predictor import Predictor
+
+    return Predictor.load(model_dir)
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the astronaut (PNG) and a blank picture (JPEG)."""
+    from PIL import Image
+    from skimage.data import astronaut
+
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(astronaut()).save(folder / "astronaut.png")
+    Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(folder / "blank.jpg")
+    return folder

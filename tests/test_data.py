@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, random_pixels, write_csv, write_image_folder
-from fer_core.data import CSV_LABELS, load, load_csv, read_gray
+from conftest import ROOT, random_pixels, write_csv, write_fer_tree, write_image_folder
+from fer_core.data import CSV_LABELS, load, load_csv
 from fer_core.dataset import Dataset
-from fer_core.errors import DataError, run_cli
+from fer_core.errors import DataError
 from fer_core.faces import FaceReport
 from fer_core.splits import VAL_FRACTION, make_splits, resolve_split, split
 
@@ -26,14 +25,6 @@ def fer2013() -> Path:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     pytest.skip(f"FER2013 not found: set {FER2013_ENV} to the fer2013 folder (train/ and test/ of class folders)")
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch) -> Path:
-    """A private, empty cache folder, used for every image set however small."""
-    monkeypatch.setenv("FER_TUNE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("fer_core.data.CACHE_MIN_FILES", 0)
-    return tmp_path / "cache"
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -152,21 +143,6 @@ def test_fer2013_image_layout_sets_usage(tmp_path: Path) -> None:
     assert len(test) == 4 and set(test.usage) == {"PrivateTest"}
 
 
-def _write_fer_tree(root: Path, counts: dict[str, dict[str, int]], prefixes: bool = True, seed: int = 0) -> Path:
-    """FER2013's image layout: usage -> {class: n}; Training goes to train/, the two tests to test/."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for usage, classes in counts.items():
-        for name, count in classes.items():
-            folder = root / ("train" if usage == "Training" else "test") / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                stem = f"{usage}_{seed}{i:05d}" if prefixes else f"{usage.lower()}{i:05d}"
-                Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(folder / f"{stem}.png")
-    return root
-
-
 def _rows(data: Dataset) -> set[bytes]:
     return {image.tobytes() for image in data.images}
 
@@ -174,7 +150,7 @@ def _rows(data: Dataset) -> set[bytes]:
 def test_fer2013_file_names_give_usage_through_make_splits(tmp_path: Path) -> None:
     counts = {"Training": {"angry": 6, "happy": 8}, "PublicTest": {"angry": 2, "happy": 3},
               "PrivateTest": {"angry": 3, "happy": 2}}
-    data = load(_write_fer_tree(tmp_path / "fer2013", counts))
+    data = load(write_fer_tree(tmp_path / "fer2013", counts))
     splits = make_splits(data, "auto")
     assert splits.method == "usage"
     assert (len(splits.train), len(splits.val), len(splits.test)) == (14, 5, 5)
@@ -185,7 +161,7 @@ def test_fer2013_file_names_give_usage_through_make_splits(tmp_path: Path) -> No
 
 def test_file_name_usage_also_holds_in_class_folders_alone(tmp_path: Path) -> None:
     counts = {"Training": {"angry": 4, "happy": 4}, "PrivateTest": {"angry": 2, "happy": 2}}
-    tree = _write_fer_tree(tmp_path / "fer", counts)
+    tree = write_fer_tree(tmp_path / "fer", counts)
     flat = tmp_path / "flat"
     for file in tree.glob("*/*/*.png"):
         (flat / file.parent.name).mkdir(parents=True, exist_ok=True)
@@ -196,7 +172,7 @@ def test_file_name_usage_also_holds_in_class_folders_alone(tmp_path: Path) -> No
 
 def test_train_test_tree_without_prefixes_carves_validation_from_train(tmp_path: Path) -> None:
     counts = {"Training": {"a": 30, "b": 20}, "PrivateTest": {"a": 5, "b": 5}}
-    root = _write_fer_tree(tmp_path / "tree", counts, prefixes=False)
+    root = write_fer_tree(tmp_path / "tree", counts, prefixes=False)
     data = load(root)
     assert sorted(set(data.usage)) == ["PrivateTest", "Training"]
     splits = make_splits(data, "auto")
@@ -266,189 +242,6 @@ def test_dataset_keeps_its_face_report_through_subset_and_concat(tmp_path: Path)
     part = data.subset(np.arange(3))
     assert part.faces == data.faces and part.concat(data.subset(np.arange(3, 8))).faces == data.faces
     assert load("synthetic:20").faces is None
-
-
-def test_read_gray_turns_phone_photos_upright(tmp_path: Path) -> None:
-    from PIL import Image
-
-    pixels = np.zeros((30, 40, 3), np.uint8)
-    pixels[:, :5] = 255  # a white stripe on the left as stored
-    image = Image.fromarray(pixels)
-    exif = image.getexif()
-    exif[0x0112] = 6  # EXIF orientation 6: the camera was turned; show the picture rotated 90 degrees
-    image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
-    gray = read_gray(tmp_path / "phone.jpg")
-    assert gray.shape == (40, 30) and gray.dtype == np.uint8
-    assert gray[:5].mean() > 200 and gray[-5:].mean() < 50  # the stripe is now on top
-    with pytest.raises(DataError, match="phone.png: cannot decode image"):
-        (tmp_path / "phone.png").write_bytes(b"not an image")
-        read_gray(tmp_path / "phone.png")
-
-
-# ----------------------------------------------------------------------------- manifests
-
-def _image(path: Path, rng: np.random.Generator, size: int = 48) -> np.ndarray:
-    from PIL import Image
-
-    pixels = rng.integers(0, 256, (size, size), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return pixels
-
-
-def _manifest(tmp_path: Path, lines: list[str], header: str = "path,label,subject") -> Path:
-    path = tmp_path / "photos.csv"
-    path.write_text("\n".join([header, *lines]) + "\n")
-    return path
-
-
-def test_manifest_with_subjects_keeps_each_subject_on_one_side(tmp_path: Path) -> None:
-    rng = np.random.default_rng(3)
-    lines, pixels = [], []
-    for subject in range(15):
-        for label in ("sad", "happy", "surprise"):
-            for take in range(2):
-                relative = f"people/p{subject}/{label}{take}.png"
-                pixels.append(_image(tmp_path / relative, rng))
-                lines.append(f"{relative},{label},person{subject}")
-    data = load(_manifest(tmp_path, lines))
-    assert data.class_names == ("happy", "sad", "surprise") and len(data) == 90
-    assert len(np.unique(data.groups)) == 15 and data.usage is None
-    np.testing.assert_allclose(data.images[7, ..., 0], pixels[7] / 255.0, atol=1e-6)
-    assert data.class_names[data.labels[7]] == lines[7].split(",")[1]
-    splits = make_splits(data, "auto")
-    assert splits.method == "subject"
-    sides = [set(part.groups) for part in (splits.train, splits.val, splits.test)]
-    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
-    assert sum(len(part) for part in (splits.train, splits.val, splits.test)) == 90
-
-
-def test_manifest_usage_column_drives_a_usage_split(tmp_path: Path) -> None:
-    rng = np.random.default_rng(4)
-    lines = []
-    for i in range(24):
-        _image(tmp_path / f"img{i}.png", rng, size=64)
-        usage = ("Training", "publictest", "PrivateTest")[i % 3]  # any case: PublicTest is meant
-        lines.append(f"img{i}.png,{('calm', 'angry')[i % 2]},{usage}")
-    data = load(_manifest(tmp_path, lines, header="Path,Label,Usage"))
-    assert data.groups is None and data.images.shape == (24, 48, 48, 1)
-    splits = make_splits(data, "auto")
-    assert splits.method == "usage" and set(splits.val.usage) == {"PublicTest"} and len(splits.test) == 8
-
-
-@pytest.mark.parametrize("case, line, expected", [
-    ("missing file", "people/nobody.png,happy,p1", "line 3: image 'people/nobody.png' not found"),
-    ("unknown usage", "a.png,happy,p1,Validation", "line 3: usage 'Validation'; expected one of Training, PublicTest, PrivateTest"),
-    ("empty label", "a.png,,p1", "line 3: label is empty; expected a class name"),
-    ("unreadable image", "broken.png,sad,p1", "line 3: image"),
-    ("empty subject", "a.png,sad,", "line 3: subject is empty"),
-    ("empty path", ",sad,p1", "line 3: path is empty"),
-    ("ragged row", "a.png,sad", "line 3: 2 fields where the header has 3"),
-    ("unknown column", None, "line 1: unknown column 'subjet'; expected a header 'path,label[,subject][,usage]'"),
-])
-def test_bad_manifest_rows_are_one_line_errors_naming_csv_and_line(tmp_path: Path, capsys, case: str,
-                                                                   line: str | None, expected: str) -> None:
-    rng = np.random.default_rng(5)
-    _image(tmp_path / "a.png", rng)
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
-    header = "path,label,subject,usage" if case == "unknown usage" else "path,label,subject"
-    first = "a.png,happy,p0,Training" if case == "unknown usage" else "a.png,happy,p0"
-    if case == "unknown column":
-        header = "path,label,subjet"
-    path = _manifest(tmp_path, [first] + ([line] if line else ["a.png,sad,p1"]), header=header)
-    with pytest.raises(DataError) as info:
-        load(path)
-    message = str(info.value)
-    assert expected in message and message.startswith(str(path)) and "\n" not in message
-    if case == "unreadable image":
-        assert "cannot decode image" in message
-    assert run_cli(lambda argv: load(path), prog="fer-tune") == 2  # what a command line prints
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and expected in err
-
-
-# ----------------------------------------------------------------------------- cache
-
-def _bmp_folder(root: Path, seed: int = 0) -> Path:
-    """Class folders of BMPs: a BMP's size does not depend on its pixels, so edits keep it."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for name in ("a", "b"):
-        (root / name).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(root / name / f"{i}.bmp")
-    return root
-
-
-def _repaint(file: Path, value: int, keep_time: bool) -> None:
-    from PIL import Image
-
-    stat = file.stat()
-    size = stat.st_size
-    Image.fromarray(np.full((48, 48), value, np.uint8)).save(file)
-    assert file.stat().st_size == size
-    if keep_time:
-        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    else:
-        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-
-
-def test_cache_serves_unchanged_files_and_rebuilds_changed_ones(tmp_path: Path, cache_dir: Path) -> None:
-    root = _bmp_folder(tmp_path / "faces")
-    first = load(root)
-    assert len(list(cache_dir.glob("*.npz"))) == 1
-    # Same paths, sizes and times: the cache answers, so the repainted pixels are not seen.
-    _repaint(root / "a" / "0.bmp", 7, keep_time=True)
-    np.testing.assert_array_equal(load(root).images, first.images)
-    # A newer time makes the entry stale: the images are decoded again, and the entry replaced.
-    _repaint(root / "a" / "0.bmp", 7, keep_time=False)
-    again = load(root)
-    assert np.allclose(again.images[0], 7 / 255) and not np.allclose(first.images[0], 7 / 255)
-    assert len(list(cache_dir.glob("*.npz"))) == 1
-    # An added file misses the cache too.
-    (root / "b" / "3.bmp").write_bytes((root / "b" / "0.bmp").read_bytes())
-    assert load(root).class_counts().tolist() == [3, 4]
-
-
-def test_corrupt_cache_entry_is_ignored_and_rebuilt(tmp_path: Path, cache_dir: Path, caplog) -> None:
-    root = _bmp_folder(tmp_path / "faces")
-    first = load(root)
-    (entry,) = cache_dir.glob("*.npz")
-    entry.write_bytes(entry.read_bytes()[:1000])  # a half-written or damaged file
-    with caplog.at_level(logging.WARNING):
-        again = load(root)
-    assert "ignoring unreadable cache entry" in caplog.text
-    np.testing.assert_array_equal(again.images, first.images)
-    assert again.usage is None and again.groups is None and again.faces == first.faces
-    with np.load(entry) as saved:  # rewritten whole
-        assert saved["images"].shape == (6, 48, 48)
-
-
-def test_cache_entries_are_per_faces_option_and_can_be_turned_off(tmp_path: Path, cache_dir: Path,
-                                                                   monkeypatch) -> None:
-    root = _bmp_folder(tmp_path / "faces")
-    load(root, faces="none")
-    load(root, faces="auto")
-    assert len(list(cache_dir.glob("*.npz"))) == 2
-    load(root, faces="none", cache=False)
-    monkeypatch.setenv("FER_TUNE_CACHE", "off")
-    other = _bmp_folder(tmp_path / "other", seed=1)
-    load(other)
-    assert len(list(cache_dir.glob("*.npz"))) == 2
-
-
-def test_cached_ck_layout_keeps_subjects_and_usage(tmp_path: Path, cache_dir: Path) -> None:
-    root = write_image_folder(tmp_path / "ck", {"happy": 5, "sad": 5}, subjects=3)
-    first, cached = load(root), load(root)
-    assert list(cache_dir.glob("*.npz"))
-    np.testing.assert_array_equal(cached.groups, first.groups)
-    np.testing.assert_array_equal(cached.labels, first.labels)
-    assert cached.class_names == first.class_names and cached.source == first.source
-    tree = _write_fer_tree(tmp_path / "fer", {"Training": {"a": 4, "b": 4}, "PublicTest": {"a": 2, "b": 2},
-                                              "PrivateTest": {"a": 2, "b": 2}})
-    np.testing.assert_array_equal(load(tree).usage, load(tree).usage)
-    assert set(load(tree).usage) == {"Training", "PublicTest", "PrivateTest"}
 
 
 # ----------------------------------------------------------------------------- splits

@@ -171,6 +171,22 @@ def test_the_readmes_two_steps_on_synthetic_faces(tmp_path: Path) -> None:
     assert "Fine-tuned from" in (tmp_path / "small" / "report.md").read_text()
 
 
+@pytest.mark.parametrize("card, expected", [
+    ("{", "model_card.json: cannot read the model card (JSONDecodeError); expected JSON"),
+    ('{"config": {}}', "model_card.json: class_names is None; expected a list of at least two class names"),
+    ('{"class_names": ["a", "b"]}', "model_card.json has no usable network config ('config'); expected the card"),
+])
+def test_a_bad_init_card_is_one_config_error_naming_init_and_the_card(tmp_path: Path, card: str,
+                                                                      expected: str) -> None:
+    from fer_core.transfer import read_init_card
+
+    (tmp_path / "model.keras").write_bytes(b"")
+    (tmp_path / "model_card.json").write_text(card)
+    with pytest.raises(ConfigError) as error:
+        read_init_card(tmp_path)
+    assert str(error.value).startswith(f"--init {tmp_path}: {tmp_path}") and expected in str(error.value)
+
+
 @pytest.mark.parametrize("own_epochs, ran, status", [(6, 6, "completed"), (6, 3, "stopped_early"),
                                                      (None, 6, "stopped_early"), (None, 16, "completed")])
 def test_a_trial_that_ran_its_own_fewer_epochs_is_complete(tmp_path: Path, own_epochs, ran, status) -> None:

@@ -13,7 +13,8 @@ from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
 from fer_core.evaluate import evaluate_predictions
 from fer_core.model import build_predictor
-from fer_core.train import TrainingDiverged, fit, predict_proba
+from fer_core.runtime import predict_proba
+from fer_core.train import TrainingDiverged, fit
 from search.settings import Resources
 
 TASK_RETRIES = 1  # a task whose worker or node dies is run once more before its failure is recorded

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from fer_core.runtime import configure_tensorflow
+
 SCALARS = ("val_accuracy", "val_macro_f1", "val_loss", "train_loss", "train_accuracy", "learning_rate")
 
 
@@ -19,7 +21,6 @@ def write_final_run(logdir: Path, history: Sequence[Mapping[str, float]], class_
     Written into a fresh sibling folder that then replaces ``logdir``: a final model rebuilt by
     ``--resume`` replaces the earlier curves instead of adding a second event file beside them.
     """
-    from fer_core.train import configure_tensorflow
     tf = configure_tensorflow()
 
     logdir = Path(logdir)

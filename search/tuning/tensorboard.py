@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ray.tune import Callback
 
+from fer_core.runtime import configure_tensorflow
 from search.report.final_run import SCALARS
 
 HPARAM_METRICS = ("val_accuracy", "val_macro_f1", "val_loss")
@@ -22,7 +23,6 @@ HPARAM_METRICS = ("val_accuracy", "val_macro_f1", "val_loss")
 
 def write_hparams_config(logdir: Path, hparam_names: Iterable[str]) -> None:
     """Declare the experiment's hyperparameters and metrics for the HParams dashboard."""
-    from fer_core.train import configure_tensorflow
     tf = configure_tensorflow()
     from tensorboard.plugins.hparams import api as hp
 
@@ -46,7 +46,6 @@ class TensorBoardCallback(Callback):
         return {"logdir": self.logdir, "_writers": {}}
 
     def _writer(self, trial) -> Any:
-        from fer_core.train import configure_tensorflow
         tf = configure_tensorflow()
 
         if trial.trial_id not in self._writers:
@@ -60,7 +59,6 @@ class TensorBoardCallback(Callback):
             hp.hparams(hparam_values(trial.config), trial_id=trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        from fer_core.train import configure_tensorflow
         tf = configure_tensorflow()
 
         step = int(result.get("training_iteration", result.get("epoch", 0)))

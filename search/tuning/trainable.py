@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fer_core.dataset import Dataset
+from fer_core.export import KERAS_FILE
+from fer_core.runtime import configure_tensorflow
+from fer_core.train import fit
 from fer_core.transfer import Pretrained
 from search.tuning.space import to_config
 
 CHECKPOINT_PERIOD_S = 30.0  # a lost trial redoes at most this much work; saving costs ~0.1 s
 CHECKPOINT_PERIOD_ENV = "FER_TUNE_CHECKPOINT_S"  # overrides it on a node (the lost-node test checkpoints every epoch)
-MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 
 
@@ -52,8 +54,6 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     """
     import ray
     from ray import tune
-
-    from fer_core.train import configure_tensorflow, fit  # in the worker: TF's threads pinned before it loads
 
     # before Keras imports TensorFlow: pins the threads, keeps the start-up chatter out
     configure_tensorflow(threads)
@@ -83,7 +83,7 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
                 tune.report(metrics)
                 return
             with tempfile.TemporaryDirectory() as folder:
-                self.model.save(Path(folder) / MODEL_FILE)
+                self.model.save(Path(folder) / KERAS_FILE)
                 (Path(folder) / HISTORY_FILE).write_text(json.dumps(latest["history"]))
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
             self.last_saved = time.monotonic()
@@ -103,4 +103,4 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
         history.extend(json.loads((Path(folder) / HISTORY_FILE).read_text()))
         placement["restored_from_epoch"] = len(history)  # the trial's records show where it continued
         fit(config, data.train, data.val, callbacks=[TuneReporter()], on_epoch=remember, threads=threads,
-            resume=(Path(folder) / MODEL_FILE, history), init=data.init)
+            resume=(Path(folder) / KERAS_FILE, history), init=data.init)
