@@ -30,7 +30,7 @@ schedulers' stopped trials are) and counts as pruned for Optuna alone, whose own
 a completed trial. Without it, trials already running finish (FER Tune's still stop).
 
 A winner retrains for ``max_epochs`` passes over train + validation in every arm: FER Tune's
-trials on a large data set count their epochs in rounds (``search/space.py``), and its
+trials on a large data set count their epochs in rounds (``search/tuning/space.py``), and its
 winner's config is turned back to passes (:func:`train_config`).
 """
 

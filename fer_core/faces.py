@@ -29,19 +29,11 @@ import numpy as np
 CASCADE_FILE = "haarcascade_frontalface_default.xml"  # OpenCV's frontal-face cascade, inside the wheel
 MIN_FACE = 24  # px: the cascade's own training window; a smaller face is not detected reliably
 SCALE_FACTOR = 1.1  # OpenCV's default step between detection scales
-# Overlapping hits a face needs. Measured on 48 pictures (astronaut and CK+ faces pasted into
-# blank or noisy ones, as is, dim and washed out): 8 put the largest box on the face in 48 of
-# 48 each time; OpenCV's tutorial value 5 with histogram equalisation found a false larger face 3 times.
-MIN_NEIGHBORS = 8
-# px: larger photos are shrunk for detection only (the crop is from the original). With the
-# astronaut pasted into 20 pictures of 1600x1200 (face 92 px wide), an earlier setting found
-# 6 of 20 at 640 px and 18 at 800; the time grows with the pixels (idle machine: 83 ms an
-# image at 640, 125 at 800, 494 at full size), so 800 is the smallest size that kept them.
-DETECT_MAX_SIDE = 800
-# Share of the box added on each side of a crop. The cascade's box already frames a face as
-# CK+48 and FER2013 do (box side / image side, median 1.01 and 0.97 on 60 images of each,
-# enlarged and pasted into pictures), so no margin: crops look like the data sets the models know.
-CROP_MARGIN = 0.0
+# the settings below were measured on pasted faces and photos: experiments/README.md, "Finding faces
+# and loading FER2013"
+MIN_NEIGHBORS = 8  # overlapping hits a face needs: 5 (OpenCV's tutorial) found false larger faces
+DETECT_MAX_SIDE = 800  # px: larger photos are shrunk for detection only; 640 missed faces 92 px wide
+CROP_MARGIN = 0.0  # share added on each side: the cascade's box already frames a face as CK+48 and FER2013 do
 # A face spanning at least half the image's shorter side means the image is already a face
 # crop (on CK+48 and FER2013 images the box is 85-100% of the side).
 CROP_SHARE = 0.5
