@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from fer_core.errors import FerInputError
+from fer_core.errors import ConfigError, FerInputError
 from fer_core.faces import CROP_MARGIN, DETECTOR
 from fer_core.runtime import configure_tensorflow
 
@@ -30,18 +30,24 @@ CARD_FILE = "model_card.json"
 PREPROCESSING = ("grayscale, resized to 48x48 (bilinear), float32 pixels scaled to [0, 1], "
                  "shape [N, 48, 48, 1]; the model outputs class probabilities")
 PIXEL_SCALE = 1 / 255  # 8-bit grey levels to [0, 1], as fer_core.data's loaders scale them
+FACE_INPUTS = ("crop", "whole")  # what a model was trained on: face crops, or whole images only resized
 KERAS_IMPORT = "fer_core.layers"  # registers the custom layers (Mirror, Equalize) that model.keras may hold
 
 
 def export_model(model, directory: str | os.PathLike, class_names: Sequence[str], config: Mapping[str, Any],
                  metrics: Optional[Mapping[str, Any]] = None, data_fingerprint: str = "",
-                 extra: Optional[Mapping[str, Any]] = None) -> Path:
+                 extra: Optional[Mapping[str, Any]] = None, faces: str = "crop") -> Path:
     """Write ``model.keras``, ``saved_model/``, ``model.tflite`` and ``model_card.json``.
 
     ``directory`` must not exist yet or is replaced whole; its contents appear at once
     when everything is written. The card records class names, input shape,
-    preprocessing, metrics, the config and a fingerprint of the training data.
+    preprocessing, metrics, the config and a fingerprint of the training data. ``faces``
+    (one of :data:`FACE_INPUTS`) says what the model was trained on, so that prediction
+    does the same: ``crop``, faces (cropped by loading, or crops already); ``whole``, whole
+    images only resized (``--faces none``).
     """
+    if faces not in FACE_INPUTS:
+        raise ConfigError(f"faces {faces!r}: expected one of {', '.join(FACE_INPUTS)}")
     tf = configure_tensorflow()
 
     target = Path(directory)
@@ -57,7 +63,7 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "class_names": list(class_names),
             "input_shape": [None, *[int(d) for d in model.input_shape[1:]]],
-            "preprocessing": preprocessing_card(model.input_shape[1:]),
+            "preprocessing": preprocessing_card(model.input_shape[1:], faces),
             "files": {"keras": KERAS_FILE, "saved_model": SAVED_MODEL_DIR, "tflite": TFLITE_FILE},
             "loading": loading_card(),
             "parameters": int(model.count_params()),
@@ -98,14 +104,16 @@ def read_card(folder: str | os.PathLike) -> dict[str, Any]:
     return card
 
 
-def preprocessing_card(input_shape: Sequence[int]) -> dict[str, Any]:
+def preprocessing_card(input_shape: Sequence[int], faces: str = "crop") -> dict[str, Any]:
     """The card's ``preprocessing`` block: how an image becomes the model's input, as training made it.
 
     ``description`` is the human text; the other keys say the same for a program
     (:mod:`fer_core.predictor` reads them): the square ``size``, grayscale, the pixel
     ``scale`` to [0, 1], the EXIF rotation, and how faces are found and cropped
     (:func:`fer_core.faces.crop_face` with ``margin``, detector settings in ``detector``).
-    Images already ``size`` x ``size`` are face crops and go in as they are.
+    Images already ``size`` x ``size`` are face crops and go in as they are. ``faces`` is
+    ``crop`` (the model learnt from faces: an image's faces are found and cropped) or
+    ``whole`` (it learnt from whole images only resized: an image goes in whole).
     """
     height, width, channels = (int(d) for d in input_shape)
     return {
@@ -119,6 +127,9 @@ def preprocessing_card(input_shape: Sequence[int]) -> dict[str, Any]:
         "scale": PIXEL_SCALE,
         "range": [0.0, 1.0],
         "layout": "NHWC",
+        "faces": faces,
+        "faces_means": ("the faces of an image are found and each cropped as below" if faces == "crop" else
+                        "the whole image is resized to the model's size, no face is looked for (trained so)"),
         "face_crop": {"function": "fer_core.faces.crop_face", "margin": CROP_MARGIN, "square": True,
                       "interpolation": "area averaging when shrinking, bilinear when enlarging",
                       "detector": DETECTOR, "training": "the largest face of each photo"},

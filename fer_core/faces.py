@@ -34,9 +34,9 @@ SCALE_FACTOR = 1.1  # OpenCV's default step between detection scales
 MIN_NEIGHBORS = 8  # overlapping hits a face needs: 5 (OpenCV's tutorial) found false larger faces
 DETECT_MAX_SIDE = 800  # px: larger photos are shrunk for detection only; 640 missed faces 92 px wide
 CROP_MARGIN = 0.0  # share added on each side: the cascade's box already frames a face as CK+48 and FER2013 do
-# A face spanning at least half the image's shorter side means the image is already a face
-# crop (on CK+48 and FER2013 images the box is 85-100% of the side).
-CROP_SHARE = 0.5
+# a face spanning this share of the image's shorter side or more is a face crop already: the box is
+# 78-88% of the side on CK+48 faces, 60-70% on portraits ("Photos or face crops" in experiments/README.md)
+CROP_SHARE = 0.75
 # Names the detector and its settings, so that caches of crops made otherwise are not reused.
 DETECTOR = (f"opencv-haar:{CASCADE_FILE}:min{MIN_FACE}:scale{SCALE_FACTOR}:neighbors{MIN_NEIGHBORS}"
             f":side{DETECT_MAX_SIDE}:margin{CROP_MARGIN}")

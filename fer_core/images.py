@@ -80,7 +80,7 @@ def to_faces(count: int, decode: Callable[[int], np.ndarray], where: Callable[[i
     for i in _progress(range(count), "finding faces" if mode == "crop" else "reading images"):
         gray = decode(i)
         if mode == "none":
-            out[i] = _resize(gray)
+            out[i] = resize_face(gray)
             continue
         crop = largest_face_crop(gray, size=IMAGE_SIZE)
         if crop is None:
@@ -125,12 +125,13 @@ def _face_mode(count: int, decode: Callable[[int], np.ndarray], faces: str) -> s
     return "crop" if needs_cropping([decode(int(i)) for i in sample]) else "none"
 
 
-def _resize(gray: np.ndarray) -> np.ndarray:
-    if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
+def resize_face(gray: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """A grayscale image resized whole to ``size`` x ``size`` (bilinear), as ``faces="none"`` loads it."""
+    if gray.shape == (size, size):
         return gray
     from PIL import Image
 
-    return np.asarray(Image.fromarray(gray).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def _progress(items: Sequence, what: str):

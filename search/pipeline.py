@@ -176,7 +176,8 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
                                      for m in final.kept],
                         "test_time_augmentation": "mean of each member's probabilities on the image and its "
                                                   "left-right mirror",
-                        "initialized_from": settings.search.init.summary() if settings.search.init else None})
+                        "initialized_from": settings.search.init.summary() if settings.search.init else None},
+                 faces="whole" if data.faces is not None and data.faces.asked == "none" else "crop")
     write_final_run(run_dir / TENSORBOARD_DIR / "final", final.kept[0].history,
                     data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
     timings["export_s"] = now() - clock

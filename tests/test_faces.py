@@ -199,3 +199,55 @@ def test_folder_without_faces_is_one_line_error_naming_it(tmp_path: Path, capsys
 def test_bad_faces_option_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="faces 'yes': expected one of auto, crop, none"):
         load("synthetic:20", faces="yes")
+
+
+# ----------------------------------------------------------------------------- portraits: photos, not crops
+
+ASTRONAUT_FACE = Box(177, 66, 95, 95)  # her face in scikit-image's astronaut, as the cascade finds it
+
+
+def _portraits(astronaut: np.ndarray, n: int, seed: int = 6) -> list[np.ndarray]:
+    """Head-and-shoulders portraits cut out of the astronaut around her face, which spans 60-70%
+    of each portrait's width (the width is the shorter side)."""
+    rng = np.random.default_rng(seed)
+    face = ASTRONAUT_FACE
+    out = []
+    for _ in range(n):
+        width = int(round(face.w / rng.uniform(0.60, 0.70)))
+        height = int(round(width * rng.uniform(1.25, 1.4)))
+        left = int(face.x + face.w / 2 - width / 2 + rng.integers(-5, 6))
+        top = int(face.y - rng.uniform(0.15, 0.3) * height)
+        out.append(np.pad(astronaut, 200, mode="edge")[top + 200:top + 200 + height, left + 200:left + 200 + width])
+    return out
+
+
+def test_portraits_are_photos_to_crop_not_face_crops(astronaut: np.ndarray, tmp_path: Path) -> None:
+    """A face spanning 60-70% of a portrait's width is found in every portrait and makes them photos
+    (the old rule, half the side, called them crops and trained on whole portraits)."""
+    portraits = _portraits(astronaut, 40)
+    boxes = [detect_faces(p, min_face=24) for p in portraits]
+    assert all(boxes), "the cascade finds her face in every portrait"
+    shares = [b[0].w / min(p.shape) for b, p in zip(boxes, portraits)]
+    assert 0.55 < min(shares) and max(shares) < 0.75, shares
+    assert needs_cropping(portraits[:20])
+    root = _photo_folder(tmp_path / "portraits", {"calm": portraits[:4], "proud": portraits[4:8]})
+    data = load(root)
+    assert data.faces.mode == "crop" and data.faces.cropped == 8
+    reference = largest_face_crop(astronaut)
+    assert all(_correlation(crop * 255, reference) > 0.8 for crop in data.images[..., 0])
+
+
+@pytest.mark.ck48
+def test_ck_faces_pasted_at_60_to_80_percent_of_a_larger_canvas_are_cropped(ck48: Path) -> None:
+    faces = _ck_faces(ck48, 12, seed=7)
+    rng = np.random.default_rng(7)
+    pictures = []
+    for face in faces:
+        side = 144
+        canvas_side = int(round(side / rng.uniform(0.6, 0.8)))
+        canvas = np.full((canvas_side, canvas_side), 128, np.uint8)
+        x, y = (int(rng.integers(0, canvas_side - side + 1)) for _ in range(2))
+        canvas[y:y + side, x:x + side] = np.asarray(Image.fromarray(face).resize((side, side), Image.Resampling.BICUBIC))
+        pictures.append(canvas)
+    assert needs_cropping(pictures)
+    assert not needs_cropping([np.asarray(Image.fromarray(f).resize((144, 144))) for f in faces])  # the faces alone

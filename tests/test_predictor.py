@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fer_core.errors import ConfigError
+
 # where the astronaut's face is in scikit-image's 512x512 photo (measured: the cascade's
 # box is x 177-272, y 66-161; by eye the face spans about x 180-270, y 70-160)
 ASTRONAUT_FACE_CENTRE = (224, 113)
@@ -203,3 +205,38 @@ def test_saved_model_and_tflite_load_without_fer_tune(model_dir: Path, predictor
     expected = predictor.classify(faces)
     np.testing.assert_allclose(saved, expected, atol=1e-4)
     np.testing.assert_allclose(lite, expected, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_whole_images_gets_the_whole_image(model_dir: Path, photos: Path, tmp_path: Path) -> None:
+    """The card says what the model was trained on: a model of whole images (``--faces none``)
+    classifies an image whole, resized, where a model of face crops classifies her face."""
+    import shutil
+
+    from fer_core.images import read_gray, resize_face
+    from fer_core.predictor import Predictor
+
+    whole_dir = tmp_path / "best"
+    shutil.copytree(model_dir, whole_dir)
+    card = json.loads((whole_dir / "model_card.json").read_text())
+    card["preprocessing"]["faces"] = "whole"
+    (whole_dir / "model_card.json").write_text(json.dumps(card))
+    whole, cropped = Predictor.load(whole_dir), Predictor.load(model_dir)
+    gray = read_gray(photos / "astronaut.png")
+    (face,) = whole.predict(gray)
+    assert not face.detected and (face.box.x, face.box.y, face.box.w, face.box.h) == (0, 0, 512, 512)
+    expected = whole.classify(resize_face(gray, 48)[None])[0]
+    assert np.allclose([face.probabilities[n] for n in whole.class_names], expected, atol=1e-6)
+    (her,) = cropped.predict(gray)
+    assert her.detected and her.box.w < 200
+    card["preprocessing"]["faces"] = "sideways"
+    (whole_dir / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError, match="preprocessing faces 'sideways'"):
+        Predictor.load(whole_dir)
+
+
+def test_the_card_names_what_the_model_was_trained_on() -> None:
+    from fer_core.export import preprocessing_card
+
+    assert preprocessing_card((48, 48, 1))["faces"] == "crop"
+    assert preprocessing_card((48, 48, 1), "whole")["faces"] == "whole"
