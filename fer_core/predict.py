@@ -1,15 +1,19 @@
-"""Find the faces in photos and name their expressions with an exported model.
+"""Find the faces in photos and videos and name their expressions with an exported model.
 
-The command line over :class:`fer_core.predictor.Predictor`, for photos and folders::
+The command line over :class:`fer_core.predictor.Predictor`, for photos, folders and videos::
 
     python -m fer_core.predict --model runs/NAME/best photo.jpg folder/ [--output annotated/]
+    python -m fer_core.predict --model runs/NAME/best clip.mp4 [--fps 5 | --every 3] [--output out/]
 
-It prints one JSON line per face (a photo without a face gets one line saying so); with
-``--output`` it writes each photo annotated with its boxes and labels and a
-``predictions.csv``, all at once at the end. Bad input (a file that is not an image, an
-empty folder, a model folder without its card, a model unlike its card) is one line
-``predict: error: ...`` and exit status 2; unreadable files inside a folder are warned
-about and skipped.
+It prints one JSON line per face (a photo or frame without a face gets one line saying so);
+a video's lines also carry ``frame``, ``time_s`` and the face's track id, and a summary of each
+tracked face's share of time per expression ends its run. With ``--output`` it writes each photo
+annotated with its boxes and labels, each video annotated (``NAME.annotated.mp4``) with its
+summary (``NAME.summary.json``) and timeline (``NAME.timeline.png``), and a ``predictions.csv``,
+all at once at the end. Bad input (a file that is not an image or a readable video, an empty
+folder, a model folder without its card, a model unlike its card) is one line
+``predict: error: ...`` and exit status 2, with nothing written; unreadable files inside a
+folder are warned about and skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from fer_core.images import IMAGE_SUFFIXES, read_gray
 from fer_core.errors import DataError, FerInputError, run_cli
 from fer_core.faces import MIN_FACE
 from fer_core.predictor import BACKENDS, Face, Predictor
+from fer_core.video import (VIDEO_SUFFIXES, AnnotatedVideo, VideoFrame, check_video, frame_times, plot_timeline,
+                            predict_video, summarize, summary_lines)
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +102,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.min_face is not None and args.min_face < 1:
         raise FerInputError(f"--min-face {args.min_face}: expected a face side in pixels, at least 1")
+    if args.every is not None and args.every < 1:
+        raise FerInputError(f"--every {args.every}: expected a number of frames, at least 1")
+    if args.fps is not None and not args.fps > 0:
+        raise FerInputError(f"--fps {args.fps}: expected frames a second, more than 0")
     output = Path(args.output) if args.output else None
     if output is not None and output.exists() and not output.is_dir():
         raise FerInputError(f"--output {output}: exists and is not a folder; expected a folder (made if missing)")
-    photos = find_photos(args.inputs, skip=output)
+    videos = [Path(i) for i in args.inputs if Path(i).suffix.lower() in VIDEO_SUFFIXES]
+    others = [i for i in args.inputs if Path(i).suffix.lower() not in VIDEO_SUFFIXES]
+    photos = find_photos(others, skip=output) if others else []
     for photo in photos:  # files named directly must all be images: fail before printing anything
         if not photo.in_folder:
             read_gray(photo.path)
+    for video in videos:
+        check_video(video)
     predictor = Predictor.load(args.model, backend=args.backend)
     staging = None
     if output is not None:
@@ -118,18 +132,70 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rows.append(line)
             if staging is not None:
                 annotate(photo.path, faces, staging / photo.out_name)
-        if counts["photos"] == 0:
-            raise DataError(f"{', '.join(map(str, args.inputs))}: none of the {len(photos)} image files could be "
+        if photos and counts["photos"] == 0:
+            raise DataError(f"{', '.join(map(str, others))}: none of the {len(photos)} image files could be "
                             "read; expected readable PNG/JPEG/BMP files")
+        for video in videos:
+            rows += predict_one_video(predictor, video, args, staging)
         if staging is not None:
             write_csv(rows, predictor.class_names, staging / CSV_FILE)
             _move_into(staging, output)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-    log.info("%d photo(s): %d face(s), %d without a face, %d unreadable%s", counts["photos"], counts["faces"],
-             counts["no_face"], counts["unreadable"], f"; wrote {output}" if output else "")
+    if photos:
+        log.info("%d photo(s): %d face(s), %d without a face, %d unreadable", counts["photos"], counts["faces"],
+                 counts["no_face"], counts["unreadable"])
+    if output is not None:
+        log.info("wrote %s", output)
     return 0
+
+
+def predict_one_video(predictor: Predictor, path: Path, args: argparse.Namespace,
+                      staging: Optional[Path]) -> list[dict[str, Any]]:
+    """Print a JSON line per analysed frame and face of the video at ``path``, log its summary, and
+    with ``staging`` write its annotated video, summary and timeline there; return its lines."""
+    from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    info = check_video(path)
+    every = args.every or 1
+    model = {"model": predictor.card.get("name", "model"), "model_folder": str(predictor.folder)}
+    writer = AnnotatedVideo(staging / f"{path.stem}.annotated.mp4", info) if staging is not None else None
+    # the bar counts decoded frames when every frame is written back, else the analysed ones
+    total = info.frames if writer is not None else sum(a for _, _, a in frame_times(info, every, args.fps))
+    bar = tqdm(total=total or None, desc=path.name, unit="frame", disable=None)
+
+    def each_frame(image, frame: Optional[VideoFrame]) -> None:
+        writer.write(image, frame)
+        bar.update()
+
+    frames: list[VideoFrame] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        with logging_redirect_tqdm():
+            for frame in predict_video(predictor, path, every=every, fps=args.fps, min_face=args.min_face,
+                                       each_frame=each_frame if writer is not None else None):
+                frames.append(frame)
+                for line in frame.records():
+                    line = {"file": str(path), **line, **model}
+                    print(json.dumps(line), flush=True)
+                    rows.append(line)
+                if writer is None:
+                    bar.update()
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    summary = summarize(frames, predictor.class_names)
+    for line in summary_lines(summary) or [f"{NO_FACE} in any analysed frame"]:
+        log.info("%s: %s", path.name, line)
+    if staging is not None:
+        (staging / f"{path.stem}.summary.json").write_text(json.dumps(
+            {"file": str(path), "analysed_frames": len(frames), "fps": info.fps,
+             "faces": {str(k): v for k, v in summary.items()}}, indent=2))
+        (staging / f"{path.stem}.timeline.png").write_bytes(plot_timeline(frames, predictor.class_names))
+    return rows
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,8 +208,13 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m fer_core.predict", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a run's best/ folder (model files and model_card.json)")
-    parser.add_argument("inputs", nargs="+", metavar="PHOTO_OR_FOLDER", help="image files, or folders to walk")
-    parser.add_argument("--output", help="folder for the annotated photos and predictions.csv (made or updated)")
+    parser.add_argument("inputs", nargs="+", metavar="PHOTO_FOLDER_OR_VIDEO",
+                        help=f"image files, folders to walk, or video files ({', '.join(VIDEO_SUFFIXES)})")
+    parser.add_argument("--output", help="folder for the annotated photos and videos, the videos' summaries and "
+                                         "timelines, and predictions.csv (made or updated)")
+    thinning = parser.add_mutually_exclusive_group()
+    thinning.add_argument("--every", type=int, metavar="N", help="in a video, analyse every N-th frame (default 1)")
+    thinning.add_argument("--fps", type=float, metavar="F", help="in a video, analyse at most F frames a second")
     parser.add_argument("--min-face", type=int, metavar="PX",
                         help=f"smallest face side looked for, in px (default: the model's input side, 48; "
                              f"{MIN_FACE} finds smaller faces, at twice the time)")
@@ -211,15 +282,19 @@ def annotate(path: Path, faces: Sequence[Face], target: Path) -> None:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], class_names: Sequence[str], target: Path) -> None:
-    """``predictions.csv``: one row per face (file, face, box, label, confidence, each class's probability)."""
+    """``predictions.csv``: one row per face (file, face, box, label, confidence, each class's probability);
+    with videos among the inputs, each row also says its ``frame`` and ``time_s`` (empty for a photo)."""
+    timed = ["frame", "time_s"] if any("frame" in row for row in rows) else []
     with open(target, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "face", "x", "y", "w", "h", "label", "confidence", *class_names, "note"])
+        writer.writerow(["file", *timed, "face", "x", "y", "w", "h", "label", "confidence", *class_names, "note"])
         for row in rows:
+            when = [row.get(key, "") for key in timed]
             if row["face"] is None:
-                writer.writerow([row["file"], "", "", "", "", "", "", "", *[""] * len(class_names), row["note"]])
+                writer.writerow([row["file"], *when, "", "", "", "", "", "", "", *[""] * len(class_names),
+                                 row["note"]])
                 continue
-            writer.writerow([row["file"], row["face"], *row["box"], row["label"], row["confidence"],
+            writer.writerow([row["file"], *when, row["face"], *row["box"], row["label"], row["confidence"],
                              *(row["probabilities"][n] for n in class_names), ""])
 
 

@@ -15,15 +15,16 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from fer_core.images import read_gray
+from fer_core.images import read_gray, resize_face
 from fer_core.runtime import configure_tensorflow, predict_proba
 from fer_core.errors import ConfigError, FerInputError
-from fer_core.export import CARD_FILE, KERAS_FILE, PIXEL_SCALE, SAVED_MODEL_DIR, TFLITE_FILE, read_card
+from fer_core.export import CARD_FILE, FACE_INPUTS, KERAS_FILE, PIXEL_SCALE, SAVED_MODEL_DIR, TFLITE_FILE, read_card
 from fer_core.faces import CROP_MARGIN, MIN_FACE, Box, crop_face, detect_faces
+from fer_core.video import VideoFrame, predict_video
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,16 @@ class Preprocessing:
     """How an image becomes the model's input: what the model card's ``preprocessing`` block says.
 
     ``size`` is the side of the square face crop, ``scale`` turns 8-bit grey levels into the
-    model's range, ``margin`` is :func:`fer_core.faces.crop_face`'s margin. Cards written
-    before the block existed get training's defaults (48, 1/255, the faces module's margin).
+    model's range, ``margin`` is :func:`fer_core.faces.crop_face`'s margin, and ``whole`` says
+    that the model learnt from whole images (``--faces none``), so an image goes in whole, not
+    its faces. Cards written before a key existed get training's defaults then (48, 1/255, the
+    faces module's margin, face crops).
     """
 
     size: int = 48
     scale: float = PIXEL_SCALE
     margin: float = CROP_MARGIN
+    whole: bool = False
 
     @classmethod
     def from_card(cls, card: dict[str, Any], where: str) -> "Preprocessing":
@@ -59,7 +63,11 @@ class Preprocessing:
             raise ConfigError(f"{where}: preprocessing size {size!r} (grayscale={block.get('grayscale')}) does not "
                               f"match input_shape {shape!r}; expected the same square grayscale size")
         margin = block.get("face_crop", {}).get("margin", CROP_MARGIN)
-        return cls(size=int(shape[1]), scale=float(block.get("scale", PIXEL_SCALE)), margin=float(margin))
+        faces = block.get("faces", "crop")
+        if faces not in FACE_INPUTS:
+            raise ConfigError(f"{where}: preprocessing faces {faces!r}; expected one of {', '.join(FACE_INPUTS)}")
+        return cls(size=int(shape[1]), scale=float(block.get("scale", PIXEL_SCALE)), margin=float(margin),
+                   whole=faces == "whole")
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,9 @@ class Predictor:
                               f"classes, but {folder / CARD_FILE} says {preprocessing.size}x{preprocessing.size} and "
                               f"{len(names)} ({', '.join(names)}); expected the card written with this model")
         log.info("loaded %s (%s, %d classes: %s)", model_path, backend, len(names), ", ".join(names))
+        if preprocessing.whole:
+            log.info("%s was trained on whole images (--faces none): each image is classified whole, "
+                     "no face is looked for", folder)
         return cls(run, card, folder, backend, preprocessing)
 
     def predict(self, image: np.ndarray | str | os.PathLike, min_face: Optional[int] = None) -> list[Face]:
@@ -148,12 +159,15 @@ class Predictor:
         2-D grayscale or ``H x W x 3|4`` RGB(A) array, ``uint8`` or floats in [0, 1]. An image of
         exactly the model's size is one face crop, classified as it is; in any other
         image faces of at least ``min_face`` pixels are looked for (by default the model's
-        input side, see :meth:`default_min_face`), and an image without one gives ``[]``.
+        input side, see :meth:`default_min_face`), and an image without one gives ``[]``. A
+        model trained on whole images (its card's ``faces`` is ``whole``) gets the whole image,
+        resized, as one face that was not ``detected``.
         """
         gray = read_gray(image) if isinstance(image, (str, os.PathLike)) else to_gray(image)
         size = self.preprocessing.size
-        if gray.shape == (size, size):
-            boxes, crops, detected = [Box(0, 0, size, size)], gray[None], False
+        if gray.shape == (size, size) or self.preprocessing.whole:
+            height, width = gray.shape
+            boxes, crops, detected = [Box(0, 0, width, height)], resize_face(gray, size)[None], False
         else:
             boxes = detect_faces(gray, min_face=self.default_min_face if min_face is None else min_face)
             crops = np.stack([crop_face(gray, box, size=size, margin=self.preprocessing.margin) for box in boxes]) \
@@ -161,6 +175,19 @@ class Predictor:
             detected = True
         probabilities = self.classify(crops)
         return [self._face(box, p, detected) for box, p in zip(boxes, probabilities)]
+
+    def predict_video(self, path: str | os.PathLike, every: int = 1, fps: Optional[float] = None,
+                      min_face: Optional[int] = None) -> Iterator[VideoFrame]:
+        """Each analysed frame of a video with its faces, each face keeping its track id while it stays
+        in view: every ``every``-th frame, or at most ``fps`` frames a second (:func:`fer_core.video.predict_video`).
+
+        Example::
+
+            for frame in predictor.predict_video("session.mp4", fps=5):
+                for face in frame.faces:
+                    print(frame.time_s, face.face, face.label)
+        """
+        return predict_video(self, path, every=every, fps=fps, min_face=min_face)
 
     @property
     def default_min_face(self) -> int:

@@ -34,7 +34,7 @@ def configure_tensorflow(threads: Optional[int] = None):
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     first = "tensorflow" not in sys.modules
-    with _stderr_muted() if first else contextlib.nullcontext():
+    with stderr_muted() if first else contextlib.nullcontext():
         import tensorflow as tf
 
         if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
@@ -56,8 +56,9 @@ def configure_tensorflow(threads: Optional[int] = None):
 
 
 @contextlib.contextmanager
-def _stderr_muted() -> Iterator[None]:
-    """File descriptor 2 points at /dev/null inside the block (C++ code writes there, not to ``sys.stderr``)."""
+def stderr_muted() -> Iterator[None]:
+    """C and C++ libraries' own lines (TensorFlow's start-up, FFmpeg's decoder) kept off the terminal:
+    file descriptor 2 points at /dev/null inside the block (C++ code writes there, not to ``sys.stderr``)."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
