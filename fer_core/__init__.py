@@ -22,7 +22,7 @@ _MODULE_OF: dict[str, str] = {  # public name -> the fer_core module that define
     "read_gray": "images", "FACES": "images",
     "CACHE_ENV": "cache",
     "make_faces": "synthetic",
-    "Splits": "splits", "SPLITS": "splits", "SPLIT_SEED": "splits", "make_splits": "splits", "split": "splits",
+    "Splits": "splits", "SPLITS": "splits", "outer_folds": "splits", "SPLIT_SEED": "splits", "make_splits": "splits", "split": "splits",
     "resolve_split": "splits",
     "Box": "faces", "FaceReport": "faces", "detect_faces": "faces", "crop_face": "faces",
     "largest_face_crop": "faces",
@@ -33,7 +33,7 @@ _MODULE_OF: dict[str, str] = {  # public name -> the fer_core module that define
     "fit": "train", "make_dataset": "train", "EpochReport": "train", "TrainingDiverged": "train",
     "Pretrained": "transfer", "load_pretrained": "transfer", "finetuning_config": "transfer",
     # evaluation, export and use
-    "evaluate_predictions": "evaluate", "evaluate_model": "evaluate", "constant_scores": "evaluate",
+    "evaluate_predictions": "evaluate", "evaluate_confusion": "evaluate", "evaluate_model": "evaluate", "constant_scores": "evaluate",
     "majority_accuracy": "evaluate", "SEED_BASELINE_ACCURACY": "evaluate",
     "export_model": "export", "read_card": "export", "load_predictors": "export",
     "Predictor": "predictor", "Face": "predictor", "Preprocessing": "predictor",

@@ -55,6 +55,15 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, class_names: Se
     }
 
 
+def evaluate_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> dict[str, Any]:
+    """:func:`evaluate_predictions` of the (true, predicted) pairs a confusion matrix counts (rows true,
+    columns predicted): the figures of several test parts pooled, from their summed matrices."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    true, pred = np.nonzero(counts)
+    repeats = counts[true, pred]
+    return evaluate_predictions(np.repeat(true, repeats), np.repeat(pred, repeats), class_names)
+
+
 def evaluate_model(model, data) -> dict[str, Any]:
     """Predict ``data`` (a :class:`fer_core.data.Dataset`) with ``model`` and score it."""
     predicted = predict_proba(model, data.images).argmax(axis=1)

@@ -57,6 +57,46 @@ def make_splits(data: Dataset, method: str) -> Splits:
     return Splits(train, val, test, method)
 
 
+def outer_folds(data: Dataset, folds: int | str, seed: int = SPLIT_SEED) -> list[Splits]:
+    """The papers' protocol: ``folds`` outer folds (an integer >= 2, or ``"loso"``, one per subject),
+    each a :class:`Splits` whose test part is the fold and whose train and validation parts are
+    carved from the other folds as :func:`make_splits` carves them. Every face is in exactly one
+    test part.
+
+    By subject where the data has subject ids (no person in a fold's test part and its other
+    parts; stratified by class as far as the groups allow), else by image, stratified by class
+    (the ``method`` of each :class:`Splits` says which). Too few subjects or faces of a class
+    for ``folds`` raises :class:`DataError`.
+    """
+    from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
+
+    where = data.source or "data set"
+    by_subject = data.groups is not None
+    if folds == "loso":
+        if not by_subject:
+            raise DataError(f"folds 'loso': {where} has no subject ids; expected CK+ style file names or a "
+                            "manifest with a subject column, or a number of folds")
+        parts = LeaveOneGroupOut().split(np.zeros(len(data)), data.labels, data.groups)
+    elif by_subject:
+        subjects = len(np.unique(data.groups))
+        if subjects < folds:
+            raise DataError(f"folds {folds}: {where} has {subjects} subject(s); expected at least {folds}")
+        parts = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(data)), data.labels,
+                                                                                   data.groups)
+    else:
+        if data.class_counts().min() < folds:
+            raise DataError(f"folds {folds}: a class of {where} has fewer than {folds} faces; expected at least "
+                            f"{folds} per class")
+        parts = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(data)), data.labels)
+    method = "subject" if by_subject else "random"
+    out = []
+    for rest_idx, test_idx in parts:
+        rest, test = data.subset(np.sort(rest_idx)), data.subset(np.sort(test_idx))
+        train, val = split(rest, method, seed=seed)
+        out.append(Splits(train, val, test, method))
+    return out
+
+
 def resolve_split(dataset: Dataset, method: str) -> str:
     """The concrete split method for ``method`` on this data set, checked.
 

@@ -129,7 +129,8 @@ def open_video(path: str | Path):
     fps = capture.get(cv2.CAP_PROP_FPS)
     info = VideoInfo(fps=fps if fps and math.isfinite(fps) and fps > 0 else DEFAULT_FPS,
                      frames=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)),
-                     width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+                     width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                     height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     return capture, info
 
 

@@ -8,7 +8,8 @@ The package is laid out as the run goes:
 * :mod:`search.tuning`: the search (space, sampler, searcher, scheduler, trainable, Tune's wiring);
 * :mod:`search.final`: after the search (confirmation, ranking, the final model's retrains);
 * :mod:`search.report`: the report, its plots and TensorBoard's final run;
-* :mod:`search.pipeline`: the stages as functions, which :mod:`search.run` calls in order.
+* :mod:`search.pipeline`: the stages as functions, which :mod:`search.run` calls in order;
+  :mod:`search.folds`: the same stages once per outer fold (``--folds``), pooled.
 
 The names below are the public surface that the experiments and other callers use; each
 resolves on first use, so ``import search`` loads neither Ray nor TensorFlow.
@@ -29,7 +30,9 @@ _HOMES = {
     "search.final.tasks": ("train_and_score",),
     "search.pipeline": ("build_and_export", "confirm_trials", "final_members", "finish", "load_and_split",
                         "open_run", "plan_final_stage", "search_trials"),
-    "search.records": ("Confirmation", "FinalModel", "Finished", "Member", "Report", "TrialRecord"),
+    "search.folds": ("run_folds",),
+    "search.records": ("Confirmation", "FinalModel", "Finished", "FoldRecord", "FoldsReport", "Member", "Report",
+                       "TrialRecord"),
     "search.report.build": ("build_report", "write_report"),
     "search.rundir": ("TUNE_DIR", "check_writable", "output_path", "write_atomic"),
     "search.settings": ("CONFIRM_SHARE", "DEFAULT_MAX_EPOCHS", "FLAGS", "LARGE_DATA", "SEARCH_SHARE",

@@ -137,11 +137,25 @@ def check_args(args: argparse.Namespace) -> None:
     if args.resume and args.name is None:
         raise ConfigError("--resume needs --name NAME: the run to continue")
     time_budget_of(args.time_budget)
+    folds_of_arg(args.folds)
     if args.init is not None:
         if args.points is not None:
             raise ConfigError("--points with --init: points are configs of the from-scratch space; give one or the "
                               "other")
         read_init_card(args.init)
+
+
+def folds_of_arg(text: Optional[str]) -> Optional[int | str]:
+    """``--folds`` as a number of folds (>= 2) or ``"loso"``; None when it is not given."""
+    if text is None or str(text).strip().lower() == "loso":
+        return None if text is None else "loso"
+    try:
+        folds = int(text)
+    except ValueError:
+        folds = 0
+    if folds < 2:
+        raise ConfigError(f"--folds {text!r}: expected a number of folds >= 2, or loso (one per subject)")
+    return folds
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
@@ -160,6 +174,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         confirm=ConfirmSettings(configs=args.confirm, folds=args.confirm_folds, seed=args.seed, metric=args.metric),
         final=FinalSettings(ensemble=args.ensemble, epochs_scale=args.final_epochs_scale, mixup=args.final_mixup,
                             inputs=inputs),
+        folds=folds_of_arg(args.folds),
         time_budget_s=time_budget_of(args.time_budget if args.time_budget or args.data != FIRST_RUN_DATA
                                      else FIRST_RUN_BUDGET),
         small_data_budget_s=parse_duration(SMALL_DATA_BUDGET) if args.time_budget is None else None)

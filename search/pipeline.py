@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from fer_core.data import load
 from fer_core.dataset import Dataset
@@ -27,7 +27,7 @@ from search.cli import Command
 from search.final.confirm import confirm_leaders, folds_of
 from search.final.ranking import pick_members
 from search.final.retrain import build_final_model, plan_final
-from search.records import Confirmation, Finished, TrialRecord
+from search.records import Confirmation, FinalModel, Finished, TrialRecord
 from search.report.final_run import write_final_run
 from search.report.plots import plot_confusion
 from search.rundir import BEST_DIR, TENSORBOARD_DIR, read_state, write_state
@@ -65,16 +65,27 @@ def load_and_split(command: Command, begun: Optional[float] = None) -> tuple[Dat
     return data, splits, settings
 
 
+def open_state(command: Command, data: Dataset, **extra: Any) -> dict[str, Any]:
+    """The run's saved state (``run.json``): new, with the defining flags, the data's fingerprint and
+    ``extra``; or the resumed run's, whose data must not have changed."""
+    fingerprint = data.fingerprint()  # hashes every image: once per run
+    if command.resume:
+        state = read_state(command.run_dir)
+        if state["fingerprint"] != fingerprint:
+            raise ConfigError(f"--resume: the data at {command.data} changed since run {command.name} started")
+        return state
+    command.run_dir.mkdir(parents=True, exist_ok=True)
+    state = {"args": command.defining, "fingerprint": fingerprint, **extra}
+    write_state(command.run_dir, state)
+    return state
+
+
 def open_run(command: Command, data: Dataset, settings: RunSettings, startup_s: float) -> Budget:
     """The run's saved state and its time budget: new (the budget planned from the ``startup_s``
     measured), or the resumed run's, whose data must not have changed."""
-    fingerprint = data.fingerprint()  # hashes every image: once per run
+    open_state(command, data)
     if command.resume:
-        if read_state(command.run_dir)["fingerprint"] != fingerprint:
-            raise ConfigError(f"--resume: the data at {command.data} changed since run {command.name} started")
         return Budget.load(command.run_dir)
-    command.run_dir.mkdir(parents=True, exist_ok=True)
-    write_state(command.run_dir, {"args": command.defining, "fingerprint": fingerprint})
     budget = Budget.plan(command.run_dir, settings.time_budget_s, startup_s, confirm=settings.confirm.configs != 0)
     if budget.shares:
         shares = budget.shares
@@ -112,16 +123,16 @@ def search_interrupted(trials: list[TrialRecord], settings: RunSettings, budget:
 
 
 def finish(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits, trials: list[TrialRecord],
-           budget: Budget) -> Optional[Finished]:
+           budget: Budget, export: bool = True) -> Optional[Finished]:
     """What follows the search: the leading configs confirmed within the budget's share, the final
-    model planned in what is left and built from the best, tested once and exported; None when no
-    trial left a config to build it from."""
+    model planned in what is left and built from the best, tested once and (with ``export``)
+    exported; None when no trial left a config to build it from."""
     confirmation = confirm_trials(settings, run_dir, splits, trials, budget.confirm_deadline())
     members = final_members(settings, splits, trials, confirmation)
     if not members:
         return None
     settings = plan_final_stage(settings, splits, trials, members, budget.final_seconds(confirmation.seconds))
-    return build_and_export(settings, run_dir, data, splits, members, confirmation)
+    return build_and_export(settings, run_dir, data, splits, members, confirmation, export=export)
 
 
 def confirm_trials(settings: RunSettings, run_dir: Path, splits: Splits, trials: list[TrialRecord],
@@ -157,9 +168,10 @@ def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[TrialRe
 
 
 def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits,
-                     members: list[TrialRecord], confirmation: Confirmation) -> Finished:
+                     members: list[TrialRecord], confirmation: Confirmation, export: bool = True) -> Finished:
     """Retrain ``members`` (the first ``settings.final.ensemble``) into the final model, test it once
-    on the held-out split, export it, and write TensorBoard's ``final`` run."""
+    on the held-out split, export it (unless not ``export``: an outer fold's model is a measurement),
+    and write TensorBoard's ``final`` run."""
     clock = now()
     members = members[:settings.final.ensemble]
     final = build_final_model(members, splits, settings.final, settings.search.resources, init=settings.search.init)
@@ -167,7 +179,18 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
     test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)
     timings = {"retrain_s": now() - clock}
     clock = now()
-    export_model(final.model, run_dir / BEST_DIR, data.class_names, members[0].train_config.to_dict(),
+    if export:
+        _export(final, members[0], settings, run_dir, data, splits, test)
+    write_final_run(run_dir / TENSORBOARD_DIR / "final", final.kept[0].history,
+                    data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
+    timings["export_s"] = now() - clock
+    return Finished(confirmation, final, tuple(members), test, timings | {"confirm_s": confirmation.seconds})
+
+
+def _export(final: FinalModel, best: TrialRecord, settings: RunSettings, run_dir: Path, data: Dataset,
+            splits: Splits, test: dict) -> None:
+    """The final model, its forms and its card (``best``'s config), in ``run_dir/best``."""
+    export_model(final.model, run_dir / BEST_DIR, data.class_names, best.train_config.to_dict(),
                  metrics={f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "balanced_accuracy")}
                  | {"split": splits.method},
                  data_fingerprint=splits.train.fingerprint(splits.val),
@@ -178,7 +201,4 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
                                                   "left-right mirror",
                         "initialized_from": settings.search.init.summary() if settings.search.init else None},
                  faces="whole" if data.faces is not None and data.faces.asked == "none" else "crop")
-    write_final_run(run_dir / TENSORBOARD_DIR / "final", final.kept[0].history,
-                    data.class_names, plot_confusion(test["confusion_matrix"], data.class_names))
-    timings["export_s"] = now() - clock
-    return Finished(confirmation, final, tuple(members), test, timings | {"confirm_s": confirmation.seconds})
+

@@ -234,3 +234,69 @@ class Report:
         return cls(**{k: v for k, v in row.items() if k in names}
                    | {"trials": tuple(TrialRecord.from_json(t) for t in row["trials"]),
                       "test_accuracy_ci95": tuple(row["test_accuracy_ci95"])})
+
+
+@dataclass(frozen=True)
+class FoldRecord:
+    """One outer fold of the papers' protocol: its held-out faces and people, the final model's and the
+    seed recipe's figures on them, and the config that won on the other folds."""
+
+    fold: int
+    n_test: int
+    people: Optional[int]  # distinct subjects in the held-out part; None without subject ids
+    test: dict[str, Any]  # fer_core.evaluate.evaluate_predictions on the held-out part
+    seed_recipe_test: Optional[dict[str, Any]]
+    best_trial_id: str
+    best_config: dict[str, Any]
+    trials_completed: int
+    trials_failed: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for ``fold.json`` and ``report.json``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> "FoldRecord":
+        """The record :meth:`to_json` wrote."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class FoldsReport:
+    """A run of the papers' protocol: every face tested once, by a model that never saw its person
+    (by subject) or the face (by image); the folds pooled beside the seed recipe and the majority class."""
+
+    name: str
+    data: str
+    n_images: int
+    folds: int
+    by_subject: bool
+    metric: str
+    seed: int
+    time_budget_s: Optional[float]
+    initialized_from: Optional[dict[str, Any]]
+    # every face, pooled
+    test: dict[str, Any]
+    seed_recipe_test: Optional[dict[str, Any]]
+    # each fold
+    fold_records: tuple[FoldRecord, ...]
+    run_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """``report.json``: the pooled figures at the top, as a one-split run's report names them."""
+        seed = self.seed_recipe_test or {}
+        return {"name": self.name, "data": self.data, "n_images": self.n_images, "protocol": self.protocol,
+                "split": f"{self.folds}-fold", "by_subject": self.by_subject, "metric": self.metric,
+                "seed": self.seed, "time_budget_s": self.time_budget_s, "initialized_from": self.initialized_from,
+                "n_test": self.test["n"], "test_accuracy": self.test["accuracy"],
+                "test_macro_f1": self.test["macro_f1"], "test_balanced_accuracy": self.test["balanced_accuracy"],
+                "test_accuracy_ci95": self.test["accuracy_ci95"], "majority_accuracy": self.test["majority_accuracy"],
+                "seed_recipe_test_accuracy": seed.get("accuracy"), "seed_recipe_test_macro_f1": seed.get("macro_f1"),
+                "test": self.test, "seed_recipe_test": self.seed_recipe_test,
+                "folds": [f.to_json() for f in self.fold_records], "run_s": round(self.run_s, 1), "exported": None}
+
+    @property
+    def protocol(self) -> str:
+        """The protocol in words, e.g. ``10-fold subject-independent``."""
+        return f"{self.folds}-fold " + ("subject-independent (by subject)" if self.by_subject else "by image")

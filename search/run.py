@@ -19,11 +19,12 @@ from typing import Optional
 
 from fer_core.errors import run_cli
 from search.budget import now
-from search.cli import parse
+from search.cli import Command, parse
 from search.cluster import check_address, start_ray
+from search.folds import run_folds
 from search.pipeline import finish, load_and_split, open_run, search_interrupted, search_trials
-from search.report.build import build_report, write_report
-from search.report.markdown import summary_text
+from search.report.build import build_report, write_folds_report, write_report
+from search.report.markdown import folds_summary_text, summary_text
 from search.rundir import TUNE_DIR
 
 log = logging.getLogger("search.run")
@@ -39,6 +40,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     command = parse(argv)
     if command.address:
         check_address(command.address)
+    if command.settings.folds is not None:
+        return main_folds(command, begun)
 
     # the data, the test split held out once, and the cluster
     data, splits, settings = load_and_split(command, begun)  # a budget too short for one trial is refused here
@@ -73,6 +76,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                           budget.shares)
     write_report(command.run_dir, report, finished.final.kept[0].history)
     print(summary_text(report, command.run_dir))
+    return 0
+
+
+def main_folds(command: Command, begun: float) -> int:
+    """``--folds``: the papers' protocol (:mod:`search.folds`), each outer fold a run of its own, pooled."""
+    report = run_folds(command, begun)
+    if report is None:
+        log.warning("interrupted in an outer fold; continue with: python -m search.run --output %s --name %s "
+                    "--resume", command.output, command.name)
+        return EXIT_INTERRUPTED
+    write_folds_report(command.run_dir, report)
+    print(folds_summary_text(report, command.run_dir))
     return 0
 
 

@@ -49,7 +49,7 @@ CONFIRM_SHARE = 0.2  # with --confirm 0 it goes to the search; off by the data's
 FINAL_SHARE = 0.3
 NO_BUDGET = "none"
 FIRST_RUN_DATA = "synthetic"
-FIRST_RUN_BUDGET = "8m"  # the built-in faces' first look fits in 10 minutes on 2 cores ("The first run within 10 minutes")
+FIRST_RUN_BUDGET = "8m"  # the first look fits in 10 minutes on 2 cores ("The first run within 10 minutes")
 # below LARGE_DATA an unflagged run ends within 30 min: CK+'s 50 trials took 12.5-80.6 min unbounded
 # ("A default budget for small data sets")
 SMALL_DATA_BUDGET = "27m"
@@ -159,6 +159,7 @@ class RunSettings:
     search: SearchSettings = SearchSettings()
     confirm: ConfirmSettings = ConfirmSettings()
     final: FinalSettings = FinalSettings()
+    folds: Optional[int | str] = None  # the papers' protocol: K outer folds, or "loso" (search.folds); None: off
     time_budget_s: Optional[float] = None  # the one given (or the built-in faces'); None: none given
     small_data_budget_s: Optional[float] = None  # the bound of a small data set's run when none is given
 
@@ -226,6 +227,11 @@ FLAGS: tuple[Flag, ...] = (
          "`crop`: every image cropped; `none`: only resized (see \"Getting data\")", choices=FACES, before="auto"),
     Flag("--split", "auto", "the held-out test split: " + ", ".join(f"`{s}`" for s in SPLITS) + " (see above)",
          choices=SPLITS),
+    Flag("--folds", None, "the papers' protocol: K outer folds (`loso`: one per subject), by subject where there "
+         "are subject ids, else by image; each fold is held out once while the whole run (search, confirmation, "
+         "final model, the seed's recipe) goes on the others, and the report pools the folds' test faces; "
+         "replaces `--split`, exports no model (see [The papers' protocol](#the-papers-protocol-k-fold-by-subject))",
+         metavar="K", shown="off"),
     Flag("--max-epochs", DEFAULT_MAX_EPOCHS, "epoch budget of one trial, both phases of its schedule, in passes "
          "over the training faces", type=int),
     Flag("--round-images", None, f"a trial's epoch is a round of N training faces, so that on a large data set "

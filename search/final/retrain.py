@@ -108,7 +108,8 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
 
     ``mirror`` says, by name, whether the test also averages each face's mirror image
     (default yes). ``init``: the pretrained network the configs fine-tune, all but those
-    named in ``scratch``, which train from scratch. Returns, by name, :func:`search.final.tasks.train_and_score`'s result; or, for
+    named in ``scratch``, which train from scratch. Returns, by name,
+    :func:`search.final.tasks.train_and_score`'s result; or, for
     a training that did not finish, only ``diverged`` or ``failed`` with the reason, so
     that one such config does not cost the others.
     """

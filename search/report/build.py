@@ -16,8 +16,8 @@ from fer_core.dataset import Dataset
 from fer_core.evaluate import SEED_BASELINE_ACCURACY
 from fer_core.splits import Splits
 from search.budget import BudgetPlan
-from search.records import Finished, Report, TrialRecord
-from search.report.markdown import render_markdown
+from search.records import Finished, FoldsReport, Report, TrialRecord
+from search.report.markdown import render_folds_markdown, render_markdown
 from search.report.plots import plot_confusion, plot_importance, plot_learning_curves, plot_search_history
 from search.rundir import BEST_DIR, write_atomic
 from search.settings import RunSettings
@@ -87,3 +87,14 @@ def write_report(run_dir: Path, report: Report, final_history: Sequence[Mapping[
     write_atomic(run_dir / "report.json", json.dumps(report.to_json(), indent=2, default=plain))
     return {**paths, "report.md": run_dir / "report.md", "report.json": run_dir / "report.json"}
 
+
+def write_folds_report(run_dir: Path, report: FoldsReport) -> dict[str, Path]:
+    """Write the pooled confusion matrix, ``report.md`` and then ``report.json`` of a run of the papers'
+    protocol into ``run_dir``; return their paths."""
+    plots_dir = run_dir / PLOTS
+    plots_dir.mkdir(exist_ok=True)
+    confusion = plots_dir / "confusion_matrix.png"
+    write_atomic(confusion, plot_confusion(report.test["confusion_matrix"], report.test["class_names"]))
+    write_atomic(run_dir / "report.md", render_folds_markdown(report, f"{PLOTS}/{confusion.name}"))
+    write_atomic(run_dir / "report.json", json.dumps(report.to_json(), indent=2, default=plain))
+    return {"confusion_matrix": confusion, "report.md": run_dir / "report.md", "report.json": run_dir / "report.json"}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from search.records import Report
+from search.records import FoldsReport, Report
 from search.rundir import BEST_DIR, TENSORBOARD_DIR
 
 
@@ -169,3 +169,59 @@ def _confirmation_lines(confirmation: Optional[Mapping[str, Any]], pct) -> list[
             lines.append(f"| {row['trial_id']} | {row['val_metric']:.4f} | "
                          f"{'diverged' if 'diverged' in row else 'not confirmed'} | | |")
     return lines + [""]
+
+
+def render_folds_markdown(report: FoldsReport, confusion_png: str) -> str:
+    """The human report of the papers' protocol: the pooled figures beside the seed's recipe and the
+    majority class, a row per fold, the pooled confusion matrix."""
+    test, seed = report.test, report.seed_recipe_test
+    low, high = test["accuracy_ci95"]
+    lines = [f"# FER Tune report: {report.name}", "",
+             f"Data: `{report.data}` ({report.n_images} images, {len(test['class_names'])} classes). Protocol: "
+             f"**{report.protocol}**: each fold's faces were tested once, by a final model searched and trained on "
+             f"the other folds{', which never saw their people' if report.by_subject else ''}. Search metric: "
+             f"`{report.metric}`.", "", *_init_lines(report.initialized_from),
+             "## Every face, pooled over the folds", "",
+             "| | final models | seed recipe (same folds) |", "|---|---|---|",
+             f"| accuracy | **{_pct(test['accuracy'])}** (95% CI {_pct(low)}-{_pct(high)}, {test['n']} faces) | "
+             f"{_pct(seed['accuracy']) if seed else 'n/a'} |",
+             f"| macro-F1 | **{test['macro_f1']:.3f}** | {_f1(seed)} |",
+             f"| balanced accuracy | {_pct(test['balanced_accuracy'])} | "
+             f"{_pct(seed['balanced_accuracy']) if seed else 'n/a'} |",
+             f"| majority class | {_pct(test['majority_accuracy'])} | |", "",
+             "The interval is a bootstrap over the faces; faces of one person are not independent, so it is "
+             "somewhat narrower than one over people would be.", "",
+             "## Each fold", "", "| fold | test faces | people | accuracy | macro-F1 | seed recipe | winning config |",
+             "|---|---|---|---|---|---|---|"]
+    for f in report.fold_records:
+        config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in f.best_config.items() if k in _SHOWN)
+        lines.append(f"| {f.fold + 1} | {f.n_test} | {f.people if f.people is not None else ''} | "
+                     f"{_pct(f.test['accuracy'])} | {f.test['macro_f1']:.3f} | "
+                     f"{_pct(f.seed_recipe_test['accuracy']) if f.seed_recipe_test else 'n/a'} | {config} |")
+    lines += ["", "## Confusion matrix (pooled)", "", f"![Confusion matrix]({confusion_png})", "",
+              "No model is exported: the folds measure the recipe. Run without `--folds` for a model; its "
+              "expected accuracy is the pooled figure above.", ""]
+    return "\n".join(lines)
+
+
+def _f1(figures: Optional[Mapping[str, Any]]) -> str:
+    return f"{figures['macro_f1']:.3f}" if figures else "n/a"
+
+
+_SHOWN = ("conv_blocks", "base_filters", "dense_units", "learning_rate", "batch_size", "epochs")
+
+
+def folds_summary_text(report: FoldsReport, run_dir: Path) -> str:
+    """The few lines the command prints at the end of a run of the papers' protocol."""
+    test, seed = report.test, report.seed_recipe_test
+    low, high = test["accuracy_ci95"]
+    return "\n".join([
+        f"\nFER Tune: {report.protocol}, {report.folds} folds, {test['n']} faces each tested once",
+        f"  final models  test accuracy {_pct(test['accuracy'])} (95% CI {_pct(low)}-{_pct(high)}), "
+        f"macro-F1 {test['macro_f1']:.3f}, pooled over the folds",
+        "  seed recipe   " + (f"test accuracy {_pct(seed['accuracy'])}, macro-F1 {seed['macro_f1']:.3f}" if seed
+                               else "not available (a fold's retrain failed)"),
+        f"  majority class {_pct(test['majority_accuracy'])}",
+        f"  report: {run_dir / 'report.md'}",
+        f"  tensorboard --logdir {run_dir}\n"])
