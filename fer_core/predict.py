@@ -163,7 +163,8 @@ def predict_one_video(predictor: Predictor, path: Path, args: argparse.Namespace
     model = {"model": predictor.card.get("name", "model"), "model_folder": str(predictor.folder)}
     writer = AnnotatedVideo(staging / f"{path.stem}.annotated.mp4", info) if staging is not None else None
     # the bar counts decoded frames when every frame is written back, else the analysed ones
-    total = info.frames if writer is not None else sum(a for _, _, a in frame_times(info, every, args.fps))
+    total = info.frames if writer is not None or not info.frames else \
+        sum(a for _, _, a in frame_times(info, every, args.fps))  # frame_times never ends when the count is unknown
     bar = tqdm(total=total or None, desc=path.name, unit="frame", disable=None)
 
     def each_frame(image, frame: Optional[VideoFrame]) -> None:
