@@ -27,7 +27,7 @@ _MODULE_OF: dict[str, str] = {  # public name -> the fer_core module that define
     "Box": "faces", "FaceReport": "faces", "detect_faces": "faces", "crop_face": "faces",
     "largest_face_crop": "faces",
     # the network and its training
-    "build_cnn": "model", "build_predictor": "model", "check_fits": "model",
+    "build_cnn": "model", "build_predictor": "model", "check_fits": "model", "flops_per_face": "model",
     "build_augmenter": "augment",
     "configure_tensorflow": "runtime", "predict_proba": "runtime",
     "fit": "train", "make_dataset": "train", "EpochReport": "train", "TrainingDiverged": "train",

@@ -43,6 +43,7 @@ class TrainConfig:
     filter_growth: float = 2.0  # filters of block i = base_filters * filter_growth**i
     convs_per_block: int = 1
     residual: bool = False  # each block's input added to its convolutions' output (a 1x1 projection where widths differ)
+    separable: bool = False  # blocks after the first convolve depthwise-separably (Xception's; a first block is the stem)
     kernel_size: int = 3
     padding: str = "valid"  # the seed used Keras' default
     batch_norm: bool = False

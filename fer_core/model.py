@@ -4,8 +4,9 @@
 3x3 ReLU convolution (32/64/128 filters, ``valid`` padding) and 2x2 max-pooling, flatten,
 dense 128, softmax. The search varies input standardization, depth, width,
 convolutions per block, kernel size, padding, batch norm, pooling, dropout, L2 and the
-head; residual shortcuts are a config choice the search leaves out (:mod:`search.space`
-says why). :func:`build_predictor` joins trained networks into the exported model: the
+head, and on a large data set residual and depthwise-separable blocks (Xception's, as the
+mini-Xception of Arriaga et al. 2017: the first block is a plain stem). :func:`flops_per_face`
+says what a config costs. :func:`build_predictor` joins trained networks into the exported model: the
 average over the members, each seeing the face and its mirror image.
 """
 
@@ -51,10 +52,16 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 
         for conv in range(1, config.convs_per_block + 1):
             # in a residual block the last convolution's ReLU comes after the shortcut is added
             last = config.residual and conv == config.convs_per_block
-            x = layers.Conv2D(filters, config.kernel_size, padding=config.padding,
-                              use_bias=not config.batch_norm, kernel_regularizer=regularizer,
-                              activation=None if config.batch_norm or last else "relu",
-                              name=f"block{block}_conv{conv}")(x)
+            activation = None if config.batch_norm or last else "relu"
+            if config.separable and block > 1:
+                x = layers.SeparableConv2D(filters, config.kernel_size, padding=config.padding,
+                                           use_bias=not config.batch_norm, depthwise_regularizer=regularizer,
+                                           pointwise_regularizer=regularizer, activation=activation,
+                                           name=f"block{block}_conv{conv}")(x)
+            else:
+                x = layers.Conv2D(filters, config.kernel_size, padding=config.padding,
+                                  use_bias=not config.batch_norm, kernel_regularizer=regularizer,
+                                  activation=activation, name=f"block{block}_conv{conv}")(x)
             if config.batch_norm:
                 # momentum 0.9, not 0.99: trials on small data sets run few steps, and the moving
                 # statistics must catch up within an epoch or two for validation to mean anything
@@ -118,6 +125,28 @@ def build_predictor(members: Sequence, mirror: bool = True, name: str = "fer_pre
     outputs = [member(view) for member in members for view in views]
     averaged = layers.Average(name="average")(outputs)
     return keras.Model(inputs, averaged, name=name)
+
+
+def flops_per_face(config: TrainConfig, input_shape: tuple[int, int, int] = (48, 48, 1), n_classes: int = 7) -> int:
+    """Floating-point operations of one face's forward pass through ``config``'s network (two per
+    multiply-add of its convolutions, projections and dense layers; a training step costs about
+    three times this). The measure of a config's cost that needs no Keras and no clock."""
+    side, channels, multiply_adds = input_shape[0], input_shape[2], 0
+    for block, filters in enumerate(config.filters, start=1):
+        block_in = channels
+        for _ in range(config.convs_per_block):
+            if config.padding == "valid":
+                side -= config.kernel_size - 1
+            per_pixel = (config.kernel_size ** 2 * channels + channels * filters if config.separable and block > 1
+                         else config.kernel_size ** 2 * channels * filters)
+            multiply_adds += side * side * per_pixel
+            channels = filters
+        if config.residual and block_in != filters:
+            multiply_adds += side * side * block_in * filters  # the 1x1 projection
+        side //= 2
+    features = channels if config.head == "gap" else side * side * channels
+    multiply_adds += features * config.dense_units + config.dense_units * n_classes
+    return 2 * multiply_adds
 
 
 def check_fits(config: TrainConfig, input_shape: tuple[int, int, int]) -> None:

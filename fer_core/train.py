@@ -161,7 +161,8 @@ def sample_weights(data: Dataset, config: TrainConfig) -> np.ndarray:
 def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
         callbacks: Iterable = (), on_epoch: Optional[EpochHook] = None,
         threads: Optional[int] = None, verbose: int = 0,
-        resume: Optional[tuple[str | os.PathLike, list[dict[str, float]]]] = None, init=None):
+        resume: Optional[tuple[str | os.PathLike, list[dict[str, float]]]] = None, init=None,
+        seconds: Optional[float] = None):
     """Train the CNN of ``config`` on ``train``; return ``(model, history)``.
 
     ``history`` is a list of :meth:`EpochReport.to_dict`, one per epoch run. ``val`` (if
@@ -172,8 +173,11 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     of a ``.keras`` model saved mid-training and the history so far: training continues from
     the next epoch with the optimizer's state. ``init`` (a :class:`fer_core.transfer.Pretrained`)
     fine-tunes that network with a new head instead of training ``config``'s from scratch.
+    ``seconds``: train within about this long: the first epoch's time says how many of the config's
+    epochs fit (at least one), and its schedule runs over those (:func:`fitted_epochs`).
     Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
+    started = time.perf_counter()
     configure_tensorflow(threads)
     import keras
 
@@ -198,6 +202,10 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     # the reporter goes first: it writes val_loss into the epoch's logs, which the
     # plateau schedule and any TensorBoard callback then read
     reporter = _EpochReporter(config, val, history, on_epoch)
+    # the schedule reads the plan's config: with ``seconds`` its epochs are known after the first
+    plan = {"config": config}
+    if seconds is not None:
+        callbacks = [_TimeFitter(plan, seconds, started, len(history)), *callbacks]
     schedule = []
     if config.schedule == "plateau":
         if val is None:
@@ -207,11 +215,21 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
                 monitor="val_loss", factor=config.phase2_factor, patience=PLATEAU_PATIENCE,
                 min_lr=config.learning_rate * config.phase2_factor ** 3, verbose=0))
     else:
-        schedule.append(keras.callbacks.LearningRateScheduler(lambda e, lr: learning_rate_at(config, e)))
+        schedule.append(keras.callbacks.LearningRateScheduler(lambda e, lr: learning_rate_at(plan["config"], e)))
     model.fit(make_dataset(train, config, training=True, threads=threads), epochs=config.epochs,
               steps_per_epoch=steps_per_epoch(config, len(train)) if config.round_images else None,
               initial_epoch=len(history), callbacks=[reporter, *schedule, *callbacks], shuffle=False, verbose=verbose)
     return model, history
+
+
+def fitted_epochs(epochs: int, seconds: float, elapsed: float, epoch_seconds: float, done: int = 1) -> int:
+    """Epochs of a schedule of ``epochs`` that fit in ``seconds`` when ``done`` of them took ``elapsed``
+    seconds from the start (graph building included) and one now takes ``epoch_seconds``: at least
+    ``done``, at most ``epochs``."""
+    if epoch_seconds <= 0:
+        return epochs
+    more = math.floor(max(0.0, seconds - elapsed) / epoch_seconds)
+    return max(done, min(epochs, done + more))
 
 
 def make_optimizer(config: TrainConfig):
@@ -221,6 +239,38 @@ def make_optimizer(config: TrainConfig):
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(config.learning_rate, momentum=SGD_MOMENTUM, nesterov=True)
     return keras.optimizers.Adam(config.learning_rate)
+
+
+class _TimeFitter:
+    """Sets the plan's epochs after the first and second epochs of this fit to those that fit in
+    ``seconds`` (:func:`fitted_epochs`), and ends training there. Those epochs run at (about) the
+    base rate in every schedule, so the schedule fitted afterwards is the one the config would have
+    run over that many epochs. A lazily built Keras callback, as :class:`_EpochReporter`."""
+
+    def __new__(cls, plan, seconds, started, first_epoch):
+        import dataclasses
+
+        import keras
+
+        asked = plan["config"].epochs
+
+        class TimeFitter(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.began = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                config = plan["config"]
+                # planned after the first epoch, then again after the second, which has no graph to build
+                if epoch in (first_epoch, first_epoch + 1) and epoch + 1 < config.epochs:
+                    now = time.perf_counter()
+                    epochs = fitted_epochs(asked, seconds, now - started, now - self.began, epoch + 1)
+                    if epochs != config.epochs:
+                        log.info("%d of the config's %d epochs fit in %.0f s", epochs, asked, seconds)
+                    plan["config"] = config = dataclasses.replace(config, epochs=epochs)
+                if epoch + 1 >= config.epochs:
+                    self.model.stop_training = True
+
+        return TimeFitter()
 
 
 class _EpochReporter:

@@ -28,7 +28,7 @@ from fer_core.model import build_cnn
 
 HEAD = "probabilities"  # the one layer a fine-tuned network does not take over
 # what the pretrained network fixes; everything else in TrainConfig is the fine-tuning's own
-ARCHITECTURE = ("normalize", "conv_blocks", "base_filters", "filter_growth", "convs_per_block", "residual",
+ARCHITECTURE = ("normalize", "conv_blocks", "base_filters", "filter_growth", "convs_per_block", "residual", "separable",
                 "kernel_size", "padding", "batch_norm", "pooling", "head", "dense_units")
 
 

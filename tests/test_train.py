@@ -98,6 +98,31 @@ def test_learning_rate_schedules() -> None:
     assert values[0] == 1e-3 and all(a > b for a, b in zip(values, values[1:]))
 
 
+def test_fitted_epochs_are_those_that_fit_in_the_time_left() -> None:
+    from fer_core.train import fitted_epochs
+
+    assert fitted_epochs(100, seconds=60, elapsed=15, epoch_seconds=10) == 5  # 1 done, 4 more in 45 s
+    assert fitted_epochs(3, seconds=600, elapsed=15, epoch_seconds=10) == 3  # never more than asked
+    assert fitted_epochs(100, seconds=10, elapsed=15, epoch_seconds=10, done=2) == 2  # never fewer than done
+
+
+@pytest.mark.slow
+def test_training_within_seconds_runs_the_schedule_over_the_epochs_that_fit(faces) -> None:
+    """The two-phase schedule compressed: the epochs that fit in the time, the lowered rate last."""
+    import time
+
+    from fer_core.train import fit
+
+    train, _ = faces
+    config = TrainConfig(**SMALL, epochs=500, phase1_share=0.5)
+    began = time.perf_counter()
+    _, history = fit(config, train, threads=2, seconds=20)
+    took = time.perf_counter() - began
+    assert 2 <= len(history) < 500 and took < 20 + 2 * history[-1]["train_seconds"] + 5
+    rates = [row["learning_rate"] for row in history]
+    assert rates[0] == config.learning_rate and rates[-1] == pytest.approx(config.learning_rate * config.phase2_factor)
+
+
 @pytest.fixture(scope="module")
 def faces() -> tuple[Dataset, Dataset]:
     data = load("synthetic:700")
