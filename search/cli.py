@@ -168,7 +168,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
     inputs = (init.config.normalize,) if init else tuple(args.final_inputs)
     return RunSettings(
         search=SearchSettings(trials=args.trials, max_epochs=args.max_epochs, metric=args.metric, seed=args.seed,
-                              sampler=args.sampler, scheduler=args.scheduler,
+                              sampler=args.sampler, scheduler=args.scheduler, prior=args.prior,
                               points=tuple(read_points(args.points)), resources=resources, init=init,
                               round_images=args.round_images, cost_weight=args.cost_weight),
         confirm=ConfirmSettings(configs=args.confirm, folds=args.confirm_folds, seed=args.seed, metric=args.metric),

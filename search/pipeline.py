@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
+from fer_core.config import TrainConfig
 from fer_core.data import load
 from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
@@ -32,6 +33,7 @@ from search.report.final_run import write_final_run
 from search.report.plots import plot_confusion
 from search.rundir import BEST_DIR, TENSORBOARD_DIR, read_state, write_state
 from search.settings import RunSettings
+from search.tuning.prior import SEED_LEAVES_SHARE, prior_points, prior_records, search_pays, training_seconds
 from search.tuning.trials import trial_record
 
 log = logging.getLogger("search.pipeline")
@@ -96,6 +98,26 @@ def open_run(command: Command, data: Dataset, settings: RunSettings, startup_s: 
     return budget
 
 
+def search_skipped(settings: RunSettings, splits: Splits, budget: Budget) -> Optional[str]:
+    """Why the run trains the built-in prior's best config instead of searching (the search's share
+    of the budget too short for one to pay: :func:`search.tuning.prior.search_pays`), said in the
+    log; None when it searches."""
+    shares = budget.shares
+    if shares is None:
+        return None
+    left = max(0.0, shares.search_s - budget.search_spent_s)
+    why = search_pays(settings.search, prior_points(settings.search), left, len(splits.train))
+    if why:
+        log.warning("no search: %s; the time budget trains the built-in prior's best config instead "
+                    "(a longer --time-budget searches)", why)
+    return why
+
+
+def skipped_search(settings: RunSettings) -> list[TrialRecord]:
+    """The trials of a run that does not search: the built-in prior's configs, unrun."""
+    return prior_records(settings.search)
+
+
 def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, budget: Budget,
                   resume: bool = False) -> list[TrialRecord]:
     """Run (or resume) the Tune search within what the ``budget`` left it, starting no trial after
@@ -123,10 +145,13 @@ def search_interrupted(trials: list[TrialRecord], settings: RunSettings, budget:
 
 
 def finish(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits, trials: list[TrialRecord],
-           budget: Budget, export: bool = True) -> Optional[Finished]:
+           budget: Budget, export: bool = True, skipped: Optional[str] = None) -> Optional[Finished]:
     """What follows the search: the leading configs confirmed within the budget's share, the final
     model planned in what is left and built from the best, tested once and (with ``export``)
-    exported; None when no trial left a config to build it from."""
+    exported; None when no trial left a config to build it from. A run that did not search
+    (``skipped`` says why) trains the prior's best configs (``trials``) for the whole budget instead."""
+    if skipped is not None:
+        return train_prior(settings, run_dir, data, splits, trials, budget, skipped, export=export)
     confirmation = confirm_trials(settings, run_dir, splits, trials, budget.confirm_deadline())
     members = final_members(settings, splits, trials, confirmation)
     if not members:
@@ -167,14 +192,33 @@ def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[TrialRe
     return dataclasses.replace(settings, final=final)
 
 
+def train_prior(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits, prior: list[TrialRecord],
+                budget: Budget, skipped: str, export: bool = True) -> Finished:
+    """The final model of a run too short to search: the ``prior``'s best configs, each trained for its
+    schedule's share that fits in the budget (``fer_core.train.fit(seconds=...)``), for up to its final
+    stage's epochs. One for each slot the seed's recipe leaves, and one more on its slot when it
+    leaves at least half of the time there (:data:`search.tuning.prior.SEED_LEAVES_SHARE`)."""
+    seconds = budget.final_seconds(0.0)
+    seed_s = training_seconds(TrainConfig(), len(splits.train) + len(splits.val), settings.search.resources.threads)
+    slots = settings.search.slots - (seed_s > SEED_LEAVES_SHARE * seconds)
+    members = prior[:max(1, min(settings.final.ensemble, slots))]
+    settings = dataclasses.replace(settings, final=dataclasses.replace(settings.final, ensemble=len(members)))
+    confirmation = Confirmation(folds=0, n_scored=0, ranked=tuple(prior), scores={}, seconds=0.0, skipped=skipped)
+    log.info("training the prior's %d best config(s) and the seed's recipe for the %.0f s left", len(members), seconds)
+    return build_and_export(settings, run_dir, data, splits, members, confirmation, export=export,
+                            deadline=now() + seconds)
+
+
 def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits,
-                     members: list[TrialRecord], confirmation: Confirmation, export: bool = True) -> Finished:
-    """Retrain ``members`` (the first ``settings.final.ensemble``) into the final model, test it once
-    on the held-out split, export it (unless not ``export``: an outer fold's model is a measurement),
-    and write TensorBoard's ``final`` run."""
+                     members: list[TrialRecord], confirmation: Confirmation, export: bool = True,
+                     deadline: Optional[float] = None) -> Finished:
+    """Retrain ``members`` (the first ``settings.final.ensemble``) into the final model, each within
+    ``deadline`` if given, test it once on the held-out split, export it (unless not ``export``: an
+    outer fold's model is a measurement), and write TensorBoard's ``final`` run."""
     clock = now()
     members = members[:settings.final.ensemble]
-    final = build_final_model(members, splits, settings.final, settings.search.resources, init=settings.search.init)
+    final = build_final_model(members, splits, settings.final, settings.search.resources, init=settings.search.init,
+                              deadline=deadline, slots=settings.search.slots)
     probabilities = predict_proba(final.model, splits.test.images)
     test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)
     timings = {"retrain_s": now() - clock}

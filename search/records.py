@@ -18,7 +18,7 @@ import numpy as np
 from fer_core.config import TrainConfig
 from search.tuning.space import to_config
 
-TRIAL_STATUSES = ("completed", "stopped_early", "failed", "unfinished")
+TRIAL_STATUSES = ("completed", "stopped_early", "failed", "unfinished", "prior")
 SCORED = ("completed", "stopped_early")
 
 
@@ -39,7 +39,8 @@ class TrialRecord:
 
     ``status`` is ``completed`` (ran its whole epoch budget, or its config's fewer epochs),
     ``stopped_early`` (the scheduler or the deadline ended it), ``failed`` (it raised:
-    ``error`` holds the reason) or ``unfinished``."""
+    ``error`` holds the reason), ``unfinished``, or ``prior``: a config of the built-in prior that
+    the final stage trains without a search (:mod:`search.tuning.prior`)."""
 
     trial_id: str
     status: str
@@ -220,6 +221,8 @@ class Report:
     seed_recipe_test: Optional[dict[str, Any]]
     trials: tuple[TrialRecord, ...]
     exported: dict[str, str]
+    # why the run trained the built-in prior's best config instead of searching; None: it searched
+    search_skipped: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:
         """The plain dict written as ``report.json``."""

@@ -22,7 +22,8 @@ from search.budget import now
 from search.cli import Command, parse
 from search.cluster import check_address, start_ray
 from search.folds import run_folds
-from search.pipeline import finish, load_and_split, open_run, search_interrupted, search_trials
+from search.pipeline import (finish, load_and_split, open_run, search_interrupted, search_skipped, search_trials,
+                             skipped_search)
 from search.report.build import build_report, write_folds_report, write_report
 from search.report.markdown import folds_summary_text, summary_text
 from search.rundir import TUNE_DIR
@@ -52,11 +53,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     # the run's state and its time budget, kept for --resume
     budget = open_run(command, data, settings, startup_s=now() - begun)
 
-    # the search
+    # the search, unless the budget is too short for one to pay: then the built-in prior's best trains
     clock = now()
-    trials = search_trials(settings, command.run_dir, splits, budget, resume=command.resume)
+    skipped = search_skipped(settings, splits, budget)
+    if skipped:
+        trials = skipped_search(settings)
+    else:
+        trials = search_trials(settings, command.run_dir, splits, budget, resume=command.resume)
     timings["search_s"] = now() - clock
-    if search_interrupted(trials, settings, budget):
+    if not skipped and search_interrupted(trials, settings, budget):
         finished = sum(t.status != "unfinished" for t in trials)
         log.warning("search interrupted with %d of %d trials finished; continue it with: "
                     "python -m search.run --output %s --name %s --resume",
@@ -64,7 +69,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_INTERRUPTED
 
     # the confirmation, then the final model, tested once and exported
-    finished = finish(settings, command.run_dir, data, splits, trials, budget)
+    finished = finish(settings, command.run_dir, data, splits, trials, budget, skipped=skipped)
     if finished is None:
         print(f"search.run: no trial left a config to build the final model from ({len(trials)} trials: failed, "
               f"or diverged in the confirmation); see {command.run_dir / TUNE_DIR}", file=sys.stderr)

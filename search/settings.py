@@ -22,6 +22,7 @@ from fer_core.transfer import Pretrained
 METRICS = ("val_accuracy", "val_macro_f1")
 SAMPLERS = ("startup", "tpe")  # the first is the default
 SCHEDULERS = ("asha", "hyperband", "none")  # the first is the default
+PRIORS = ("builtin", "none")  # the first is the default (search.tuning.prior)
 DEFAULT_TRIALS = 50
 DEFAULT_MAX_EPOCHS = 16  # same test accuracy as the seed's 20 in 83% of the time ("The 50-trial search")
 STARTUP_SHARE = 0.4  # random start: two fifths of the trials, or of a budget's time ("The 50-trial search")
@@ -90,7 +91,8 @@ class SearchSettings:
     seed: int = 0
     sampler: str = SAMPLERS[0]
     scheduler: str = SCHEDULERS[0]
-    points: tuple[dict[str, Any], ...] = ()  # configs tried first, after the seed's recipe
+    points: tuple[dict[str, Any], ...] = ()  # configs tried first, after the seed's recipe (and the prior's)
+    prior: str = PRIORS[0]  # the built-in prior (search.tuning.prior) on a large data set, or none
     resources: Resources = Resources()
     init: Optional[Pretrained] = None
     round_images: Optional[int] = None  # a trial's epoch is a round of this many faces; None: by data size (sized_for)
@@ -242,6 +244,11 @@ FLAGS: tuple[Flag, ...] = (
          choices=METRICS),
     Flag("--points", None, "a JSON file of configs (an object or a list) tried first, after the seed's recipe, in "
          "the search space's names, e.g. an earlier report's `best_config`", shown="none"),
+    Flag("--prior", PRIORS[0], f"`{PRIORS[0]}`: on {LARGE_DATA:,} training faces or more, the built-in prior's "
+         "configs (chosen on FER2013's validation faces) are tried first, after the seed's recipe, and when the "
+         "time budget is too short for a search to pay, the run says so and trains the prior's best config for "
+         "it instead (see [The built-in prior](#the-built-in-prior)); `none`: neither", choices=PRIORS,
+         before="none"),
     Flag("--init", None, "fine-tune this model (a run's `best/` folder or its `model.keras`) instead of searching "
          "networks from scratch: see [Fine-tuning a trained model](#fine-tuning-a-trained-model)",
          metavar="MODEL", shown="none"),

@@ -84,7 +84,8 @@ def test_in_rounds_every_point_trains_the_round_and_the_rest_is_unchanged() -> N
 
 
 def test_a_large_data_set_searches_what_the_small_space_leaves_out() -> None:
-    """Depth 4, the global-average-pooling head, batches of 128 and the cosine schedule are
+    """Depth 4, the global-average-pooling head, residual and separable blocks, batches of 128 and
+    the cosine schedule are
     searched from :data:`search.settings.LARGE_DATA` training faces on; the seed's recipe stays the
     first point."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
@@ -101,6 +102,8 @@ def test_a_large_data_set_searches_what_the_small_space_leaves_out() -> None:
     assert {p["head"] for p in points} == {"flatten", "gap"} and {p["schedule"] for p in points} == {"two_phase",
                                                                                                       "cosine"}
     assert {p["batch_size"] for p in points} == {16, 32, 64, 128} and {p["conv_blocks"] for p in points} == {2, 3, 4}
+    # residual blocks, plain or Xception's depthwise-separable ones; separable only where residual
+    assert {(p["residual"], p.get("separable")) for p in points} == {(False, None), (True, False), (True, True)}
     seeded = optuna.create_study()
     seeded.enqueue_trial(seed_point(large=True))
     trial = seeded.ask()

@@ -7,7 +7,7 @@ trials use GPUs. The test split reaches these tasks only from the final stage.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
@@ -15,21 +15,24 @@ from fer_core.evaluate import evaluate_predictions
 from fer_core.model import build_predictor
 from fer_core.runtime import predict_proba
 from fer_core.train import TrainingDiverged, fit
+from search.budget import TASK_OVERHEAD_S, now
 from search.settings import Resources
 
 TASK_RETRIES = 1  # a task whose worker or node dies is run once more before its failure is recorded
 
 
 def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int, mirror: bool = True,
-                    weights: bool = True, init=None) -> dict[str, Any]:
-    """Train ``config`` on ``train`` (its full epoch budget, no validation) and score it on ``scored``.
+                    weights: bool = True, init=None, deadline: Optional[float] = None) -> dict[str, Any]:
+    """Train ``config`` on ``train`` (its full epoch budget, or with a ``deadline`` (:func:`search.budget.now`)
+    the share of it that fits before then, scoring included; no validation) and score it on ``scored``.
 
     The result has the network's ``weights`` (unless ``weights`` is false), its
     ``history``, and on ``scored`` the class ``probabilities`` (each face averaged with
     its mirror image when ``mirror``) and the ``metrics`` of :func:`fer_core.evaluate.evaluate_predictions`.
     ``init``: the :class:`fer_core.transfer.Pretrained` network ``config`` fine-tunes, if any.
     """
-    model, history = fit(TrainConfig.from_dict(config), train, threads=threads, init=init)
+    seconds = None if deadline is None else deadline - now() - TASK_OVERHEAD_S
+    model, history = fit(TrainConfig.from_dict(config), train, threads=threads, init=init, seconds=seconds)
     probabilities = predict_proba(build_predictor([model], mirror=mirror), scored.images)
     return {"weights": model.get_weights() if weights else None, "history": history, "probabilities": probabilities,
             "metrics": evaluate_predictions(scored.labels, probabilities.argmax(axis=1), scored.class_names)}

@@ -52,7 +52,9 @@ def build_report(name: str, settings: RunSettings, data: Dataset, splits: Splits
         seed_recipe_test_accuracy=seed_test["accuracy"] if seed_test else None,
         seed_recipe_test_macro_f1=seed_test["macro_f1"] if seed_test else None,
         seed_recipe_failed=final.seed_recipe.get("failed"),
-        seed_recipe_epochs=settings.final.seed_epochs or TrainConfig().epochs,
+        seed_recipe_epochs=len(final.seed_recipe.get("history") or ()) or settings.final.seed_epochs
+        or TrainConfig().epochs,
+        search_skipped=finished.confirmation.skipped if trials and trials[0].status == "prior" else None,
         trials_completed=sum(t.status in ("completed", "stopped_early") for t in trials),
         trials_stopped_early=sum(t.status == "stopped_early" for t in trials),
         trials_failed=sum(t.status == "failed" for t in trials),

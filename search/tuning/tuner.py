@@ -33,6 +33,7 @@ from search.budget import Budget
 from search.rundir import TENSORBOARD_DIR, TUNE_DIR
 from search.settings import (ASHA_GRACE_SHARE, ASHA_KEEP, ASHA_REDUCTION_FACTOR, ASHA_WINDOW, Resources,
                              SearchSettings)
+from search.tuning.prior import prior_points
 from search.tuning.progress import SearchProgress
 from search.tuning.sampler import StartupSampler
 from search.tuning.scheduler import RecentASHAScheduler
@@ -55,7 +56,8 @@ def trial_dirname(trial) -> str:
 
 def build_searcher(settings: SearchSettings, budget: Optional[Budget] = None, faces: int = 0):
     """Optuna TPE over :func:`search.tuning.space.define_space` after a random start
-    (``sampler="tpe"``: Optuna's own), the seed's recipe and the points enqueued first; no new
+    (``sampler="tpe"``: Optuna's own), the seed's recipe, the built-in prior's configs (:mod:`search.tuning.prior`) and the points
+    enqueued first; no new
     trial after the ``budget``'s search deadline, whose random start also ends by its clock.
     With a cost weight, TPE is told scores (on ``faces`` validation faces) less their cost
     (:mod:`search.tuning.searcher`)."""
@@ -72,7 +74,7 @@ def build_searcher(settings: SearchSettings, budget: Optional[Budget] = None, fa
                                               round_images=settings.round_images or 0, large=settings.large),
                                 metric=settings.metric, mode="max",
                                 points_to_evaluate=[seed_point(settings.architecture, settings.max_t, settings.large),
-                                                    *settings.points],
+                                                    *prior_points(settings), *settings.points],
                                 sampler=sampler, budget=budget, cost_weight=settings.cost_weight, faces=faces)
 
 

@@ -1,0 +1,91 @@
+"""The built-in prior: its configs tried first on a large data set, and trained alone when the
+budget is too short for a search to pay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fer_core.model import check_fits
+from search.settings import LARGE_DATA, SearchSettings
+from search.tuning.prior import PRIOR, SEARCH_PAYS_TRIALS, prior_points, prior_records, search_pays, trial_seconds
+from search.tuning.space import INPUT_SHAPE, seed_point, to_config
+from tests.conftest import search_run
+
+FER2013_TRAIN = 28_709
+
+
+def large(**values) -> SearchSettings:
+    return SearchSettings(**values).sized_for(FER2013_TRAIN)
+
+
+def test_the_prior_is_a_few_configs_of_the_large_space_and_only_there() -> None:
+    points = prior_points(large())
+    assert 1 <= len(points) == len(PRIOR) <= 5
+    for point, params in zip(points, PRIOR):
+        config = to_config(point | {"epochs": 57, "round_images": 8192})
+        check_fits(config, INPUT_SHAPE)
+        assert all(point[name] == value for name, value in params.items() if name in point)
+        assert point != seed_point(max_epochs=57, large=True)
+    # not on a small data set, not with --prior none, not when fine-tuning
+    assert prior_points(SearchSettings().sized_for(LARGE_DATA - 1)) == []
+    assert prior_points(large(prior="none")) == []
+
+
+def test_prior_records_are_unrun_trials_with_every_constant_of_the_space() -> None:
+    records = prior_records(large())
+    assert [r.trial_id for r in records] == [f"prior{i}" for i in range(1, len(PRIOR) + 1)]
+    for record in records:
+        assert record.status == "prior" and not record.scored and record.history == ()
+        config = record.train_config
+        assert (config.epochs, config.round_images, config.normalize) == (57, 8192, "standardize")
+
+
+def test_the_search_pays_when_its_time_holds_a_few_full_length_trials_of_the_prior_s_best() -> None:
+    settings = large(slots=2)
+    points = prior_points(settings)
+    each = trial_seconds(points[0], settings, FER2013_TRAIN)
+    needed = SEARCH_PAYS_TRIALS * each / settings.slots
+    assert search_pays(settings, points, needed * 1.01, FER2013_TRAIN) is None
+    why = search_pays(settings, points, needed * 0.5, FER2013_TRAIN)
+    assert why is not None and f"fewer than the {SEARCH_PAYS_TRIALS} a search needs" in why
+    # FER2013's 20-minute budget (576 s of search) does not pay; with the seed's CNN first, 2 hours (3574 s) do
+    assert search_pays(settings, points, 576, FER2013_TRAIN) is not None
+    assert search_pays(settings, [], 1.0, FER2013_TRAIN) is None  # no prior: the search runs, as before
+    # twice the threads a trial, half the time a trial
+    assert trial_seconds(points[0], large(slots=2, resources=settings.resources.__class__(2.0, 0.0)),
+                         FER2013_TRAIN) == pytest.approx(each / 2)
+
+
+def test_the_searcher_tries_the_seed_then_the_prior_then_the_given_points() -> None:
+    pytest.importorskip("ray")
+    from search.tuning.tuner import build_searcher
+
+    settings = large(points=({"learning_rate": 0.003},))
+    searcher = build_searcher(settings)
+    enqueued = searcher._points_to_evaluate
+    assert enqueued[0] == seed_point(max_epochs=settings.max_t, large=True)
+    assert enqueued[1:-1] == prior_points(settings) and enqueued[-1] == {"learning_rate": 0.003}
+
+
+@pytest.mark.slow
+def test_a_budget_too_short_to_search_trains_the_prior_s_best_for_it(tmp_path: Path) -> None:
+    """A large data set (synthetic faces, above LARGE_DATA training faces) under 4 minutes: no trial
+    runs, the prior's first config trains within the budget beside the seed's recipe, and the report
+    says why."""
+    result = search_run("--data", "synthetic:26000", "--time-budget", "4m", "--output", str(tmp_path),
+                        "--name", "short", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no search:" in result.stderr
+    report = json.loads((tmp_path / "short" / "report.json").read_text())
+    assert [t["status"] for t in report["trials"]] == ["prior"] * len(PRIOR)
+    assert "a search needs to pay" in report["search_skipped"]
+    assert report["best_trial_id"] == "prior1" and report["trials_completed"] == 0
+    member = report["ensemble"][0]
+    assert member["trial_id"] == "prior1" and 1 <= member["config"]["epochs"] < 57 * 3
+    assert report["timings"]["run_s"] < 240 * 1.1
+    assert report["test_accuracy"] > 2 * report["majority_accuracy"] or report["test_accuracy"] > 0.5
+    assert (tmp_path / "short" / "best" / "model.keras").is_file()
+    assert "No search:" in (tmp_path / "short" / "report.md").read_text()
