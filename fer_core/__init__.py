@@ -37,6 +37,7 @@ _MODULE_OF: dict[str, str] = {  # public name -> the fer_core module that define
     "majority_accuracy": "evaluate", "SEED_BASELINE_ACCURACY": "evaluate",
     "export_model": "export", "read_card": "export", "load_predictors": "export",
     "Predictor": "predictor", "Face": "predictor", "Preprocessing": "predictor",
+    "bundled_model_dir": "bundled", "check_bundle": "bundled", "FER2013_CLASSES": "bundled",
     "predict_video": "video", "VideoFrame": "video", "TrackedFace": "video", "FaceTracker": "video",
     "summarize": "video", "VIDEO_SUFFIXES": "video",
 }
