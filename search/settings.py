@@ -242,8 +242,9 @@ FLAGS: tuple[Flag, ...] = (
          choices=METRICS),
     Flag("--points", None, "a JSON file of configs (an object or a list) tried first, after the seed's recipe, in "
          "the search space's names, e.g. an earlier report's `best_config`", shown="none"),
-    Flag("--init", None, "fine-tune this model (a run's `best/` folder or its `model.keras`) instead of searching "
-         "networks from scratch: see [Fine-tuning a trained model](#fine-tuning-a-trained-model)",
+    Flag("--init", None, "fine-tune this model (a run's `best/` folder or its `model.keras`; `builtin`: the FER2013 "
+         "model bundled with FER Tune) instead of searching networks from scratch: see "
+         "[Fine-tuning a trained model](#fine-tuning-a-trained-model)",
          metavar="MODEL", shown="none"),
     Flag("--cost-weight", 0.0, "weigh accuracy against time: validation (and cross-validated) scores within W "
          "standard errors of the best count as a tie, which a config with epochs at most half as long wins, and "
