@@ -34,9 +34,10 @@ _MODULE_OF: dict[str, str] = {  # public name -> the fer_core module that define
     "Pretrained": "transfer", "load_pretrained": "transfer", "finetuning_config": "transfer",
     # evaluation, export and use
     "evaluate_predictions": "evaluate", "evaluate_confusion": "evaluate", "evaluate_model": "evaluate", "constant_scores": "evaluate",
-    "majority_accuracy": "evaluate", "SEED_BASELINE_ACCURACY": "evaluate",
+    "majority_accuracy": "evaluate", "SEED_BASELINE_ACCURACY": "evaluate", "paired_accuracy_difference": "evaluate",
     "export_model": "export", "read_card": "export", "load_predictors": "export",
     "Predictor": "predictor", "Face": "predictor", "Preprocessing": "predictor",
+    "bundled_model_dir": "bundled", "check_bundle": "bundled", "FER2013_CLASSES": "bundled",
     "predict_video": "video", "VideoFrame": "video", "TrackedFace": "video", "FaceTracker": "video",
     "summarize": "video", "VIDEO_SUFFIXES": "video",
 }

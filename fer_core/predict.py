@@ -2,8 +2,11 @@
 
 The command line over :class:`fer_core.predictor.Predictor`, for photos, folders and videos::
 
-    python -m fer_core.predict --model runs/NAME/best photo.jpg folder/ [--output annotated/]
+    python -m fer_core.predict photo.jpg folder/ [--output annotated/]
     python -m fer_core.predict --model runs/NAME/best clip.mp4 [--fps 5 | --every 3] [--output out/]
+
+Without ``--model`` the FER2013 model bundled with FER Tune names them (:mod:`fer_core.bundled`);
+``--model`` takes any run's ``best/`` folder.
 
 It prints one JSON line per face (a photo or frame without a face gets one line saying so);
 a video's lines also carry ``frame``, ``time_s`` and the face's track id, and a summary of each
@@ -208,7 +211,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m fer_core.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a run's best/ folder (model files and model_card.json)")
+    parser.add_argument("--model", help="a run's best/ folder (model files and model_card.json); default: the "
+                                        "FER2013 model bundled with FER Tune")
     parser.add_argument("inputs", nargs="+", metavar="PHOTO_FOLDER_OR_VIDEO",
                         help=f"image files, folders to walk, or video files ({', '.join(VIDEO_SUFFIXES)})")
     parser.add_argument("--output", help="folder for the annotated photos and videos, the videos' summaries and "

@@ -1,7 +1,8 @@
 """Name the expressions of the faces in images with an exported model: the :class:`Predictor` library.
 
 :class:`Predictor` loads a run's ``best/`` folder (``model.keras``, ``saved_model/`` or
-``model.tflite``, and ``model_card.json``) and turns an image into a list of
+``model.tflite``, and ``model_card.json``), or by default the FER2013 model bundled with FER Tune
+(:mod:`fer_core.bundled`), and turns an image into a list of
 :class:`Face`: each face found by :func:`fer_core.faces.detect_faces`, cropped by
 :func:`fer_core.faces.crop_face` with the card's margin, scaled as the card says, and
 classified. Images of the model's own size (48x48) are face crops already and are
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from fer_core.images import read_gray, resize_face
+from fer_core.bundled import BUNDLED_DIR, FORMS, bundled_model_dir
 from fer_core.runtime import configure_tensorflow, predict_proba
 from fer_core.errors import ConfigError, FerInputError
 from fer_core.export import CARD_FILE, FACE_INPUTS, KERAS_FILE, PIXEL_SCALE, SAVED_MODEL_DIR, TFLITE_FILE, read_card
@@ -104,7 +106,7 @@ class Predictor:
         from skimage.data import astronaut
         from fer_core import Predictor
 
-        predictor = Predictor.load("runs/NAME/best")            # or backend="tflite"
+        predictor = Predictor.load()        # the bundled FER2013 model; or "runs/NAME/best", backend="tflite"
         for face in predictor.predict(astronaut()):
             print(face.box, face.label, f"{face.confidence:.0%}")
         # Box(x=177, y=66, w=95, h=95) happy 97%   (a FER2013 model trained 8 epochs)
@@ -120,10 +122,13 @@ class Predictor:
         self.class_names: tuple[str, ...] = tuple(card["class_names"])
 
     @classmethod
-    def load(cls, path: str | os.PathLike, backend: str = "keras", threads: Optional[int] = None) -> "Predictor":
+    def load(cls, path: Optional[str | os.PathLike] = None, backend: str = "keras",
+             threads: Optional[int] = None) -> "Predictor":
         """Load the ``backend`` form (``keras``, ``saved_model`` or ``tflite``) of the model in ``path``.
 
-        ``path`` is a run's ``best/`` folder (or its ``model_card.json``). The model is checked
+        ``path`` is a run's ``best/`` folder (or its ``model_card.json``); without it, the FER2013
+        model bundled with FER Tune (:func:`fer_core.bundled.bundled_model_dir`, which ships the
+        ``keras`` and ``tflite`` forms; a :class:`~fer_core.errors.ConfigError` if it is absent). The model is checked
         against its card: the same input size and one output per class name. A missing or
         unreadable card, a missing model file or a model unlike its card raises
         :class:`~fer_core.errors.FerInputError` naming the file; ``threads`` pins
@@ -131,15 +136,16 @@ class Predictor:
         """
         if backend not in BACKENDS:
             raise ConfigError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-        folder = Path(path)
+        folder = bundled_model_dir() if path is None else Path(path)
         if folder.name == CARD_FILE:
             folder = folder.parent
         card = read_card(folder)
         preprocessing = Preprocessing.from_card(card, str(folder / CARD_FILE))
         model_path = folder / FILES[backend]
         if not model_path.exists():
-            raise FerInputError(f"{model_path}: not found; expected the {backend} form of an exported model "
-                                f"(the best/ folder of a run holds {', '.join(FILES.values())})")
+            holds = "the bundled model ships " + ", ".join(FORMS.values()) if folder == BUNDLED_DIR else \
+                "the best/ folder of a run holds " + ", ".join(FILES.values())
+            raise FerInputError(f"{model_path}: not found; expected the {backend} form of an exported model ({holds})")
         run, input_side, outputs = _LOADERS[backend](model_path, threads)
         names = card["class_names"]
         if input_side not in (None, preprocessing.size) or outputs != len(names):

@@ -1,7 +1,7 @@
 """Fine-tuning from a trained FER Tune model: its network, a new head, per-layer learning rates.
 
-A model FER Tune exported (``best/``: ``model.keras`` and ``model_card.json``) holds the
-networks of its final ensemble; the first is taken. :func:`load_pretrained` reads its
+A model FER Tune exported (``best/``: ``model.keras`` and ``model_card.json``; or ``builtin``, the
+FER2013 model bundled with FER Tune) holds the networks of its final ensemble; the first is taken. :func:`load_pretrained` reads its
 architecture (the card's config) and its weights, all but the classifier's. A fine-tuned
 network (:func:`build_finetuned`) is the same architecture with those weights and a new
 ``probabilities`` layer for the new data set's classes; dropout and L2 do not change the
@@ -21,10 +21,12 @@ from typing import Any, Optional
 
 import numpy as np
 
+from fer_core.bundled import BUILTIN, bundled_model_dir
 from fer_core.config import TrainConfig
 from fer_core.errors import ConfigError, FerInputError
 from fer_core.export import CARD_FILE, KERAS_FILE, read_card
 from fer_core.model import build_cnn
+from fer_core.runtime import configure_tensorflow
 
 HEAD = "probabilities"  # the one layer a fine-tuned network does not take over
 # what the pretrained network fixes; everything else in TrainConfig is the fine-tuning's own
@@ -50,10 +52,21 @@ class Pretrained:
         return {"source": self.source, **self.card, "architecture": self.architecture()}
 
 
+def resolve_init(path: str | Path) -> Path:
+    """``--init``'s value as a path: :data:`fer_core.bundled.BUILTIN` is the FER2013 model bundled with
+    FER Tune (a :class:`ConfigError` naming ``--init`` when it is not there), anything else a path."""
+    if str(path) != BUILTIN:
+        return Path(path)
+    try:
+        return bundled_model_dir()
+    except ConfigError as exc:
+        raise ConfigError(f"--init {BUILTIN}: {exc}") from None
+
+
 def find_model(path: str | Path) -> tuple[Path, Path]:
-    """``(model.keras, model_card.json)`` of a run's ``best/`` folder or of its ``model.keras``;
-    a :class:`ConfigError` naming ``--init`` otherwise (no TensorFlow needed)."""
-    given = Path(path)
+    """``(model.keras, model_card.json)`` of a run's ``best/`` folder or of its ``model.keras`` (or of the
+    bundled model, for ``builtin``); a :class:`ConfigError` naming ``--init`` otherwise (no TensorFlow needed)."""
+    given = resolve_init(path)
     folder = given if given.is_dir() else given.parent
     model, card = (folder / KERAS_FILE, folder / CARD_FILE) if given.is_dir() else (given, folder / CARD_FILE)
     if not given.exists():
@@ -89,12 +102,13 @@ def network_config(card: dict[str, Any]) -> TrainConfig:
 
 def load_pretrained(path: str | Path) -> Pretrained:
     """The first network of the model at ``path`` (see :func:`find_model`), ready to fine-tune."""
+    card = read_init_card(path)  # checks the model file and the card are there
+    model_path, _ = find_model(path)
+    configure_tensorflow()  # TensorFlow's start-up lines muted, as everywhere else it is imported
     import keras
 
     import fer_core.layers  # noqa: F401  registers the exported model's layers; imports Keras, so not at import time
 
-    card = read_init_card(path)  # checks the model file and the card are there
-    model_path, _ = find_model(path)
     config = network_config(card)
     model = keras.saving.load_model(model_path, compile=False)
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
@@ -102,7 +116,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
     weights = {layer.name: layer.get_weights() for layer in network.layers if layer.weights and layer.name != HEAD}
     about = {"data_fingerprint": card.get("data_fingerprint"), "trained_on": card.get("trained_on"),
              "class_names": card.get("class_names"), "metrics": card.get("metrics")}
-    return Pretrained(str(Path(path).resolve()), config, weights, about)
+    return Pretrained(str(resolve_init(path).resolve()), config, weights, about)
 
 
 def finetuning_config(pretrained: Pretrained, **values: Any) -> TrainConfig:

@@ -249,8 +249,9 @@ FLAGS: tuple[Flag, ...] = (
          "time budget is too short for a search to pay, the run says so and trains the prior's best config for "
          "it instead (see [The built-in prior](#the-built-in-prior)); `none`: neither", choices=PRIORS,
          before="none"),
-    Flag("--init", None, "fine-tune this model (a run's `best/` folder or its `model.keras`) instead of searching "
-         "networks from scratch: see [Fine-tuning a trained model](#fine-tuning-a-trained-model)",
+    Flag("--init", None, "fine-tune this model (a run's `best/` folder or its `model.keras`; `builtin`: the FER2013 "
+         "model bundled with FER Tune) instead of searching networks from scratch: see "
+         "[Fine-tuning a trained model](#fine-tuning-a-trained-model)",
          metavar="MODEL", shown="none"),
     Flag("--cost-weight", 0.0, "weigh accuracy against time: validation (and cross-validated) scores within W "
          "standard errors of the best count as a tie, which a config with epochs at most half as long wins, and "

@@ -55,3 +55,21 @@ def test_the_constant_answer_is_the_training_sets_most_common_class() -> None:
     assert scores["accuracy"] == 0.25  # answers class 0, right once of 4
     assert scores["macro_f1"] == pytest.approx((2 * 1 * 0.25 / 1.25) / 3)  # class 0: precision 1/4, recall 1
     assert constant_scores(np.array([1]), np.array([1, 1, 0, 2]), n_classes=3)["accuracy"] == 0.5
+
+
+def test_a_paired_difference_counts_the_faces_only_one_system_gets_right() -> None:
+    from scipy.stats import binomtest
+
+    from fer_core.evaluate import paired_accuracy_difference
+
+    y_true = np.zeros(100, dtype=int)
+    a = np.where(np.arange(100) < 80, 0, 1)  # right on faces 0-79
+    b = np.where((np.arange(100) >= 10) & (np.arange(100) < 75), 0, 1)  # right on faces 10-74
+    result = paired_accuracy_difference(y_true, a, b)
+    assert result["difference"] == pytest.approx(0.15)
+    assert (result["a_only"], result["b_only"]) == (15, 0)
+    assert result["mcnemar_p"] == pytest.approx(binomtest(0, 15, 0.5).pvalue)
+    low, high = result["ci95"]
+    assert 0 < low < 0.15 < high and not result["tie"]
+    same = paired_accuracy_difference(y_true, a, a)
+    assert same["difference"] == 0 and same["tie"] and same["mcnemar_p"] == 1.0
