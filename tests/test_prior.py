@@ -73,8 +73,8 @@ def test_the_searcher_tries_the_seed_then_the_prior_then_the_given_points() -> N
 @pytest.mark.slow
 def test_a_budget_too_short_to_search_trains_the_prior_s_best_for_it(tmp_path: Path) -> None:
     """A large data set (synthetic faces, above LARGE_DATA training faces) under 4 minutes: no trial
-    runs, the prior's first config trains within the budget beside the seed's recipe, and the report
-    says why."""
+    runs, the prior's first config trains for the epochs that fit beside the seed's recipe, and the
+    report says why. (Whether a run keeps its budget is measured by experiments/bench_search, not here.)"""
     result = search_run("--data", "synthetic:26000", "--time-budget", "4m", "--output", str(tmp_path),
                         "--name", "short", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -84,8 +84,8 @@ def test_a_budget_too_short_to_search_trains_the_prior_s_best_for_it(tmp_path: P
     assert "a search needs to pay" in report["search_skipped"]
     assert report["best_trial_id"] == "prior1" and report["trials_completed"] == 0
     member = report["ensemble"][0]
-    assert member["trial_id"] == "prior1" and 1 <= member["config"]["epochs"] < 57 * 3
-    assert report["timings"]["run_s"] < 240 * 1.1
+    # fitted to the time: fewer epochs than the final stage's 3x of the 33-round budget
+    assert member["trial_id"] == "prior1" and 1 <= member["epochs"] < 33 * 3 and report["search_wall_clock_s"] < 5
     assert report["test_accuracy"] > 2 * report["majority_accuracy"] or report["test_accuracy"] > 0.5
     assert (tmp_path / "short" / "best" / "model.keras").is_file()
     assert "No search:" in (tmp_path / "short" / "report.md").read_text()
