@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +21,19 @@ SMALL = ["--data", "synthetic:150", "--split", "subject", "--budget", "15s", "--
 def _compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "experiments.compare_tuners", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _merge(capsys: pytest.CaptureFixture, *args: str) -> SimpleNamespace:
+    """``compare_tuners --merge ARGS`` in this process, through the command's own ``run_cli``: a merge
+    trains nothing, and a fresh interpreter's imports cost seconds a call (the command as a user runs
+    it, --merge's errors included, is test_bad_arguments_exit_2_with_one_line_and_no_output's)."""
+    from experiments.compare_tuners import main
+    from fer_core.errors import run_cli
+
+    capsys.readouterr()  # what the test printed before
+    status = run_cli(main, ["--merge", *args], prog="compare_tuners")
+    out, err = capsys.readouterr()
+    return SimpleNamespace(returncode=status, stdout=out, stderr=err)
 
 
 # compare_tuners with FER Tune's confirmation run whatever time the budget leaves it: its time check
@@ -73,7 +87,7 @@ def test_bad_arguments_exit_2_with_one_line_and_no_output(tmp_path: Path, flags:
 
 
 @pytest.mark.slow
-def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
+def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     output = tmp_path / "compare"
     result = _compare(*SMALL, "--tools", ",".join(TOOLS), "--output", str(output))
     assert result.returncode == 0, result.stderr[-4000:]
@@ -118,7 +132,7 @@ def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
         assert row["best_val_by_budget"] is None or row["best_val_by_budget"] <= best
         if row["tool"] != "fertune":  # FER Tune's winner is the best of its confirmation, not of validation
             assert row["best_val_accuracy"] == best
-    _merge_gives_the_same_table(tmp_path, report, table)
+    _merge_gives_the_same_table(tmp_path, report, table, capsys)
     fertune = next(r for r in report["rows"] if r["tool"] == "fertune")
     seed = {k: v for k, v in seed_point().items() if k != "augment"}  # FER Tune tries it first, as search.run does
     assert any(all(t["config"].get(k) == v for k, v in seed.items()) for t in fertune["trials"])
@@ -132,17 +146,29 @@ def test_every_tool_searches_retrains_and_is_tabled(tmp_path: Path) -> None:
     assert fertune["best_val_accuracy"] == _best_by_validation(fertune["trials"])
 
 
-@pytest.mark.slow
-def test_fertune_s_winner_is_its_confirmations_best(tmp_path: Path) -> None:
-    """When its confirmation runs, FER Tune's winner is the best by cross-validation, which need
-    not be its best by validation: its row's winner, configuration and figure are that trial's."""
-    output = tmp_path / "compare"
+@pytest.fixture(scope="module")
+def confirmed_comparison(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One comparison of FER Tune (its confirmation run whatever the budget) and Optuna with
+    --final-models, shared by the tests of FER Tune's winner and of the final models: each run
+    of the harness starts Ray and trains every arm's winner and final model."""
+    output = tmp_path_factory.mktemp("confirmed") / "compare"
     result = subprocess.run([sys.executable, "-c", CONFIRM_WHATEVER_FITS, "--data", "synthetic:120", "--split",
-                             "subject", "--budget", "15s", "--max-epochs", "1", "--retrains", "1", "--tools", "fertune",
+                             "subject", "--budget", "15s", "--max-epochs", "1", "--retrains", "1",
+                             "--tools", "fertune,optuna", "--final-models",
                              "--fertune-args=--confirm 2 --confirm-folds 2", "--output", str(output)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return result, output
+
+
+@pytest.mark.slow
+def test_fertune_s_winner_is_its_confirmations_best(confirmed_comparison) -> None:
+    """When its confirmation runs, FER Tune's winner is the best by cross-validation, which need
+    not be its best by validation: its row's winner, configuration and figure are that trial's."""
+    result, output = confirmed_comparison
     assert result.returncode == 0, result.stderr[-4000:]
-    (row,) = json.loads((output / "compare.json").read_text())["rows"]
+    rows = json.loads((output / "compare.json").read_text())["rows"]
+    assert [r["tool"] for r in rows] == ["fertune", "optuna"]
+    row = rows[0]
     assert row["error"] is None, row
     confirmation = row["notes"]["confirmation"]
     assert confirmation["skipped"] is None and confirmation["folds"] == 2 and confirmation["n_scored"] > 0
@@ -174,10 +200,12 @@ def test_fertune_args_reach_the_fertune_arm(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_stop_at_budget_stops_every_peers_running_trials_at_the_budget(tmp_path: Path) -> None:
-    """--stop-at-budget: no trial runs its 100 epochs past a 4 s budget (let finish, Optuna's
-    first trial and every random-search trial would); the winners still retrain for all 100."""
+    """--stop-at-budget: no trial runs its 50 epochs past a 4 s budget (let finish, Optuna's
+    first trial and every random-search trial would); the winners still retrain for all 50."""
     output = tmp_path / "compare"
-    budget, epochs = 4.0, 100
+    # 50 epochs keep every trial far from its end at 4 s (on 2 cores each arm's trials ran 1-2 epochs
+    # by then, and a retrain took 0.5 s an epoch), and each winner's retrain is half of 100 epochs
+    budget, epochs = 4.0, 50
     result = _compare("--data", "synthetic:120", "--split", "subject", "--budget", f"{budget:g}s",
                       "--max-epochs", str(epochs), "--retrains", "1", "--tools", "kerastuner,optuna,ray_random",
                       "--stop-at-budget", "--output", str(output))
@@ -194,7 +222,8 @@ def test_stop_at_budget_stops_every_peers_running_trials_at_the_budget(tmp_path:
         assert row["winner_config"]["epochs"] == epochs and row["tests"][0]["n"] == report["n_test"]
 
 
-def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) -> None:
+def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str],
+                                capsys: pytest.CaptureFixture) -> None:
     """The comparison cut in two (as if one arm were re-run alone) and merged back: the same table."""
     parts = []
     for name, rows in (("a", report["rows"][:1]), ("b", report["rows"][1:])):
@@ -204,7 +233,7 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
         part.write_text(json.dumps({**report, "rows": cut}))
         parts.append(str(part))
     merged = tmp_path / "merged"
-    result = _compare("--merge", *reversed(parts), "--output", str(merged), timeout=120)
+    result = _merge(capsys, *reversed(parts), "--output", str(merged))
     assert result.returncode == 0, result.stderr[-2000:]
     assert [line for line in result.stdout.splitlines() if line.startswith("| ")] == table
     assert json.loads((merged / "compare.json").read_text())["merged"] == list(reversed(parts))
@@ -216,7 +245,7 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
     older = tmp_path / "older.json"  # from before --retrains: one retrain per winner, no range column
     old_row = {k: v for k, v in report["rows"][0].items() if k != "test_accuracy_range"}
     older.write_text(json.dumps({k: v for k, v in report.items() if k != "retrains"} | {"rows": [old_row]}))
-    result = _compare("--merge", str(older), "--output", str(tmp_path / "from_older"), timeout=120)
+    result = _merge(capsys, str(older), "--output", str(tmp_path / "from_older"))
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy = f"{100 * old_row['test_accuracy']:.1f}%"
     assert f"| {accuracy} | {accuracy[:-1]}-{accuracy} |" in result.stdout
@@ -225,7 +254,7 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
     options = tmp_path / "options.json"
     options.write_text(json.dumps({**report, "fertune_args": ["--confirm", "0"],
                                    "rows": [{**report["rows"][0], "seed": 43}]}))
-    result = _compare("--merge", parts[1], str(options), "--output", str(tmp_path / "with_peers"), timeout=120)
+    result = _merge(capsys, parts[1], str(options), "--output", str(tmp_path / "with_peers"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "with_peers" / "compare.json").read_text())["fertune_args"] == ["--confirm", "0"]
     assert "FER Tune with `--confirm 0`" in (tmp_path / "with_peers" / "compare.md").read_text()
@@ -234,18 +263,17 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str]) 
                             ([parts[0], str(other)], "budget_s is 30.0, not 15.0"),
                             ([parts[0], str(stopped)], "stop_at_budget is True, not False"),
                             ([parts[0], str(older)], "retrains is 1, not 2")):
-        result = _compare("--merge", *files, "--output", str(tmp_path / "refused"), timeout=120)
+        result = _merge(capsys, *files, "--output", str(tmp_path / "refused"))
         assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
 
 
 @pytest.mark.slow
-def test_final_models_are_built_by_search_runs_final_stage_for_every_tool(tmp_path: Path) -> None:
+def test_final_models_are_built_by_search_runs_final_stage_for_every_tool(confirmed_comparison, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
     """--final-models: each arm's 5 best configs (FER Tune's by its confirmation, Optuna's by
     validation) retrained at three times their epochs, averaged and tested; tabled beside the winner."""
-    output = tmp_path / "compare"
-    result = _compare("--data", "synthetic:120", "--split", "subject", "--budget", "12s", "--max-epochs", "1",
-                      "--retrains", "1", "--tools", "fertune,optuna", "--final-models", "--output", str(output))
+    result, output = confirmed_comparison
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((output / "compare.json").read_text())
     assert report["final_models"] is True
@@ -267,13 +295,14 @@ def test_final_models_are_built_by_search_runs_final_stage_for_every_tool(tmp_pa
             picked = {m["trial_id"] for m in members} | {d["trial_id"] for d in row["final_dropped"]}
             floor = min(scored[t]["val_accuracy"] for t in picked)
             assert all(t["val_accuracy"] <= floor for i, t in scored.items() if i not in picked)
-        else:  # FER Tune: its confirmation's ranking first, as search.run picks its members
+        else:  # FER Tune: its confirmation's ranking first (cross-validated here), as search.run picks its members
+            assert row["notes"]["confirmation"]["skipped"] is None
             ranked = [t["trial_id"] for t in row["notes"]["confirmation"]["trials"]]
             assert [m["trial_id"] for m in members][:len(ranked)] == ranked[:len(members)]
     markdown = (output / "compare.md").read_text()
     assert "Final model: the arm's final model as search.run builds FER Tune's" in markdown
     merged = tmp_path / "merged"  # a merge tables the final models too
-    result = _compare("--merge", str(output / "compare.json"), "--output", str(merged), timeout=120)
+    result = _merge(capsys, str(output / "compare.json"), "--output", str(merged))
     assert result.returncode == 0 and header in result.stdout, result.stderr[-2000:]
 
 
