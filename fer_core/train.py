@@ -173,8 +173,8 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     of a ``.keras`` model saved mid-training and the history so far: training continues from
     the next epoch with the optimizer's state. ``init`` (a :class:`fer_core.transfer.Pretrained`)
     fine-tunes that network with a new head instead of training ``config``'s from scratch.
-    ``seconds``: train within about this long: the first epoch's time says how many of the config's
-    epochs fit (at least one), and its schedule runs over those (:func:`fitted_epochs`).
+    ``seconds``: train within about this long: the epochs' times say how many of the config's epochs
+    fit (at least one), and its schedule runs over those (:func:`fitted_epochs`).
     Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
     started = time.perf_counter()
@@ -242,10 +242,11 @@ def make_optimizer(config: TrainConfig):
 
 
 class _TimeFitter:
-    """Sets the plan's epochs after the first and second epochs of this fit to those that fit in
-    ``seconds`` (:func:`fitted_epochs`), and ends training there. Those epochs run at (about) the
-    base rate in every schedule, so the schedule fitted afterwards is the one the config would have
-    run over that many epochs. A lazily built Keras callback, as :class:`_EpochReporter`."""
+    """Sets the plan's epochs after each epoch of this fit's first half to those that fit in
+    ``seconds`` at the last epoch's pace (:func:`fitted_epochs`), and ends training there. Those
+    epochs run at (about) the base rate in every schedule, so the schedule fitted afterwards is the
+    one the config would have run over that many epochs. A lazily built Keras callback, as
+    :class:`_EpochReporter`."""
 
     def __new__(cls, plan, seconds, started, first_epoch):
         import dataclasses
@@ -260,8 +261,10 @@ class _TimeFitter:
 
             def on_epoch_end(self, epoch, logs=None):
                 config = plan["config"]
-                # planned after the first epoch, then again after the second, which has no graph to build
-                if epoch in (first_epoch, first_epoch + 1) and epoch + 1 < config.epochs:
+                # planned after every epoch of the plan's first half (the first has a graph to build; a
+                # busy machine's pace changes): the base rate runs there in every schedule but cosine,
+                # whose curve then bends a little later
+                if (epoch <= first_epoch + 1 or 2 * (epoch + 1) <= config.epochs) and epoch + 1 < config.epochs:
                     now = time.perf_counter()
                     epochs = fitted_epochs(asked, seconds, now - started, now - self.began, epoch + 1)
                     if epochs != config.epochs:
