@@ -79,6 +79,7 @@ def test_a_budget_too_short_to_search_trains_the_prior_s_best_for_it(tmp_path: P
                         "--name", "short", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no search:" in result.stderr
+    assert "final stage: 0 of 2 trainings done" in result.stderr  # a line a minute while it trains
     report = json.loads((tmp_path / "short" / "report.json").read_text())
     assert [t["status"] for t in report["trials"]] == ["prior"] * len(PRIOR)
     assert "a search needs to pay" in report["search_skipped"]

@@ -39,6 +39,7 @@ UNTRIED_SHARE = 0.25
 # with one slot the members and the seed's recipe run one after another: the members get this
 # share of a deadline's time, the seed's recipe the rest
 MEMBERS_SHARE_ONE_SLOT = 0.75
+PROGRESS_EVERY_S = 60.0  # the final stage's line of progress when it trains to a deadline
 
 
 def final_config(params: dict, epochs_scale: float, mixup: float = 0.0,
@@ -131,6 +132,8 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
     refs = {name: task.remote(config, train_ref, test_ref, resources.threads, mirror=mirror.get(name, True),
                               init=None if name in scratch else init_ref, deadline=deadlines.get(name))
             for name, config in configs.items()}
+    if deadlines:
+        _wait_saying_time_left(list(refs.values()), max(deadlines.values()))
     results = {}
     for name, ref in refs.items():
         try:
@@ -139,6 +142,19 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
             kind, reason = failure_reason(exc)
             results[name] = {kind: reason}
     return results
+
+
+def _wait_saying_time_left(refs: list, deadline: float) -> None:
+    """Wait for the trainings ``refs``, saying every :data:`PROGRESS_EVERY_S` how many are done and the
+    time left before ``deadline``: a run that does not search spends its whole budget here."""
+    import ray  # not before search.cluster.start_ray has chosen Ray's authentication mode
+
+    waiting = list(refs)
+    while waiting:
+        _, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=PROGRESS_EVERY_S)
+        if waiting:
+            log.info("final stage: %d of %d trainings done, %.0f s left of the budget", len(refs) - len(waiting),
+                     len(refs), max(0.0, deadline - now()))
 
 
 def member_learned(history: Sequence[dict], trial_history: Sequence[dict], majority: float) -> bool:
