@@ -27,10 +27,11 @@ from search.budget import BUDGET_FILE, RAY_START_S, Budget, check_budget, now
 from search.cli import Command
 from search.cluster import start_ray
 from search.final.confirm import folds_of
-from search.pipeline import finish, open_state, search_interrupted, search_skipped, search_trials, skipped_search
+from search.pipeline import finish, open_state, search_interrupted, search_skipped, search_trials
 from search.records import FoldRecord, FoldsReport
 from search.rundir import TUNE_DIR, write_atomic
 from search.settings import RunSettings
+from search.tuning.prior import prior_records
 
 log = logging.getLogger("search.folds")
 
@@ -107,7 +108,7 @@ def run_fold(settings: RunSettings, folder: Path, data: Dataset, splits: Splits,
     log.info("outer fold %d: %d test faces%s held out; searching on %d train and %d validation faces", fold + 1,
              len(splits.test), f" of {people} people" if people else "", len(splits.train), len(splits.val))
     skipped = search_skipped(settings, splits, budget)
-    trials = skipped_search(settings) if skipped else search_trials(settings, folder, splits, budget, resume=resume)
+    trials = prior_records(settings.search) if skipped else search_trials(settings, folder, splits, budget, resume=resume)
     if not skipped and search_interrupted(trials, settings, budget):
         return None
     finished = finish(settings, folder, data, splits, trials, budget, export=False, skipped=skipped)

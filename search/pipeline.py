@@ -33,7 +33,7 @@ from search.report.final_run import write_final_run
 from search.report.plots import plot_confusion
 from search.rundir import BEST_DIR, TENSORBOARD_DIR, read_state, write_state
 from search.settings import RunSettings
-from search.tuning.prior import SEED_LEAVES_SHARE, prior_points, prior_records, search_pays, training_seconds
+from search.tuning.prior import SEED_LEAVES_SHARE, prior_points, search_pays, training_seconds
 from search.tuning.trials import trial_record
 
 log = logging.getLogger("search.pipeline")
@@ -111,11 +111,6 @@ def search_skipped(settings: RunSettings, splits: Splits, budget: Budget) -> Opt
         log.warning("no search: %s; the time budget trains the built-in prior's best config instead "
                     "(a longer --time-budget searches)", why)
     return why
-
-
-def skipped_search(settings: RunSettings) -> list[TrialRecord]:
-    """The trials of a run that does not search: the built-in prior's configs, unrun."""
-    return prior_records(settings.search)
 
 
 def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, budget: Budget,

@@ -22,11 +22,11 @@ from search.budget import now
 from search.cli import Command, parse
 from search.cluster import check_address, start_ray
 from search.folds import run_folds
-from search.pipeline import (finish, load_and_split, open_run, search_interrupted, search_skipped, search_trials,
-                             skipped_search)
+from search.pipeline import finish, load_and_split, open_run, search_interrupted, search_skipped, search_trials
 from search.report.build import build_report, write_folds_report, write_report
 from search.report.markdown import folds_summary_text, summary_text
 from search.rundir import TUNE_DIR
+from search.tuning.prior import prior_records
 
 log = logging.getLogger("search.run")
 
@@ -57,7 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     clock = now()
     skipped = search_skipped(settings, splits, budget)
     if skipped:
-        trials = skipped_search(settings)
+        trials = prior_records(settings.search)
     else:
         trials = search_trials(settings, command.run_dir, splits, budget, resume=command.resume)
     timings["search_s"] = now() - clock
