@@ -114,8 +114,7 @@ def _other_size(card: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["unreadable photo", "photo after a good one is unreadable", "empty folder",
                                   "missing photo", "folder without a card", "card of other classes",
-                                  "card of another input size", "no model file for the backend",
-                                  "no --model flag"])
+                                  "card of another input size", "no model file for the backend"])
 def test_cli_bad_input_is_one_line_exit_2_and_nothing_written(case: str, model_dir: Path, photos: Path,
                                                               tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "bad.png"
@@ -142,12 +141,9 @@ def test_cli_bad_input_is_one_line_exit_2_and_nothing_written(case: str, model_d
         model = str(_bad_model(model_dir, tmp_path, lambda card: None))
         (Path(model) / "model.tflite").unlink()
         backend, where = "tflite", str(Path(model) / "model.tflite")
-    else:
-        model, where = None, "--model"
     output = tmp_path / "out"
     before = sorted(p.name for p in tmp_path.iterdir())
-    flags = ["--model", model] if model else []
-    status, out, err = _cli([*flags, *inputs, "--output", str(output), "--backend", backend], capsys)
+    status, out, err = _cli(["--model", model, *inputs, "--output", str(output), "--backend", backend], capsys)
     assert status == 2
     assert out == [] and len(err) == 1 and err[0].startswith("predict: error: ") and where in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output folder, no staging folder
