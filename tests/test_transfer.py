@@ -155,10 +155,10 @@ def test_the_readmes_two_steps_on_synthetic_faces(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
 
-    run("--data", "synthetic:300", "--trials", "2", "--max-epochs", "2", "--confirm", "0", "--ensemble", "1",
+    run("--data", "synthetic:150", "--trials", "1", "--max-epochs", "2", "--confirm", "0", "--ensemble", "1",
         "--name", "large")
-    run("--data", "synthetic:300:1", "--init", str(tmp_path / "large" / "best"), "--trials", "3", "--max-epochs", "2",
-        "--confirm", "0", "--ensemble", "2", "--name", "small")
+    run("--data", "synthetic:300:1", "--init", str(tmp_path / "large" / "best"), "--trials", "2", "--max-epochs", "2",
+        "--confirm", "0", "--ensemble", "1", "--name", "small")
     first = json.loads((tmp_path / "large" / "best" / "model_card.json").read_text())
     report = json.loads((tmp_path / "small" / "report.json").read_text())
     card = json.loads((tmp_path / "small" / "best" / "model_card.json").read_text())
