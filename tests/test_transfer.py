@@ -1,5 +1,5 @@
 """Fine-tuning a trained model (--init): its weights with a new head, blocks held still, the
-transferred layers' rate, the fine-tuning space, and the two-step recipe of the README."""
+transferred layers' rate, the fine-tuning space, and the second step of the README's recipe."""
 
 from __future__ import annotations
 
@@ -146,27 +146,23 @@ def test_the_fine_tuning_space_keeps_the_architecture_and_searches_how_to_fine_t
 
 
 @pytest.mark.slow
-def test_the_readmes_two_steps_on_synthetic_faces(tmp_path: Path) -> None:
-    """Search on one set of faces, then fine-tune its model on another, as the README writes it."""
-    def run(*args: str) -> None:
-        # the final members train their trial's epochs: what is asserted is what the second run took from the first
-        result = subprocess.run([sys.executable, "-m", "search.run", *args, "--final-epochs-scale", "1",
-                                 "--output", str(tmp_path)], cwd=ROOT,
-                                capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stderr[-3000:]
-
-    run("--data", "synthetic:150", "--trials", "1", "--max-epochs", "2", "--confirm", "0", "--ensemble", "1",
-        "--name", "large")
-    run("--data", "synthetic:300:1", "--init", str(tmp_path / "large" / "best"), "--trials", "2", "--max-epochs", "2",
-        "--confirm", "0", "--ensemble", "1", "--name", "small")
-    first = json.loads((tmp_path / "large" / "best" / "model_card.json").read_text())
+def test_the_readmes_second_step_fine_tunes_a_runs_model_on_other_faces(pretrained_dir: Path, tmp_path: Path) -> None:
+    """The README's second step, ``search.run --init runs/NAME/best`` on another set of faces, from a
+    model exported as a run exports it (that a run exports one: test_run's end-to-end test)."""
+    result = subprocess.run([sys.executable, "-m", "search.run", "--data", "synthetic:300:1", "--init",
+                             str(pretrained_dir), "--trials", "2", "--max-epochs", "2", "--confirm", "0",
+                             "--ensemble", "1", "--final-epochs-scale", "1", "--output", str(tmp_path),
+                             "--name", "small"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = json.loads((pretrained_dir / "model_card.json").read_text())
     report = json.loads((tmp_path / "small" / "report.json").read_text())
     card = json.loads((tmp_path / "small" / "best" / "model_card.json").read_text())
     for said in (report["initialized_from"], card["initialized_from"]):
-        assert said["source"] == str((tmp_path / "large" / "best").resolve())
+        assert said["source"] == str(pretrained_dir.resolve())
         assert said["data_fingerprint"] == first["data_fingerprint"] != card["data_fingerprint"]
         assert said["metrics"]["test_accuracy"] == first["metrics"]["test_accuracy"]
     architecture = {k: first["config"][k] for k in report["initialized_from"]["architecture"]}
+    assert architecture["conv_blocks"] == TINY.conv_blocks and architecture["base_filters"] == TINY.base_filters
     for trial in report["trials"]:
         assert {k: trial["config"][k] for k in architecture} == architecture
     assert report["seed_recipe_test_accuracy"] is not None  # the seed's recipe, from scratch, beside it
