@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 from fer_core.errors import ConfigError, FerInputError
 from fer_core.faces import CROP_MARGIN, DETECTOR
 from fer_core.runtime import configure_tensorflow
+from fer_core.staging import staging_folder
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -52,7 +52,7 @@ def export_model(model, directory: str | os.PathLike, class_names: Sequence[str]
 
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = staging_folder(target)
     try:
         model.save(staging / KERAS_FILE)
         model.export(str(staging / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
@@ -166,7 +166,7 @@ def _swap_into_place(staging: Path, target: Path) -> None:
     if _exchange(staging, target):
         shutil.rmtree(staging, ignore_errors=True)
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+    aside = staging_folder(target, "old-")
     os.replace(target, aside / target.name)
     os.replace(staging, target)
     shutil.rmtree(aside, ignore_errors=True)

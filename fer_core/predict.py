@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -37,6 +36,7 @@ from fer_core.images import IMAGE_SUFFIXES, read_gray
 from fer_core.errors import DataError, FerInputError, run_cli
 from fer_core.faces import MIN_FACE
 from fer_core.predictor import BACKENDS, Face, Predictor
+from fer_core.staging import staging_folder
 from fer_core.video import (VIDEO_SUFFIXES, AnnotatedVideo, VideoFrame, check_video, frame_times, plot_timeline,
                             predict_video, summarize, summary_lines)
 
@@ -125,8 +125,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         # beside the output, so that the final rename stays on one file system
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
-        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would carry over to the output folder
+        staging = staging_folder(output)
     try:
         rows, counts = [], {"photos": 0, "faces": 0, "no_face": 0, "unreadable": 0}
         for photo, faces in _predict_all(predictor, photos, args.min_face, counts):
@@ -301,12 +300,6 @@ def write_csv(rows: Sequence[dict[str, Any]], class_names: Sequence[str], target
                 continue
             writer.writerow([row["file"], *when, row["face"], *row["box"], row["label"], row["confidence"],
                              *(row["probabilities"][n] for n in class_names), ""])
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _move_into(staging: Path, output: Path) -> None:

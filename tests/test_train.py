@@ -170,6 +170,7 @@ def test_export_round_trip_predicts_the_same_classes(faces, tmp_path: Path) -> N
     test-time augmentation) predicts the same in every form."""
     from fer_core.export import export_model, load_predictors
     from fer_core.model import build_cnn, build_predictor
+    from fer_core.staging import current_umask
     from fer_core.train import fit, predict_proba
 
     train, val = faces
@@ -184,6 +185,7 @@ def test_export_round_trip_predicts_the_same_classes(faces, tmp_path: Path) -> N
     target = export_model(model, tmp_path / "best", train.class_names, TrainConfig(**SMALL).to_dict(),
                           metrics={"accuracy": 0.5}, data_fingerprint=train.fingerprint())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no staging folder left behind
+    assert target.stat().st_mode & 0o777 == 0o777 & ~current_umask()  # as mkdir makes it, not mkdtemp's 0700
     card = json.loads((target / "model_card.json").read_text())
     assert card["class_names"] == list(train.class_names)
     assert card["input_shape"] == [None, 48, 48, 1]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from fer_core.runtime import configure_tensorflow
+from fer_core.staging import staging_folder
 
 SCALARS = ("val_accuracy", "val_macro_f1", "val_loss", "train_loss", "train_accuracy", "learning_rate")
 
@@ -25,7 +25,7 @@ def write_final_run(logdir: Path, history: Sequence[Mapping[str, float]], class_
 
     logdir = Path(logdir)
     logdir.parent.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix=f".{logdir.name}-", dir=logdir.parent))
+    fresh = staging_folder(logdir)
     writer = tf.summary.create_file_writer(str(fresh))
     with writer.as_default():
         for row in history:
