@@ -140,10 +140,11 @@ def test_every_tool_searches_retrains_and_is_tabled(comparison, tmp_path: Path,
     fertune = next(r for r in report["rows"] if r["tool"] == "fertune")
     seed = {k: v for k, v in seed_point().items() if k != "augment"}  # FER Tune tries it first, as search.run does
     assert any(all(t["config"].get(k) == v for k, v in seed.items()) for t in fertune["trials"])
-    # its confirmation ran (whatever the budget): the winner is the best by cross-validation
-    # (test_fertune_s_winner_is_its_confirmations_best), within the search's budget
-    assert fertune["search_wall_clock_s"] < report["budget_s"] + 10
-    assert fertune["notes"]["confirmation"]["skipped"] is None
+    # its confirmation ran, whatever the budget (CONFIRM_WHATEVER_FITS), and is part of its wall-clock:
+    # the search before it kept to the budget. Its winner: test_fertune_s_winner_is_its_confirmations_best
+    confirmation = fertune["notes"]["confirmation"]
+    assert confirmation["skipped"] is None and confirmation["seconds"] > 0
+    assert fertune["search_wall_clock_s"] - confirmation["seconds"] < report["budget_s"] + 10
 
 
 @pytest.mark.slow
