@@ -35,7 +35,8 @@ points on a few hundred test faces, which would otherwise decide the test column
 With ``--final-models`` each arm also builds and tests a final model as ``search.run`` builds
 FER Tune's (``search.final.retrain.retrain_members``: the 5 best configs at three times their epochs on
 train + validation, each checked for learning, their probabilities averaged with mirror
-test-time augmentation), by the same code for every tool; what differs is which configs:
+test-time augmentation; ``--ensemble`` and ``--final-epochs-scale`` in ``--fertune-args`` change
+it for every tool), by the same code for every tool; what differs is which configs:
 FER Tune's are ranked by its confirmation, every other tool's by validation accuracy
 (``search.final.ranking.pick_ensemble``). The winner's column is what a user of the tool gets from
 its best trial; this one is what FER Tune's final stage makes of each tool's trials.
@@ -73,7 +74,7 @@ from typing import Any, Optional
 import numpy as np
 
 from fer_core import SPLITS, ConfigError, Splits, evaluate_predictions, load, make_splits, run_cli
-from search import (DEFAULT_MAX_EPOCHS, RunSettings, TrialRecord, build_parser, check_writable,
+from search import (DEFAULT_MAX_EPOCHS, TrialRecord, build_parser, check_writable,
                     final_networks, output_path, parse_duration, pick_ensemble, retrain_members, run_settings,
                     start_ray, train_and_score, write_atomic)
 from search import check_args as check_run_args
@@ -86,10 +87,10 @@ TOOLS = ("fertune", "kerastuner", "optuna", "ray_random")
 HARNESS_FLAGS = ("--trials", "--time-budget", "--max-epochs", "--seed", "--data", "--split", "--output", "--name",
                  "--resume", "--address")
 # --final-models, in its help and under the table
-FINAL_MODEL_TEXT = ("the arm's final model as search.run builds FER Tune's (its 5 best configs at three times their "
-                    "epochs on train + validation, each checked for learning, averaged with mirror test-time "
-                    "augmentation), FER Tune's configs ranked by its confirmation, the other tools' by validation "
-                    "accuracy")
+FINAL_MODEL_TEXT = ("the arm's final model as search.run builds FER Tune's (its final stage, as --fertune-args set "
+                    "it for every arm: by default the 5 best configs at three times their epochs on train + "
+                    "validation, each checked for learning, averaged with mirror test-time augmentation), FER "
+                    "Tune's configs ranked by its confirmation, the other tools' by validation accuracy")
 SHARE_OF_BEST = 0.95  # "time to 95%": when the best so far first reached this share of the final best
 DEFAULT_RETRAINS = 3
 
@@ -522,7 +523,7 @@ def final_model_row(arm: ArmResult, ctx: Context) -> dict[str, Any]:
     row (``final_error``) and loses none of the arm's other figures."""
     import ray
 
-    settings = arm.settings or RunSettings()
+    settings = arm.settings or ctx.fertune_settings(arm.seed)  # every arm's final stage is FER Tune's
     members = final_members(arm, settings.final.ensemble)
     empty = {"final_test_accuracy": None, "final_test_macro_f1": None, "final_members": [], "final_dropped": [],
              "final_s": None, "final_error": None}

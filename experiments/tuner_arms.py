@@ -79,6 +79,15 @@ class Context:
         """Whether an arm that started at ``started`` (a ``time.time()``) must stop its running trials."""
         return self.stop_at_budget and time.time() - started >= self.budget_s
 
+    def fertune_settings(self, seed: int) -> Any:
+        """``search.run``'s settings (:class:`search.settings.RunSettings`) for FER Tune's arm at ``seed``:
+        the harness's flags and ``--fertune-args``, sized for the training faces as ``search.run`` sizes them."""
+        args = build_parser().parse_args(["--trials", TRIAL_CAP, "--time-budget", self.budget_text,
+                                          "--max-epochs", str(self.max_epochs), "--seed", str(seed),
+                                          "--data", self.data, "--split", self.split, *self.fertune_args])
+        check_args(args)
+        return run_settings(args).sized_for(len(self.splits.train))
+
     @property
     def large(self) -> bool:
         """Whether every arm searches the large data set's space (``search.tuning.space.is_large``), as FER Tune does."""
@@ -130,12 +139,7 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
     """FER Tune through ``search.run``'s own stages: its flags, Ray start, search and confirmation."""
     import ray
 
-    # --fertune-args were checked by compare_tuners before any arm ran
-    args = build_parser().parse_args(["--trials", TRIAL_CAP, "--time-budget", ctx.budget_text,
-                                      "--max-epochs", str(ctx.max_epochs), "--seed", str(seed),
-                                      "--data", ctx.data, "--split", ctx.split, *ctx.fertune_args])
-    check_args(args)
-    settings = run_settings(args).sized_for(len(ctx.splits.train))
+    settings = ctx.fertune_settings(seed)  # --fertune-args were checked by compare_tuners before any arm ran
     arm_dir.mkdir(parents=True)
     settings = settings.on_cluster(start_ray(None, settings.search.resources))
     try:

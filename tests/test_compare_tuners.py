@@ -18,6 +18,9 @@ SMALL = ["--data", "synthetic:120", "--split", "subject", "--budget", "15s", "--
          "--retrains", "2"]
 
 
+FERTUNE_ARGS = "--confirm 2 --confirm-folds 2 --ensemble 2 --final-epochs-scale 1"  # the shared comparison's
+
+
 def _compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "experiments.compare_tuners", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
@@ -81,11 +84,12 @@ def test_bad_arguments_exit_2_with_one_line_and_no_output(tmp_path: Path, flags:
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """One comparison of every tool, FER Tune's confirmation run whatever the budget, with
-    --final-models: shared by the tests of the table, of FER Tune's winner and of the final models,
-    since each run of the harness starts Ray and trains every arm's winners and final model."""
+    --final-models of 2 members at their trials' epochs: shared by the tests of the table, of FER
+    Tune's winner and of the final models, since each run of the harness starts Ray and trains
+    every arm's winners and final model."""
     output = tmp_path_factory.mktemp("compare") / "compare"
     result = subprocess.run([sys.executable, "-c", CONFIRM_WHATEVER_FITS, *SMALL, "--tools", ",".join(TOOLS),
-                             "--final-models", "--fertune-args=--confirm 2 --confirm-folds 2",
+                             "--final-models", f"--fertune-args={FERTUNE_ARGS}",
                              "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     return result, output
 
@@ -187,12 +191,12 @@ def test_fertune_args_reach_the_fertune_arm(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_stop_at_budget_stops_every_peers_running_trials_at_the_budget(tmp_path: Path) -> None:
-    """--stop-at-budget: no trial runs its 50 epochs past a 4 s budget (let finish, Optuna's
-    first trial and every random-search trial would); the winners still retrain for all 50."""
+    """--stop-at-budget: no trial runs its 20 epochs past a 4 s budget (let finish, Optuna's
+    first trial and every random-search trial would); the winners still retrain for all 20."""
     output = tmp_path / "compare"
-    # 50 epochs keep every trial far from its end at 4 s (on 2 cores each arm's trials ran 1-2 epochs
-    # by then, and a retrain took 0.5 s an epoch), and each winner's retrain is half of 100 epochs
-    budget, epochs = 4.0, 50
+    # 20 epochs keep every trial far from its end at 4 s: on 2 cores each arm's trials ran 1-2 epochs
+    # by then (CI's run of the earlier 50); each winner's retrain of 20 takes about 8 s
+    budget, epochs = 4.0, 20
     result = _compare("--data", "synthetic:120", "--split", "subject", "--budget", f"{budget:g}s",
                       "--max-epochs", str(epochs), "--retrains", "1", "--tools", "kerastuner,optuna,ray_random",
                       "--stop-at-budget", "--output", str(output))
@@ -259,8 +263,9 @@ def _merge_gives_the_same_table(tmp_path: Path, report: dict, table: list[str],
 @pytest.mark.slow
 def test_final_models_are_built_by_search_runs_final_stage_for_every_tool(comparison, tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
-    """--final-models: each arm's 5 best configs (FER Tune's by its confirmation, a peer's by
-    validation) retrained at three times their epochs, averaged and tested; tabled beside the winner."""
+    """--final-models: each arm's best configs (FER Tune's by its confirmation, a peer's by validation),
+    as many as FER Tune's --ensemble and at its --final-epochs-scale (2, 1x), retrained, averaged and
+    tested; tabled beside the winner."""
     result, output = comparison
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((output / "compare.json").read_text())
@@ -274,9 +279,9 @@ def test_final_models_are_built_by_search_runs_final_stage_for_every_tool(compar
         members = row["final_members"]
         scored = {t["trial_id"]: t for t in row["trials"] if t["status"] != "failed"}
         distinct = {json.dumps(t["config"], sort_keys=True) for t in scored.values()}
-        assert len(members) + len(row["final_dropped"]) == min(5, len(distinct)), row["tool"]
-        for member in members:  # each a trial of this arm, at three times the trial's epoch
-            assert member["trial_id"] in scored and member["epochs"] == 3 and 0.0 <= member["test_accuracy"] <= 1.0
+        assert len(members) + len(row["final_dropped"]) == min(2, len(distinct)), row["tool"]
+        for member in members:  # each a trial of this arm, at once its trial's one epoch
+            assert member["trial_id"] in scored and member["epochs"] == 1 and 0.0 <= member["test_accuracy"] <= 1.0
         if row["tool"] != "fertune":  # a peer's best by validation (one epoch: every trial ran to the end)
             accuracies = [m["val_accuracy"] for m in members]
             assert accuracies == sorted(accuracies, reverse=True)
