@@ -4,14 +4,12 @@ transferred layers' rate, the fine-tuning space, and the second step of the READ
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import search_run
 from fer_core.config import TrainConfig
 from fer_core.errors import ConfigError
 
@@ -149,10 +147,9 @@ def test_the_fine_tuning_space_keeps_the_architecture_and_searches_how_to_fine_t
 def test_the_readmes_second_step_fine_tunes_a_runs_model_on_other_faces(pretrained_dir: Path, tmp_path: Path) -> None:
     """The README's second step, ``search.run --init runs/NAME/best`` on another set of faces, from a
     model exported as a run exports it (that a run exports one: test_run's end-to-end test)."""
-    result = subprocess.run([sys.executable, "-m", "search.run", "--data", "synthetic:300:1", "--init",
-                             str(pretrained_dir), "--trials", "2", "--max-epochs", "2", "--confirm", "0",
-                             "--ensemble", "1", "--final-epochs-scale", "1", "--output", str(tmp_path),
-                             "--name", "small"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = search_run("--data", "synthetic:300:1", "--init", str(pretrained_dir), "--trials", "2",
+                        "--max-epochs", "2", "--confirm", "0", "--ensemble", "1", "--final-epochs-scale", "1",
+                        "--output", str(tmp_path), "--name", "small")
     assert result.returncode == 0, result.stderr[-3000:]
     first = json.loads((pretrained_dir / "model_card.json").read_text())
     report = json.loads((tmp_path / "small" / "report.json").read_text())
