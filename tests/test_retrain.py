@@ -72,6 +72,38 @@ def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_d
     assert set(extra) == {"seed"} and 0.0 <= extra["seed"]["metrics"]["accuracy"] <= 1.0
 
 
+
+@pytest.mark.slow
+def test_trained_to_a_deadline_the_seed_recipe_starts_before_a_member_beyond_its_free_slots() -> None:
+    """Two members and the seed's recipe on two slots, all to one deadline: the seed's recipe trains
+    its whole schedule at once and the second member after it, in the time it left; were the members
+    first, the seed's recipe would start at the deadline and train one epoch."""
+    import ray
+
+    from fer_core.data import load
+    from fer_core.splits import make_splits
+    from search.budget import now
+    from search.final.retrain import build_final_model
+    from search.settings import Resources
+
+    splits = make_splits(load("synthetic:300"), "subject")
+    small = dict(conv_blocks=2, base_filters=8, dense_units=32, batch_size=16, normalize="standardize",
+                 augment=False, learning_rate=3e-3)
+    members = [TrialRecord(f"prior{i}", "prior", {**seed_point(), **small, "epochs": 400, "seed": i}) for i in (1, 2)]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        final = build_final_model(members, splits, FinalSettings(ensemble=2, epochs_scale=1.0, seed_epochs=2,
+                                                                 inputs=("standardize",)),
+                                  Resources(), deadline=now() + TASK_OVERHEAD_S + 20, slots=2)
+    finally:
+        ray.shutdown()
+    assert len(final.seed_recipe["history"]) == 2  # its whole (shortened) schedule
+    assert all(1 <= len(m.history) < 400 for m in final.kept)  # fitted to the deadline
+    # the second member trained in the seconds the seed's recipe left: kept, or (a few epochs on a busy
+    # machine) dropped for not learning, never failed
+    short = [d["trial_id"] for d in final.dropped if d["reason"].startswith("did not learn")]
+    assert sorted([m.trial.trial_id for m in final.kept] + short) == ["prior1", "prior2"]
+
 def _trial(trial_id: str, seconds: float, epochs: int = 4, **config) -> TrialRecord:
     return TrialRecord(trial_id, "completed", {**seed_point(), "epochs": epochs, **config},
                        history=({"train_seconds": seconds, "val_seconds": 0.0},) * 3)

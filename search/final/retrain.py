@@ -178,8 +178,8 @@ def member_learned(history: Sequence[dict], trial_history: Sequence[dict], major
 
 def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfig], splits: Splits,
                     resources: Resources, extra: Optional[dict[str, dict]] = None,
-                    init: Optional[Pretrained] = None,
-                    deadlines: Optional[dict[str, float]] = None) -> tuple[list[Member], list[dict], dict]:
+                    init: Optional[Pretrained] = None, deadlines: Optional[dict[str, float]] = None,
+                    extra_first: bool = False) -> tuple[list[Member], list[dict], dict]:
     """Retrain the final members (and the ``extra`` named configs, alongside, from scratch) on
     train + validation; the members fine-tune ``init``, if given.
 
@@ -187,15 +187,18 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
     once at its seed plus :data:`RESEED_OFFSET`; if that fails too it is dropped. When no
     member learned at all, the ones that produced weights are kept rather than export
     nothing. ``deadlines``: by name (``member0``, ... and the ``extra`` names), when each training must
-    end; a kept member's config then holds the epochs it trained. Returns ``(kept, dropped,
+    end; a kept member's config then holds the epochs it trained. ``extra_first``: the ``extra``
+    trainings start before the members (Ray starts tasks in the order they come), so that a member
+    beyond the free slots waits for them, not they for it. Returns ``(kept, dropped,
     extra_results)`` as :class:`FinalModel` holds them.
     Raises :class:`fer_core.train.TrainingDiverged` when no member produced weights.
     """
     labels = np.concatenate([splits.train.labels, splits.val.labels])
     majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
     names = [f"member{i}" for i in range(len(members))]
-    first = retrain_and_test({**{n: c.to_dict() for n, c in zip(names, configs)}, **(extra or {})},
-                             splits, resources, mirror={name: False for name in extra or {}}, init=init,
+    trainings = {n: c.to_dict() for n, c in zip(names, configs)}
+    trainings = {**(extra or {}), **trainings} if extra_first else {**trainings, **(extra or {})}
+    first = retrain_and_test(trainings, splits, resources, mirror={name: False for name in extra or {}}, init=init,
                              scratch=list(extra or {}), deadlines=deadlines)
     outcome = {n: (m, c, first[n]) for n, m, c in zip(names, members, configs)}
 
@@ -258,8 +261,11 @@ def build_final_model(members: Sequence[TrialRecord], splits: Splits, settings: 
     if deadline is not None:
         ends = deadline if slots > 1 else now() + MEMBERS_SHARE_ONE_SLOT * (deadline - now())
         deadlines = {**{f"member{i}": ends for i in range(len(configs))}, "seed": deadline}
+    # trained to a deadline on several slots, the seed's recipe starts at once: a member more than
+    # the slots it leaves trains after it, on its slot, in the time it left (Ray starts tasks in order)
     kept, dropped, extra = retrain_members(trials, configs, splits, resources, extra={"seed": seed_recipe.to_dict()},
-                                           init=init, deadlines=deadlines)
+                                           init=init, deadlines=deadlines,
+                                           extra_first=deadline is not None and slots > 1)
     seed_recipe = extra["seed"]
     if "metrics" not in seed_recipe:
         log.warning("the seed's recipe did not finish its retrain: %s", next(iter(seed_recipe.values())))
