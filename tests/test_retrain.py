@@ -72,7 +72,6 @@ def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_d
     assert set(extra) == {"seed"} and 0.0 <= extra["seed"]["metrics"]["accuracy"] <= 1.0
 
 
-
 @pytest.mark.slow
 def test_trained_to_a_deadline_the_seed_recipe_starts_before_a_member_beyond_its_free_slots() -> None:
     """Two members and the seed's recipe on two slots, all to one deadline: the seed's recipe trains
@@ -103,6 +102,7 @@ def test_trained_to_a_deadline_the_seed_recipe_starts_before_a_member_beyond_its
     # machine) dropped for not learning, never failed
     short = [d["trial_id"] for d in final.dropped if d["reason"].startswith("did not learn")]
     assert sorted([m.trial.trial_id for m in final.kept] + short) == ["prior1", "prior2"]
+
 
 def _trial(trial_id: str, seconds: float, epochs: int = 4, **config) -> TrialRecord:
     return TrialRecord(trial_id, "completed", {**seed_point(), "epochs": epochs, **config},

@@ -22,7 +22,7 @@ from search.tuning.space import INPUT_SHAPE, define_space, seed_point
 # best first, in the large space's parameter names, the seed's recipe's values for the rest; each
 # trains for the search's epoch budget. Ranked at the length a run too short to search trains its
 # first config (about an hour on one thread): the mirror image only, 62.1% / 0.599 on PublicTest in
-# 32 minutes, against 58.9% / 0.574 in 54 without it, which overfits after about 20 rounds; in 7
+# 32 minutes, against 58.9% / 0.574 in 54 without it, which overfits after about 17 rounds; in 7
 # minutes the order was the other (57.8% against 59.8%) ("The built-in prior")
 PRIOR: tuple[dict[str, Any], ...] = (
     {"augment": True, "rotation": 0.0, "shift": 0.0, "shear": 0.0, "zoom": 0.0, "flip": True, "contrast": 0.0,
