@@ -74,9 +74,9 @@ def test_members_that_diverge_or_do_not_learn_are_retried_at_another_seed_then_d
 
 @pytest.mark.slow
 def test_trained_to_a_deadline_the_seed_recipe_starts_before_a_member_beyond_its_free_slots() -> None:
-    """Two members and the seed's recipe on two slots, all to one deadline: the seed's recipe trains
-    its whole schedule at once and the second member after it, in the time it left; were the members
-    first, the seed's recipe would start at the deadline and train one epoch."""
+    """Two members and the seed's recipe on two slots, all to one deadline: the seed's recipe starts
+    at once and the second member after it, in the time it left; were the members first, the seed's
+    recipe would start when one of them ends, near the deadline, and train one epoch."""
     import ray
 
     from fer_core.data import load
@@ -91,12 +91,16 @@ def test_trained_to_a_deadline_the_seed_recipe_starts_before_a_member_beyond_its
     members = [TrialRecord(f"prior{i}", "prior", {**seed_point(), **small, "epochs": 400, "seed": i}) for i in (1, 2)]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        began = now()
+        deadline = began + TASK_OVERHEAD_S + 40
         final = build_final_model(members, splits, FinalSettings(ensemble=2, epochs_scale=1.0, seed_epochs=2,
                                                                  inputs=("standardize",)),
-                                  Resources(), deadline=now() + TASK_OVERHEAD_S + 20, slots=2)
+                                  Resources(), deadline=deadline, slots=2)
     finally:
         ray.shutdown()
-    assert len(final.seed_recipe["history"]) == 2  # its whole (shortened) schedule
+    # when it started, not the epochs it trained, which beside pytest's other worker a Ray worker's slow
+    # start cut to one: at once it starts within a second here; after a member, about halfway (29 s of 52)
+    assert final.seed_recipe["started"] - began < (deadline - began) / 3
     assert all(1 <= len(m.history) < 400 for m in final.kept)  # fitted to the deadline
     # the second member trained in the seconds the seed's recipe left: kept, or (a few epochs on a busy
     # machine) dropped for not learning, never failed

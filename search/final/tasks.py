@@ -27,14 +27,16 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
     the share of it that fits before then, scoring included; no validation) and score it on ``scored``.
 
     The result has the network's ``weights`` (unless ``weights`` is false), its
-    ``history``, and on ``scored`` the class ``probabilities`` (each face averaged with
+    ``history``, when it ``started`` (:func:`search.budget.now`), and on ``scored`` the class ``probabilities`` (each face averaged with
     its mirror image when ``mirror``) and the ``metrics`` of :func:`fer_core.evaluate.evaluate_predictions`.
     ``init``: the :class:`fer_core.transfer.Pretrained` network ``config`` fine-tunes, if any.
     """
-    seconds = None if deadline is None else deadline - now() - TASK_OVERHEAD_S
+    started = now()
+    seconds = None if deadline is None else deadline - started - TASK_OVERHEAD_S
     model, history = fit(TrainConfig.from_dict(config), train, threads=threads, init=init, seconds=seconds)
     probabilities = predict_proba(build_predictor([model], mirror=mirror), scored.images)
-    return {"weights": model.get_weights() if weights else None, "history": history, "probabilities": probabilities,
+    return {"weights": model.get_weights() if weights else None, "history": history, "started": started,
+            "probabilities": probabilities,
             "metrics": evaluate_predictions(scored.labels, probabilities.argmax(axis=1), scored.class_names)}
 
 
