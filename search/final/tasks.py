@@ -26,9 +26,10 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
     """Train ``config`` on ``train`` (its full epoch budget, or with a ``deadline`` (:func:`search.budget.now`)
     the share of it that fits before then, scoring included; no validation) and score it on ``scored``.
 
-    The result has the network's ``weights`` (unless ``weights`` is false), its
-    ``history``, when it ``started`` (:func:`search.budget.now`), and on ``scored`` the class ``probabilities`` (each face averaged with
-    its mirror image when ``mirror``) and the ``metrics`` of :func:`fer_core.evaluate.evaluate_predictions`.
+    The result has the network's ``weights`` (unless ``weights`` is false), its ``history``, when
+    it ``started`` (:func:`search.budget.now`), and on ``scored`` the class ``probabilities`` (each
+    face averaged with its mirror image when ``mirror``) and the ``metrics`` of
+    :func:`fer_core.evaluate.evaluate_predictions`.
     ``init``: the :class:`fer_core.transfer.Pretrained` network ``config`` fine-tunes, if any.
     """
     started = now()
