@@ -222,6 +222,17 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     return model, history
 
 
+def seed_faces_per_s(threads: int, faces: int = 2048) -> float:
+    """Faces a second that the seed's CNN trains with ``threads`` threads on this machine: its second
+    round of ``faces`` random faces timed (the first builds the graph). Machines differ by 2x and more
+    ("The built-in prior", experiments/README.md); a run that plans by seconds measures this first."""
+    rng = np.random.default_rng(0)
+    probe = Dataset(rng.random((faces, 48, 48, 1), dtype=np.float32), rng.integers(0, 7, faces),
+                    tuple(f"class{i}" for i in range(7)))
+    _, history = fit(TrainConfig(epochs=2, round_images=faces), probe, threads=threads)
+    return faces / history[-1]["train_seconds"]
+
+
 def fitted_epochs(epochs: int, seconds: float, elapsed: float, epoch_seconds: float, done: int = 1) -> int:
     """Epochs of a schedule of ``epochs`` that fit in ``seconds`` when ``done`` of them took ``elapsed``
     seconds from the start (graph building included) and one now takes ``epoch_seconds``: at least

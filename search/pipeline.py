@@ -21,19 +21,21 @@ from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
 from fer_core.evaluate import evaluate_predictions
 from fer_core.export import export_model
-from fer_core.splits import Splits, make_splits
 from fer_core.runtime import predict_proba
+from fer_core.splits import Splits, make_splits
+from fer_core.train import seed_faces_per_s
 from search.budget import RAY_START_S, Budget, check_budget, now
 from search.cli import Command
 from search.final.confirm import confirm_leaders, folds_of
 from search.final.ranking import pick_members
-from search.final.retrain import build_final_model, plan_final
+from search.final.retrain import MEMBERS_SHARE_ONE_SLOT, build_final_model, plan_final
 from search.records import Confirmation, FinalModel, Finished, TrialRecord
 from search.report.final_run import write_final_run
 from search.report.plots import plot_confusion
 from search.rundir import BEST_DIR, TENSORBOARD_DIR, read_state, write_state
 from search.settings import RunSettings
-from search.tuning.prior import SEED_LEAVES_SHARE, prior_points, search_pays, training_seconds
+from search.tuning.prior import (SEED_LEAVES_SHARE, alone_configs, measured_flops_per_s, prior_points, search_pays,
+                                 training_seconds)
 from search.tuning.trials import trial_record
 
 log = logging.getLogger("search.pipeline")
@@ -189,17 +191,29 @@ def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[TrialRe
 
 def train_prior(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits, prior: list[TrialRecord],
                 budget: Budget, skipped: str, export: bool = True) -> Finished:
-    """The final model of a run too short to search: the ``prior``'s best configs, each trained for its
+    """The final model of a run too short to search: the ``prior``'s configs, each trained for its
     schedule's share that fits in the budget (``fer_core.train.fit(seconds=...)``), for up to its final
     stage's epochs. One for each slot the seed's recipe leaves, and one more on its slot when it
-    leaves at least half of the time there (:data:`search.tuning.prior.SEED_LEAVES_SHARE`)."""
+    leaves at least half of the time there (:data:`search.tuning.prior.SEED_LEAVES_SHARE`); each the
+    config best at the faces its member can train in its time
+    (:func:`search.tuning.prior.alone_configs`), from this machine's rate, measured first."""
+    threads = settings.search.resources.threads
+    faces_s = seed_faces_per_s(threads)
+    rate = measured_flops_per_s(faces_s, threads)
     seconds = budget.final_seconds(0.0)
-    seed_s = training_seconds(TrainConfig(), len(splits.train) + len(splits.val), settings.search.resources.threads)
-    slots = settings.search.slots - (seed_s > SEED_LEAVES_SHARE * seconds)
-    members = prior[:max(1, min(settings.final.ensemble, slots))]
+    seed_s = training_seconds(TrainConfig(), len(splits.train) + len(splits.val), threads, rate)
+    slots = settings.search.slots
+    n = max(1, min(settings.final.ensemble, slots - (seed_s > SEED_LEAVES_SHARE * seconds)))
+    # the seed's recipe starts first on several slots: a member beyond the slots it leaves trains after it
+    lengths = ([seconds] * min(n, slots - 1) + [seconds - seed_s] * (n - (slots - 1)) if slots > 1
+               else [MEMBERS_SHARE_ONE_SLOT * seconds])
+    members = alone_configs(prior, lengths, threads, rate)
     settings = dataclasses.replace(settings, final=dataclasses.replace(settings.final, ensemble=len(members)))
     confirmation = Confirmation(folds=0, n_scored=0, ranked=tuple(prior), scores={}, seconds=0.0, skipped=skipped)
-    log.info("training the prior's %d best config(s) and the seed's recipe for the %.0f s left", len(members), seconds)
+    log.info("the seed's CNN trains %.0f faces/s on %d thread(s) here; the %.0f s left train the prior's %s "
+             "(for %s s) and the seed's recipe (about %.0f s)", faces_s, threads,
+             seconds, ", ".join(m.trial_id for m in members), ", ".join(f"{s:.0f}" for s in lengths[:len(members)]),
+             seed_s)
     return build_and_export(settings, run_dir, data, splits, members, confirmation, export=export,
                             deadline=now() + seconds)
 

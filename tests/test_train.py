@@ -124,6 +124,19 @@ def test_training_within_seconds_runs_the_schedule_over_the_epochs_that_fit(face
     assert rates[-1] == pytest.approx(config.learning_rate * config.phase2_factor)
 
 
+def test_the_seed_s_cnn_measures_its_training_rate_on_this_machine() -> None:
+    """The rate a run too short to search plans with: one timed round after the graph is built, so
+    above the rate of the whole call, and of its order."""
+    import time
+
+    from fer_core.train import seed_faces_per_s
+
+    began = time.perf_counter()
+    rate = seed_faces_per_s(threads=1, faces=512)
+    overall = 2 * 512 / (time.perf_counter() - began)
+    assert overall < rate < 20 * overall
+
+
 @pytest.fixture(scope="module")
 def faces() -> tuple[Dataset, Dataset]:
     data = load("synthetic:700")

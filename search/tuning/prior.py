@@ -11,7 +11,8 @@ faces), whose space holds every option its configs use; a small data set's searc
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 from fer_core.config import TrainConfig
 from fer_core.model import flops_per_face
@@ -19,20 +20,34 @@ from search.records import TrialRecord
 from search.settings import SearchSettings
 from search.tuning.space import INPUT_SHAPE, define_space, seed_point
 
-# best first, in the large space's parameter names, the seed's recipe's values for the rest; each
-# trains for the search's epoch budget. Ranked at the length a run too short to search trains its
-# first config (about an hour on one thread): the mirror image only, 62.1% / 0.599 on PublicTest in
-# 32 minutes, against 58.9% / 0.574 in 54 without it, which overfits after about 17 rounds; in 7
-# minutes the order was the other (57.8% against 59.8%) ("The built-in prior")
-PRIOR: tuple[dict[str, Any], ...] = (
-    {"augment": True, "rotation": 0.0, "shift": 0.0, "shear": 0.0, "zoom": 0.0, "flip": True, "contrast": 0.0,
-     "brightness": 0.0, "erasing": 0.0},  # the seed's network with the mirror image as its only augmentation
-    {"augment": False},  # the seed's network without augmentation
+@dataclass(frozen=True)
+class PriorConfig:
+    """One config of the prior: its values in the large space's parameter names (the seed's recipe's
+    for the rest), and the faces a member must be able to train for it to be the one trained alone
+    (:func:`alone_configs`): which config is best depends on how long its member trains."""
+
+    params: dict[str, Any]
+    alone_from_faces: float = 0.0
+
+
+# in the search's order (after the seed's recipe); each trains for the search's epoch budget there.
+# Measured on PublicTest in faces trained, since rounds a second differ 2x between machines ("The
+# built-in prior"): without augmentation the seed's CNN leads up to about 16-18 rounds (150k faces)
+# and then learns its faces by heart; the mirror image holds that off (62.1% / 0.599 at 655k faces,
+# 3.3 points over the wider one at 647k against its 352k); the wider network with light geometric
+# augmentation leads at its 1.14M faces (+1.8 points, 62.7% / 0.586, against the mirror's 2.25M)
+PRIOR: tuple[PriorConfig, ...] = (
+    PriorConfig({"augment": True, "rotation": 0.0, "shift": 0.0, "shear": 0.0, "zoom": 0.0, "flip": True,
+                 "contrast": 0.0, "brightness": 0.0, "erasing": 0.0}, alone_from_faces=150_000),
+    PriorConfig({"augment": False}),  # the seed's network without augmentation
+    PriorConfig({"base_filters": 48, "augment": True, "rotation": 10.0, "shift": 0.1, "shear": 0.0, "zoom": 0.1,
+                 "flip": True, "contrast": 0.0, "brightness": 0.0, "erasing": 0.0}, alone_from_faces=1_000_000),
 )
 
 # a training thread's floating-point rate, forward FLOPs x TRAIN_FLOPS_FACTOR per face trained: the
 # seed's CNN at 669 FER2013 faces/s on 2 one-thread trials ("One trial on both cores, or one on
-# each"); on a faster machine the search only starts at a shorter budget than it could
+# each"). The unit of SEARCH_PAYS_TRIALS; a run that does not search measures its machine instead
+# (fer_core.train.seed_faces_per_s: 830 faces/s a thread here in December 2026, 2.5 times this)
 THREAD_FLOPS_PER_S = 27e9
 TRAIN_FLOPS_FACTOR = 3  # a training step: the forward pass and the backward pass's two products
 # the search pays from this many full-length trials of the prior's first config on its slots: the
@@ -53,8 +68,8 @@ def prior_points(search: SearchSettings) -> list[dict[str, Any]]:
 
     points = []
     seed = seed_point(max_epochs=search.max_t, large=True)
-    for params in PRIOR:
-        trial = optuna.trial.FixedTrial({**seed, **params})
+    for entry in PRIOR:
+        trial = optuna.trial.FixedTrial({**seed, **entry.params})
         define_space(trial, max_epochs=search.max_t, large=True)
         points.append(trial.params)
     return points
@@ -73,11 +88,41 @@ def prior_records(search: SearchSettings) -> list[TrialRecord]:
     return records
 
 
-def training_seconds(config: TrainConfig, n_train: int, threads: int) -> float:
+def training_seconds(config: TrainConfig, n_train: int, threads: int,
+                     flops_per_s: float = THREAD_FLOPS_PER_S) -> float:
     """About how long ``config`` trains on ``n_train`` faces with ``threads`` threads, from its FLOPs
-    (:func:`fer_core.model.flops_per_face`) and :data:`THREAD_FLOPS_PER_S`."""
+    (:func:`fer_core.model.flops_per_face`) and a thread's ``flops_per_s``."""
     faces = config.epochs * config.images_per_epoch(n_train)
-    return faces * flops_per_face(config, INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / (THREAD_FLOPS_PER_S * threads)
+    return faces * flops_per_face(config, INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / (flops_per_s * threads)
+
+
+def measured_flops_per_s(seed_faces_per_s: float, threads: int) -> float:
+    """A thread's floating-point rate from the faces a second the seed's CNN trained on ``threads``
+    threads (:func:`fer_core.train.seed_faces_per_s`), in :func:`training_seconds`' terms."""
+    return seed_faces_per_s * flops_per_face(TrainConfig(), INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / threads
+
+
+def faces_trained(config: TrainConfig, seconds: float, threads: int, flops_per_s: float = THREAD_FLOPS_PER_S) -> float:
+    """About how many faces ``config`` trains in ``seconds`` with ``threads`` threads."""
+    return seconds * flops_per_s * threads / (flops_per_face(config, INPUT_SHAPE) * TRAIN_FLOPS_FACTOR)
+
+
+def alone_configs(records: Sequence[TrialRecord], lengths: Sequence[float], threads: int,
+                  flops_per_s: float = THREAD_FLOPS_PER_S) -> list[TrialRecord]:
+    """The prior's configs (``records``, :func:`prior_records`) that members training for ``lengths``
+    seconds each train, one for each length, none twice: the config with the largest
+    :attr:`PriorConfig.alone_from_faces` that the member's length reaches (in the prior's order
+    among equals), else the one asking the fewest faces."""
+    chosen: list[TrialRecord] = []
+    for seconds in lengths:
+        left = [(entry, record) for entry, record in zip(PRIOR, records) if record not in chosen]
+        if not left:
+            break
+        reached = [(entry, record) for entry, record in left
+                   if faces_trained(record.train_config, seconds, threads, flops_per_s) >= entry.alone_from_faces]
+        pool = reached or [min(left, key=lambda pair: pair[0].alone_from_faces)]
+        chosen.append(max(pool, key=lambda pair: pair[0].alone_from_faces)[1])
+    return chosen
 
 
 def trial_seconds(point: dict[str, Any], search: SearchSettings, n_train: int) -> float:
