@@ -101,7 +101,7 @@ def open_run(command: Command, data: Dataset, settings: RunSettings, startup_s: 
 
 
 def search_skipped(settings: RunSettings, splits: Splits, budget: Budget) -> Optional[str]:
-    """Why the run trains the built-in prior's best config instead of searching (the search's share
+    """Why the run trains the built-in prior's configs instead of searching (the search's share
     of the budget too short for one to pay: :func:`search.tuning.prior.search_pays`), said in the
     log; None when it searches."""
     shares = budget.shares
@@ -110,7 +110,7 @@ def search_skipped(settings: RunSettings, splits: Splits, budget: Budget) -> Opt
     left = max(0.0, shares.search_s - budget.search_spent_s)
     why = search_pays(settings.search, prior_points(settings.search), left, len(splits.train))
     if why:
-        log.warning("no search: %s; the time budget trains the built-in prior's best config instead "
+        log.warning("no search: %s; the time budget trains the built-in prior's configs instead "
                     "(a longer --time-budget searches)", why)
     return why
 
@@ -146,7 +146,7 @@ def finish(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits, 
     """What follows the search: the leading configs confirmed within the budget's share, the final
     model planned in what is left and built from the best, tested once and (with ``export``)
     exported; None when no trial left a config to build it from. A run that did not search
-    (``skipped`` says why) trains the prior's best configs (``trials``) for the whole budget instead."""
+    (``skipped`` says why) trains the prior's configs (``trials``) for the whole budget instead."""
     if skipped is not None:
         return train_prior(settings, run_dir, data, splits, trials, budget, skipped, export=export)
     confirmation = confirm_trials(settings, run_dir, splits, trials, budget.confirm_deadline())

@@ -221,7 +221,7 @@ class Report:
     seed_recipe_test: Optional[dict[str, Any]]
     trials: tuple[TrialRecord, ...]
     exported: dict[str, str]
-    # why the run trained the built-in prior's best config instead of searching; None: it searched
+    # why the run trained the built-in prior's configs instead of searching; None: it searched
     search_skipped: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # the run's state and its time budget, kept for --resume
     budget = open_run(command, data, settings, startup_s=now() - begun)
 
-    # the search, unless the budget is too short for one to pay: then the built-in prior's best trains
+    # the search, unless the budget is too short for one to pay: then the built-in prior's configs train
     clock = now()
     skipped = search_skipped(settings, splits, budget)
     if skipped:

@@ -20,7 +20,7 @@ def summary_text(report: Report, run_dir: Path) -> str:
             f"macro-F1 {report.seed_recipe_test_macro_f1:.3f}" if report.seed_recipe_test_accuracy is not None
             else f"not available ({report.seed_recipe_failed})")
     return "\n".join([
-        (f"\nFER Tune: no search ({report.search_skipped}): the built-in prior's best config trained for the "
+        (f"\nFER Tune: no search ({report.search_skipped}): the built-in prior's configs trained for the "
          f"budget, split {report.split}" if report.search_skipped else
          f"\nFER Tune: {report.trials_completed} trials completed, {report.trials_failed} failed, "
          f"search {report.search_wall_clock_s:.0f} s, split {report.split}")
@@ -72,8 +72,8 @@ def render_markdown(report: Report, plots: Mapping[str, str]) -> str:
         "",
         *_faces_lines(report.faces),
         *_init_lines(report.initialized_from),
-        (f"No search: {report.search_skipped}. The time budget trained the built-in prior's best config "
-         "instead; a longer `--time-budget` searches." if report.search_skipped else
+        (f"No search: {report.search_skipped}. The time budget trained the built-in prior's configs for "
+         "their members' length instead; a longer `--time-budget` searches." if report.search_skipped else
          f"Trials: {report.trials_completed} completed ({report.trials_stopped_early} stopped early by ASHA), "
          f"{report.trials_failed} failed, in {report.search_wall_clock_s:.0f} s.")
         + (f" An epoch here is a round of {report.round_images} training faces: trials are judged every "

@@ -1,6 +1,7 @@
 """The built-in prior: a few configs that trained well on a large facial-expression data set,
 tried first (after the seed's recipe, before the random start and TPE), and trained alone when
-the time budget is too short for a search to pay.
+the time budget is too short for a search to pay: each member the config best at the faces it can
+train in its time on the machine at hand.
 
 A portfolio in the manner of Auto-sklearn's and AutoGluon's: chosen on FER2013's validation
 faces (PublicTest), never its test faces; how, and with what figures: ``experiments/README.md``,
@@ -19,6 +20,7 @@ from fer_core.model import flops_per_face
 from search.records import TrialRecord
 from search.settings import SearchSettings
 from search.tuning.space import INPUT_SHAPE, define_space, seed_point
+
 
 @dataclass(frozen=True)
 class PriorConfig:
@@ -143,5 +145,5 @@ def search_pays(search: SearchSettings, points: list[dict[str, Any]], search_s: 
     fit = search_s * search.slots / each
     if fit >= SEARCH_PAYS_TRIALS:
         return None
-    return (f"the search's {search_s:.0f} s hold about {fit:.1f} full-length trials of the prior's best config on "
+    return (f"the search's {search_s:.0f} s hold about {fit:.1f} full-length trials of the prior's first config on "
             f"{search.slots} slot(s), fewer than the {SEARCH_PAYS_TRIALS} a search needs to pay")
