@@ -247,8 +247,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--prior", PRIORS[0], f"`{PRIORS[0]}`: on {LARGE_DATA:,} training faces or more, the built-in prior's "
          "configs (chosen on FER2013's validation faces) are tried first, after the seed's recipe, and when the "
          "time budget is too short for a search to pay, the run says so and trains instead the prior's config "
-         "best at the length its member gets (see [The built-in prior](#the-built-in-prior)); `none`: neither", choices=PRIORS,
-         before="none"),
+         "best at the length its member gets (see [The built-in prior](#the-built-in-prior)); `none`: neither",
+         choices=PRIORS, before="none"),
     Flag("--init", None, "fine-tune this model (a run's `best/` folder or its `model.keras`; `builtin`: the FER2013 "
          "model bundled with FER Tune) instead of searching networks from scratch: see "
          "[Fine-tuning a trained model](#fine-tuning-a-trained-model)",

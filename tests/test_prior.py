@@ -95,7 +95,8 @@ def test_the_searcher_tries_the_seed_then_the_prior_then_the_given_points() -> N
 def test_a_budget_too_short_to_search_trains_the_prior_s_best_for_it(tmp_path: Path) -> None:
     """A large data set (synthetic faces, above LARGE_DATA training faces) under 150 seconds: no trial
     runs, the prior's config best at the faces that fit trains for the epochs that fit beside the seed's
-    recipe, and the report says why. (Whether a run keeps its budget is measured by experiments/bench_search, not here.)"""
+    recipe, and the report says why. (Whether a run keeps its budget is measured by
+    experiments/bench_search, not here.)"""
     result = search_run("--data", "synthetic:26000", "--time-budget", "150s", "--output", str(tmp_path),
                         "--name", "short", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
