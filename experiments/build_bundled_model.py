@@ -48,7 +48,7 @@ from search.settings import FLAGS
 log = logging.getLogger("build_bundled_model")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BUDGET = "1h"  # what the shipped model was built with (its card): the prior's configs for their length, no search
+DEFAULT_BUDGET = "1h"  # what the shipped model was built with (its card): the prior's configs, no search
 DEFAULT_NAME = "fer2013-bundled"
 REPORT_FILE = "report.json"
 COMMAND_FILE = "build_command.txt"  # in the run's folder: the search.run command the builder ran

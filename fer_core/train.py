@@ -20,7 +20,7 @@ import numpy as np
 
 from fer_core.augment import build_augmenter
 from fer_core.config import TrainConfig
-from fer_core.dataset import Dataset
+from fer_core.dataset import IMAGE_SIZE, Dataset
 from fer_core.errors import ConfigError
 from fer_core.model import build_cnn
 from fer_core.runtime import configure_tensorflow, predict_proba
@@ -227,7 +227,7 @@ def seed_faces_per_s(threads: int, faces: int = 2048) -> float:
     round of ``faces`` random faces timed (the first builds the graph). Machines differ by 2x and more
     ("The built-in prior", experiments/README.md); a run that plans by seconds measures this first."""
     rng = np.random.default_rng(0)
-    probe = Dataset(rng.random((faces, 48, 48, 1), dtype=np.float32), rng.integers(0, 7, faces),
+    probe = Dataset(rng.random((faces, IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.float32), rng.integers(0, 7, faces),
                     tuple(f"class{i}" for i in range(7)))
     _, history = fit(TrainConfig(epochs=2, round_images=faces), probe, threads=threads)
     return faces / history[-1]["train_seconds"]

@@ -117,7 +117,7 @@ def alone_configs(records: Sequence[TrialRecord], lengths: Sequence[float], thre
     among equals), else the one asking the fewest faces."""
     chosen: list[TrialRecord] = []
     for seconds in lengths:
-        left = [(entry, record) for entry, record in zip(PRIOR, records) if record not in chosen]
+        left = [(entry, record) for entry, record in zip(PRIOR, records) if all(record is not c for c in chosen)]
         if not left:
             break
         reached = [(entry, record) for entry, record in left
