@@ -154,6 +154,7 @@ def arm_fertune(ctx: Context, seed: int, arm_dir: Path) -> ArmResult:
         arm = _ray_arm("fertune", seed, wall, records, trials, started, ctx.max_epochs,
                        best=confirmation.ranked[0] if confirmation.ranked else None)
         arm.notes["confirmation"] = confirmation.to_json()
+        arm.notes["slots"] = settings.search.slots  # trials at once on its cluster
         arm.members = final_members(settings, ctx.splits, records, confirmation)
         arm.settings = settings
         return arm

@@ -144,11 +144,14 @@ def test_every_tool_searches_retrains_and_is_tabled(comparison, tmp_path: Path,
     fertune = next(r for r in report["rows"] if r["tool"] == "fertune")
     seed = {k: v for k, v in seed_point().items() if k != "augment"}  # FER Tune tries it first, as search.run does
     assert any(all(t["config"].get(k) == v for k, v in seed.items()) for t in fertune["trials"])
-    # its confirmation ran, whatever the budget (CONFIRM_WHATEVER_FITS), and is part of its wall-clock:
-    # the search before it kept to the budget. Its winner: test_fertune_s_winner_is_its_confirmations_best
+    # its confirmation ran, whatever the budget (CONFIRM_WHATEVER_FITS), and is part of its wall-clock.
+    # The search before it kept to the budget: past it, only the trials then running (one a slot)
+    # finished. Counted, not timed: beside another test a Ray worker's start takes most of 15 s.
+    # Its winner: test_fertune_s_winner_is_its_confirmations_best
     confirmation = fertune["notes"]["confirmation"]
     assert confirmation["skipped"] is None and confirmation["seconds"] > 0
-    assert fertune["search_wall_clock_s"] - confirmation["seconds"] < report["budget_s"] + 10
+    late = [t for t in fertune["trials"] if t["status"] != "failed" and t["finished_s"] > report["budget_s"]]
+    assert len(late) <= fertune["notes"]["slots"], late
 
 
 @pytest.mark.slow
