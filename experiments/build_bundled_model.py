@@ -7,7 +7,8 @@
 The first runs ``python -m search.run`` on FER2013's usage split (Training trains, PublicTest
 validates, PrivateTest is the test, read once by the final model) with the flags given after
 ``--``, then packages the run. The second goes on with a run that stopped (search.run's
-``--resume``: finished trials are kept), so a long build can be done in several sittings. The
+``--resume``: finished trials are kept, and the final stage's trainings go on from their saved
+states over the epochs they were planned for), so a long build can be done in several sittings. The
 third only packages a finished run. Packaging copies the forms FER Tune uses (``model.keras``,
 ``model.tflite``; no SavedModel folder) from the run's ``best/`` into the target folder and writes
 their card: the run's card, plus the search command that rebuilds it (from the run's

@@ -13,12 +13,13 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 
 from fer_core.augment import build_augmenter
+from fer_core.checkpoint import CheckpointSaver, checkpoint_period_s, read_checkpoint
 from fer_core.config import TrainConfig
 from fer_core.dataset import IMAGE_SIZE, Dataset
 from fer_core.errors import ConfigError
@@ -162,7 +163,7 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
         callbacks: Iterable = (), on_epoch: Optional[EpochHook] = None,
         threads: Optional[int] = None, verbose: int = 0,
         resume: Optional[tuple[str | os.PathLike, list[dict[str, float]]]] = None, init=None,
-        seconds: Optional[float] = None):
+        seconds: Optional[float] = None, checkpoint: Optional[str | os.PathLike] = None):
     """Train the CNN of ``config`` on ``train``; return ``(model, history)``.
 
     ``history`` is a list of :meth:`EpochReport.to_dict`, one per epoch run. ``val`` (if
@@ -174,7 +175,9 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     the next epoch with the optimizer's state. ``init`` (a :class:`fer_core.transfer.Pretrained`)
     fine-tunes that network with a new head instead of training ``config``'s from scratch.
     ``seconds``: train within about this long: the epochs' times say how many of the config's epochs
-    fit (at least one), and its schedule runs over those (:func:`fitted_epochs`).
+    fit (at least one), and its schedule runs over those (:func:`fitted_epochs`). ``checkpoint``: a
+    folder where the training leaves its state (:mod:`fer_core.checkpoint`) and, when it holds this
+    config's, goes on from it, over the epochs its schedule was fitted to (a finished one is only loaded).
     Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
     started = time.perf_counter()
@@ -182,9 +185,14 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     import keras
 
     keras.backend.clear_session()  # a reused worker must not accumulate graphs of earlier trials
+    saved = read_checkpoint(checkpoint, config) if checkpoint is not None and resume is None else None
+    if saved is not None:
+        resume = (saved.model_path, saved.history)
     keras.utils.set_random_seed(config.seed + (len(resume[1]) if resume else 0))
     if init is not None:
         make_finetune_adam()  # registered before a checkpoint that holds one is loaded
+    if saved is not None and saved.finished:
+        return keras.saving.load_model(saved.model_path), list(saved.history)
     if resume is not None:
         model, history = keras.saving.load_model(resume[0]), list(resume[1])
     else:
@@ -203,9 +211,11 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
     # plateau schedule and any TensorBoard callback then read
     reporter = _EpochReporter(config, val, history, on_epoch)
     # the schedule reads the plan's config: with ``seconds`` its epochs are known after the first
-    plan = {"config": config}
+    plan = {"config": config if saved is None else replace(config, epochs=saved.epochs)}
     if seconds is not None:
         callbacks = [_TimeFitter(plan, seconds, started, len(history)), *callbacks]
+    if checkpoint is not None:  # last: it saves the epochs the time fitter has just planned
+        callbacks = [*callbacks, CheckpointSaver(checkpoint, config, plan, history, checkpoint_period_s())]
     schedule = []
     if config.schedule == "plateau":
         if val is None:
@@ -216,7 +226,7 @@ def fit(config: TrainConfig, train: Dataset, val: Optional[Dataset] = None,
                 min_lr=config.learning_rate * config.phase2_factor ** 3, verbose=0))
     else:
         schedule.append(keras.callbacks.LearningRateScheduler(lambda e, lr: learning_rate_at(plan["config"], e)))
-    model.fit(make_dataset(train, config, training=True, threads=threads), epochs=config.epochs,
+    model.fit(make_dataset(train, config, training=True, threads=threads), epochs=plan["config"].epochs,
               steps_per_epoch=steps_per_epoch(config, len(train)) if config.round_images else None,
               initial_epoch=len(history), callbacks=[reporter, *schedule, *callbacks], shuffle=False, verbose=verbose)
     return model, history
@@ -260,8 +270,6 @@ class _TimeFitter:
     :class:`_EpochReporter`."""
 
     def __new__(cls, plan, seconds, started, first_epoch):
-        import dataclasses
-
         import keras
 
         asked = plan["config"].epochs
@@ -280,7 +288,7 @@ class _TimeFitter:
                     epochs = fitted_epochs(asked, seconds, now - started, now - self.began, epoch + 1)
                     if epochs != config.epochs:
                         log.info("%d of the config's %d epochs fit in %.0f s", epochs, asked, seconds)
-                    plan["config"] = config = dataclasses.replace(config, epochs=epochs)
+                    plan["config"] = config = replace(config, epochs=epochs)
                 if epoch + 1 >= config.epochs:
                     self.model.stop_training = True
 

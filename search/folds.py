@@ -29,7 +29,7 @@ from search.cluster import start_ray
 from search.final.confirm import folds_of
 from search.pipeline import finish, open_state, search_interrupted, search_skipped, search_trials
 from search.records import FoldRecord, FoldsReport
-from search.rundir import TUNE_DIR, write_atomic
+from search.rundir import TUNE_DIR, drop_final_states, write_atomic
 from search.settings import RunSettings
 from search.tuning.prior import prior_records
 
@@ -122,6 +122,7 @@ def run_fold(settings: RunSettings, folder: Path, data: Dataset, splits: Splits,
                         trials_completed=sum(t.scored for t in trials),
                         trials_failed=sum(t.status == "failed" for t in trials), seconds=round(now() - started, 1))
     write_atomic(folder / FOLD_FILE, json.dumps(record.to_json(), indent=2))
+    drop_final_states(folder)
     log.info("outer fold %d: test accuracy %.3f, macro-F1 %.3f on %d faces", fold + 1, record.test["accuracy"],
              record.test["macro_f1"], record.n_test)
     return record

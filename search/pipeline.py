@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,7 +34,7 @@ from search.final.retrain import MEMBERS_SHARE_ONE_SLOT, build_final_model, plan
 from search.records import Confirmation, FinalModel, Finished, TrialRecord
 from search.report.final_run import write_final_run
 from search.report.plots import plot_confusion
-from search.rundir import BEST_DIR, TENSORBOARD_DIR, read_state, write_state
+from search.rundir import BEST_DIR, FINAL_DIR, TENSORBOARD_DIR, read_state, write_state
 from search.settings import RunSettings
 from search.tuning.prior import (SEED_LEAVES_SHARE, alone_configs, measured_flops_per_s, prior_points, search_pays,
                                  training_seconds)
@@ -126,10 +128,14 @@ def search_trials(settings: RunSettings, run_dir: Path, splits: Splits, budget: 
     from search.tuning.tuner import run_search
 
     budget.start_search()
+    on_ctrl_c = signal.getsignal(signal.SIGINT)
     try:
         analysis = run_search(settings.search, run_dir, splits, budget, resume=resume)
     finally:
         budget.note_search_time()
+        if threading.current_thread() is threading.main_thread():
+            # Tune leaves its own handler, which would swallow the first Ctrl-C of the stages after the search
+            signal.signal(signal.SIGINT, on_ctrl_c)
     node_ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
     return [trial_record(t, settings.search.metric, settings.search.max_t, node_ips) for t in analysis.trials]
 
@@ -222,12 +228,13 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
                      members: list[TrialRecord], confirmation: Confirmation, export: bool = True,
                      deadline: Optional[float] = None) -> Finished:
     """Retrain ``members`` (the first ``settings.final.ensemble``) into the final model, each within
-    ``deadline`` if given, test it once on the held-out split, export it (unless not ``export``: an
-    outer fold's model is a measurement), and write TensorBoard's ``final`` run."""
+    ``deadline`` if given and leaving its state in ``run_dir/final`` (a resumed run's go on from
+    theirs), test it once on the held-out split, export it (unless not ``export``: an outer fold's
+    model is a measurement), and write TensorBoard's ``final`` run."""
     clock = now()
     members = members[:settings.final.ensemble]
     final = build_final_model(members, splits, settings.final, settings.search.resources, init=settings.search.init,
-                              deadline=deadline, slots=settings.search.slots)
+                              deadline=deadline, slots=settings.search.slots, checkpoints=run_dir / FINAL_DIR)
     probabilities = predict_proba(final.model, splits.test.images)
     test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)
     timings = {"retrain_s": now() - clock}

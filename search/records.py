@@ -131,11 +131,13 @@ class Member:
         return list(self.result.get("history") or [])
 
     def to_json(self) -> dict[str, Any]:
-        """The report's row: trial, input, validation and test figures alone."""
+        """The report's row: trial, input, validation and test figures alone, and the epoch its training
+        went on from after an interruption (0: trained in one go)."""
         metrics = self.result["metrics"]
         return {"trial_id": self.trial.trial_id, "normalize": self.config.normalize,
                 "val_metric": self.trial.final_metric, "epochs": self.config.epochs, "seed": self.config.seed,
-                "attempts": self.attempts, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
+                "attempts": self.attempts, "resumed_from_epoch": int(self.result.get("resumed_from_epoch", 0)),
+                "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from search.folds import run_folds
 from search.pipeline import finish, load_and_split, open_run, search_interrupted, search_skipped, search_trials
 from search.report.build import build_report, write_folds_report, write_report
 from search.report.markdown import folds_summary_text, summary_text
-from search.rundir import TUNE_DIR
+from search.rundir import TUNE_DIR, drop_final_states
 from search.tuning.prior import prior_records
 
 log = logging.getLogger("search.run")
@@ -69,7 +69,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_INTERRUPTED
 
     # the confirmation, then the final model, tested once and exported
-    finished = finish(settings, command.run_dir, data, splits, trials, budget, skipped=skipped)
+    try:
+        finished = finish(settings, command.run_dir, data, splits, trials, budget, skipped=skipped)
+    except KeyboardInterrupt:
+        return _interrupted(command)
     if finished is None:
         print(f"search.run: no trial left a config to build the final model from ({len(trials)} trials: failed, "
               f"or diverged in the confirmation); see {command.run_dir / TUNE_DIR}", file=sys.stderr)
@@ -80,13 +83,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     report = build_report(command.name, settings, data, splits, trials, finished, budget.search_spent_s, timings,
                           budget.shares)
     write_report(command.run_dir, report, finished.final.kept[0].history)
+    drop_final_states(command.run_dir)
     print(summary_text(report, command.run_dir))
     return 0
 
 
 def main_folds(command: Command, begun: float) -> int:
     """``--folds``: the papers' protocol (:mod:`search.folds`), each outer fold a run of its own, pooled."""
-    report = run_folds(command, begun)
+    try:
+        report = run_folds(command, begun)
+    except KeyboardInterrupt:
+        return _interrupted(command)
     if report is None:
         log.warning("interrupted in an outer fold; continue with: python -m search.run --output %s --name %s "
                     "--resume", command.output, command.name)
@@ -94,6 +101,15 @@ def main_folds(command: Command, begun: float) -> int:
     write_folds_report(command.run_dir, report)
     print(folds_summary_text(report, command.run_dir))
     return 0
+
+
+def _interrupted(command: Command) -> int:
+    """Ctrl-C outside the search (which stops on its own): the finished trials and trainings are kept,
+    and the final stage's go on from their last saved states (:mod:`fer_core.checkpoint`); say how."""
+    log.warning("interrupted: finished trials and trainings are kept, and the final stage's trainings go on from "
+                "their last saved states, with: python -m search.run --output %s --name %s --resume",
+                command.output, command.name)
+    return EXIT_INTERRUPTED
 
 
 def _quiet_start() -> None:

@@ -2,14 +2,16 @@
 
 ``OUTPUT/NAME/`` holds ``run.json`` (the run's defining arguments and the data's
 fingerprint, written once when the run starts), ``budget.json`` (:class:`search.budget.Budget`'s),
-``tune/`` (Ray Tune's experiment), ``tensorboard/``, ``confirm.json``, ``best/`` (the exported
-model), ``plots/``, ``report.md`` and ``report.json``.
+``tune/`` (Ray Tune's experiment), ``tensorboard/``, ``confirm.json``, ``final/`` (the final
+stage's trainings' states until the run ends), ``best/`` (the exported model), ``plots/``,
+``report.md`` and ``report.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ RUN_FILE = "run.json"  # the run's arguments, so that --resume continues the sam
 TUNE_DIR = "tune"  # Ray Tune's own experiment folder inside the run folder
 TENSORBOARD_DIR = "tensorboard"
 BEST_DIR = "best"
+FINAL_DIR = "final"  # the final stage's trainings leave their states here, for --resume, until the run ends
 
 
 def output_path(text: str) -> Path:
@@ -77,3 +80,9 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
+
+
+def drop_final_states(run_dir: Path) -> None:
+    """Remove the final stage's training states (``FINAL_DIR``) of a run or fold whose results are
+    written: nothing resumes them any more, and a FER2013 member's is tens of megabytes."""
+    shutil.rmtree(Path(run_dir) / FINAL_DIR, ignore_errors=True)

@@ -247,6 +247,41 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_a_run_interrupted_in_its_final_stage_goes_on_from_its_trainings_saved_states(tmp_path: Path) -> None:
+    """Ctrl-C while the final member trains: exit 130 naming --resume; the resumed run continues that
+    training from its last saved epoch instead of from the first, and leaves no states behind."""
+    from fer_core.checkpoint import CHECKPOINT_PERIOD_ENV, STATE_FILE
+
+    final = ["--confirm", "0", "--ensemble", "1", "--final-inputs", "standardize", "--final-epochs-scale", "25"]
+    env = {**os.environ, CHECKPOINT_PERIOD_ENV: "0"}  # a state every epoch, in the driver's Ray workers too
+    driver = subprocess.Popen([sys.executable, "-m", "search.run", "--data", "synthetic:300", "--trials", "2",
+                               "--max-epochs", "2", *final, "--output", str(tmp_path), "--name", "f"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    states = tmp_path / "f" / "final"
+
+    def member_epochs() -> int:  # the member trains 2 x 25 epochs; the seed's recipe, beside it, 20
+        rows = [json.loads(p.read_text()) for p in states.glob(f"*/{STATE_FILE}")]
+        return max([len(r["history"]) for r in rows if r["config"]["epochs"] == 50], default=0)
+
+    deadline = time.time() + 600
+    while time.time() < deadline and driver.poll() is None and member_epochs() < 3:
+        time.sleep(0.2)
+    assert driver.poll() is None, "the run ended before its final stage could be interrupted"
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 130 and stderr.count("--resume") == 1, stderr[-3000:]
+    saved = member_epochs()
+    assert 3 <= saved < 50 and not (tmp_path / "f" / "report.json").exists()
+
+    result = search_run("--output", str(tmp_path), "--name", "f", "--resume", *final, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    member = json.loads((tmp_path / "f" / "report.json").read_text())["ensemble"][0]
+    assert member["epochs"] == 50 and member["resumed_from_epoch"] == saved
+    assert f"saved state after epoch {saved} of 50" in (tmp_path / "f" / "report.md").read_text()
+    assert not states.exists()  # the run is done: nothing resumes them any more
+
+
+@pytest.mark.slow
 def test_a_trial_that_raises_is_recorded_as_failed_and_the_search_completes(rounds_run) -> None:
     result, run = rounds_run  # the search in rounds: its second point, lr 1e4, diverges
     assert result.returncode == 0, result.stderr[-4000:]

@@ -13,8 +13,11 @@ probabilities, each on the face and its mirror image. Evidence for each default:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -108,15 +111,23 @@ def plan_final(trials: Sequence[TrialRecord], members: Sequence[TrialRecord], se
     return smallest, cost(smallest)
 
 
+def checkpoint_folder(root: Path, config: dict) -> Path:
+    """Where, under ``root``, the training of ``config`` leaves its state: one folder per config, so
+    that a resumed run finds it whatever place the config takes among the final stage's trainings."""
+    return root / hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resources,
                      mirror: Optional[dict[str, bool]] = None, init: Optional[Pretrained] = None,
-                     scratch: Sequence[str] = (), deadlines: Optional[dict[str, float]] = None) -> dict[str, dict]:
+                     scratch: Sequence[str] = (), deadlines: Optional[dict[str, float]] = None,
+                     checkpoints: Optional[Path] = None) -> dict[str, dict]:
     """Train each named config on train + validation and test it, as parallel Ray tasks.
 
     ``mirror`` says, by name, whether the test also averages each face's mirror image
     (default yes). ``init``: the pretrained network the configs fine-tune, all but those
     named in ``scratch``, which train from scratch. ``deadlines``: by name, when a training must
-    end (it trains the share of its epochs that fits). Returns, by name,
+    end (it trains the share of its epochs that fits). ``checkpoints``: the folder under which each
+    training leaves its state and goes on from it (:func:`checkpoint_folder`). Returns, by name,
     :func:`search.final.tasks.train_and_score`'s result; or, for
     a training that did not finish, only ``diverged`` or ``failed`` with the reason, so
     that one such config does not cost the others.
@@ -130,7 +141,8 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
     train_ref, test_ref = ray.put(splits.train.concat(splits.val)), ray.put(splits.test)
     init_ref = ray.put(init) if init is not None else None
     refs = {name: task.remote(config, train_ref, test_ref, resources.threads, mirror=mirror.get(name, True),
-                              init=None if name in scratch else init_ref, deadline=deadlines.get(name))
+                              init=None if name in scratch else init_ref, deadline=deadlines.get(name),
+                              checkpoint=str(checkpoint_folder(checkpoints, config)) if checkpoints else None)
             for name, config in configs.items()}
     if deadlines:
         _wait_saying_time_left(list(refs.values()), max(deadlines.values()))
@@ -179,7 +191,8 @@ def member_learned(history: Sequence[dict], trial_history: Sequence[dict], major
 def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfig], splits: Splits,
                     resources: Resources, extra: Optional[dict[str, dict]] = None,
                     init: Optional[Pretrained] = None, deadlines: Optional[dict[str, float]] = None,
-                    extra_first: bool = False) -> tuple[list[Member], list[dict], dict]:
+                    extra_first: bool = False,
+                    checkpoints: Optional[Path] = None) -> tuple[list[Member], list[dict], dict]:
     """Retrain the final members (and the ``extra`` named configs, alongside, from scratch) on
     train + validation; the members fine-tune ``init``, if given.
 
@@ -189,8 +202,8 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
     nothing. ``deadlines``: by name (``member0``, ... and the ``extra`` names), when each training must
     end; a kept member's config then holds the epochs it trained. ``extra_first``: the ``extra``
     trainings start before the members (Ray starts tasks in the order they come), so that a member
-    beyond the free slots waits for them, not they for it. Returns ``(kept, dropped,
-    extra_results)`` as :class:`FinalModel` holds them.
+    beyond the free slots waits for them, not they for it. ``checkpoints``: as :func:`retrain_and_test`'s.
+    Returns ``(kept, dropped, extra_results)`` as :class:`FinalModel` holds them.
     Raises :class:`fer_core.train.TrainingDiverged` when no member produced weights.
     """
     labels = np.concatenate([splits.train.labels, splits.val.labels])
@@ -199,7 +212,7 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
     trainings = {n: c.to_dict() for n, c in zip(names, configs)}
     trainings = {**(extra or {}), **trainings} if extra_first else {**trainings, **(extra or {})}
     first = retrain_and_test(trainings, splits, resources, mirror={name: False for name in extra or {}}, init=init,
-                             scratch=list(extra or {}), deadlines=deadlines)
+                             scratch=list(extra or {}), deadlines=deadlines, checkpoints=checkpoints)
     outcome = {n: (m, c, first[n]) for n, m, c in zip(names, members, configs)}
 
     def failure(trial: TrialRecord, result: dict) -> Optional[str]:
@@ -218,7 +231,7 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
                         name, outcome[name][0].trial_id, reason)
         reseeded = {n: dataclasses.replace(outcome[n][1], seed=outcome[n][1].seed + RESEED_OFFSET) for n in retry}
         second = retrain_and_test({n: c.to_dict() for n, c in reseeded.items()}, splits, resources, init=init,
-                                  deadlines=deadlines)
+                                  deadlines=deadlines, checkpoints=checkpoints)
         for name, config in reseeded.items():
             outcome[name] = (outcome[name][0], config, second[name])
     reasons = {n: failure(m, r) for n, (m, _, r) in outcome.items()}
@@ -246,10 +259,11 @@ def _as_trained(config: TrainConfig, result: dict) -> TrainConfig:
 
 def build_final_model(members: Sequence[TrialRecord], splits: Splits, settings: FinalSettings,
                       resources: Resources, init: Optional[Pretrained] = None, deadline: Optional[float] = None,
-                      slots: int = 1) -> FinalModel:
+                      slots: int = 1, checkpoints: Optional[Path] = None) -> FinalModel:
     """Retrain ``members`` (fine-tuning ``init``, if given; the seed's recipe beside them, from
     scratch) and assemble the final model; with a ``deadline`` (:func:`search.budget.now`) every
-    training fits its epochs before it, on ``slots`` trainings at once."""
+    training fits its epochs before it, on ``slots`` trainings at once. ``checkpoints``: the folder
+    where the trainings leave their states and an interrupted stage's go on (:func:`retrain_and_test`)."""
     log.info("retraining the %d best configs (trials %s) on %s faces, and the seed's recipe, on train + validation",
              len(members), ", ".join(t.trial_id for t in members), " and ".join(settings.inputs))
     seed_recipe = TrainConfig() if settings.seed_epochs is None else TrainConfig(epochs=settings.seed_epochs)
@@ -265,7 +279,7 @@ def build_final_model(members: Sequence[TrialRecord], splits: Splits, settings: 
     # the slots it leaves trains after it, on its slot, in the time it left (Ray starts tasks in order)
     kept, dropped, extra = retrain_members(trials, configs, splits, resources, extra={"seed": seed_recipe.to_dict()},
                                            init=init, deadlines=deadlines,
-                                           extra_first=deadline is not None and slots > 1)
+                                           extra_first=deadline is not None and slots > 1, checkpoints=checkpoints)
     seed_recipe = extra["seed"]
     if "metrics" not in seed_recipe:
         log.warning("the seed's recipe did not finish its retrain: %s", next(iter(seed_recipe.values())))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from fer_core.checkpoint import read_checkpoint
 from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
 from fer_core.evaluate import evaluate_predictions
@@ -22,7 +23,8 @@ TASK_RETRIES = 1  # a task whose worker or node dies is run once more before its
 
 
 def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int, mirror: bool = True,
-                    weights: bool = True, init=None, deadline: Optional[float] = None) -> dict[str, Any]:
+                    weights: bool = True, init=None, deadline: Optional[float] = None,
+                    checkpoint: Optional[str] = None) -> dict[str, Any]:
     """Train ``config`` on ``train`` (its full epoch budget, or with a ``deadline`` (:func:`search.budget.now`)
     the share of it that fits before then, scoring included; no validation) and score it on ``scored``.
 
@@ -31,13 +33,17 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
     face averaged with its mirror image when ``mirror``) and the ``metrics`` of
     :func:`fer_core.evaluate.evaluate_predictions`.
     ``init``: the :class:`fer_core.transfer.Pretrained` network ``config`` fine-tunes, if any.
+    ``checkpoint``: the folder where the training leaves its state and, when it holds one, goes on
+    from it (:mod:`fer_core.checkpoint`); the result's ``resumed_from_epoch`` says from which epoch (0: none).
     """
     started = now()
     seconds = None if deadline is None else deadline - started - TASK_OVERHEAD_S
-    model, history = fit(TrainConfig.from_dict(config), train, threads=threads, init=init, seconds=seconds)
+    train_config = TrainConfig.from_dict(config)
+    saved = read_checkpoint(checkpoint, train_config) if checkpoint is not None else None
+    model, history = fit(train_config, train, threads=threads, init=init, seconds=seconds, checkpoint=checkpoint)
     probabilities = predict_proba(build_predictor([model], mirror=mirror), scored.images)
     return {"weights": model.get_weights() if weights else None, "history": history, "started": started,
-            "probabilities": probabilities,
+            "resumed_from_epoch": len(saved.history) if saved else 0, "probabilities": probabilities,
             "metrics": evaluate_predictions(scored.labels, probabilities.argmax(axis=1), scored.class_names)}
 
 

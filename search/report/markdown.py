@@ -107,6 +107,7 @@ def render_markdown(report: Report, plots: Mapping[str, str]) -> str:
           f"| {m['test_macro_f1']:.3f} |" for m in report.ensemble],
         *[f"\nTrial {d['trial_id']} left the final model: its retrain {d['reason']}, at seeds "
           f"{', '.join(map(str, d['seeds']))}." for d in (report.ensemble_dropped)],
+        *[_resumed_words(m) for m in report.ensemble if m.get("resumed_from_epoch")],
         "",
         *_confirmation_lines(None if report.search_skipped else report.confirmation, pct),
         "## Per class (final model)",
@@ -234,3 +235,14 @@ def folds_summary_text(report: FoldsReport, run_dir: Path) -> str:
         f"  majority class {_pct(test['majority_accuracy'])}",
         f"  report: {run_dir / 'report.md'}",
         f"  tensorboard --logdir {run_dir}\n"])
+
+
+def _resumed_words(member: dict) -> str:
+    """What a resumed run made of a final member's saved state (``resumed_from_epoch``)."""
+    done, epochs = member["resumed_from_epoch"], member["epochs"]
+    if done >= epochs:
+        return (f"\nTrial {member['trial_id']}'s retrain had ended before the run was interrupted: its saved "
+                "state was used.")
+    return (f"\nTrial {member['trial_id']}'s retrain was interrupted and went on from its saved state after epoch "
+            f"{done} of {epochs}.")
+

@@ -4,7 +4,7 @@ A plain function of its config, as Ray's examples write them. The data set arriv
 through the object store (``tune.with_parameters``), so a trial never reads files; the
 test split is not part of it. TensorFlow's threads are pinned to the CPUs the trial is
 given, so concurrent trials on one machine do not fight over cores. Every
-:data:`CHECKPOINT_PERIOD_S` seconds the trial leaves a checkpoint in the run's storage,
+:data:`fer_core.checkpoint.CHECKPOINT_PERIOD_S` seconds the trial leaves a checkpoint in the run's storage,
 so that a trial whose node is lost, or whose driver was killed, continues from its last
 checkpoint on any node instead of starting again.
 """
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from fer_core.checkpoint import checkpoint_period_s
 from fer_core.dataset import Dataset
 from fer_core.export import KERAS_FILE
 from fer_core.runtime import configure_tensorflow
@@ -27,8 +27,6 @@ from fer_core.train import fit
 from fer_core.transfer import Pretrained
 from search.tuning.space import to_config
 
-CHECKPOINT_PERIOD_S = 30.0  # a lost trial redoes at most this much work; saving costs ~0.1 s
-CHECKPOINT_PERIOD_ENV = "FER_TUNE_CHECKPOINT_S"  # overrides it on a node (the lost-node test checkpoints every epoch)
 HISTORY_FILE = "history.json"
 
 
@@ -61,7 +59,7 @@ def train_trial(params: dict[str, Any], data: SearchData, threads: Optional[int]
     import keras
 
     config = to_config(params)
-    period_s = float(os.environ.get(CHECKPOINT_PERIOD_ENV, CHECKPOINT_PERIOD_S))
+    period_s = checkpoint_period_s()  # on a node (the lost-node test checkpoints every epoch)
     # Ray's own node_ip is the machine's address; the node id tells nodes of one machine apart
     node_id = ray.get_runtime_context().get_node_id()
     placement = {"node_id": node_id}
