@@ -145,13 +145,14 @@ def test_every_tool_searches_retrains_and_is_tabled(comparison, tmp_path: Path,
     seed = {k: v for k, v in seed_point().items() if k != "augment"}  # FER Tune tries it first, as search.run does
     assert any(all(t["config"].get(k) == v for k, v in seed.items()) for t in fertune["trials"])
     # its confirmation ran, whatever the budget (CONFIRM_WHATEVER_FITS), and is part of its wall-clock.
-    # The search before it kept to the budget: past it, only the trials then running (one a slot)
-    # finished. Counted, not timed: beside another test a Ray worker's start takes most of 15 s.
-    # Its winner: test_fertune_s_winner_is_its_confirmations_best
+    # The search before it kept to the budget: past it, only the trials suggested before it finished,
+    # one running a slot and the one Tune keeps pending for a searcher without a concurrency limit
+    # (ray.tune's _get_max_pending_trials). Counted, not timed: on a loaded machine a Ray worker's
+    # start alone takes more than the 15 s. Its winner: test_fertune_s_winner_is_its_confirmations_best
     confirmation = fertune["notes"]["confirmation"]
     assert confirmation["skipped"] is None and confirmation["seconds"] > 0
     late = [t for t in fertune["trials"] if t["status"] != "failed" and t["finished_s"] > report["budget_s"]]
-    assert len(late) <= fertune["notes"]["slots"], late
+    assert len(late) <= fertune["notes"]["slots"] + 1, late
 
 
 @pytest.mark.slow
