@@ -256,7 +256,8 @@ def test_a_run_interrupted_in_its_final_stage_goes_on_from_its_trainings_saved_s
     env = {**os.environ, CHECKPOINT_PERIOD_ENV: "0"}  # a state every epoch, in the driver's Ray workers too
     driver = subprocess.Popen([sys.executable, "-m", "search.run", "--data", "synthetic:300", "--trials", "2",
                                "--max-epochs", "2", *final, "--output", str(tmp_path), "--name", "f"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_ctrl_c_as_in_a_terminal)
     states = tmp_path / "f" / "final"
 
     def member_epochs() -> int:  # the member trains 2 x 25 epochs; the seed's recipe, beside it, 20
@@ -325,6 +326,12 @@ def test_time_budget_bounds_the_whole_run_and_survives_a_resume_after_its_deadli
     # the resumed attempt found its search share spent, so it went on to the final model at once
     assert report["timings"]["search_s"] < 30
     assert report["timings"]["run_s"] <= 1.1 * 90
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """Ctrl-C's default in the run's process: a shell's background job (a suite started with ``&``)
+    ignores it and hands that on, and the run rightly keeps ignoring it after Tune's search."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _spent(run: Path) -> float:
