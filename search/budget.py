@@ -8,7 +8,9 @@ what the other two left. The plan, the search time spent and the search's deadli
 in the run folder's ``budget.json``, written and read by :class:`Budget` alone, so a
 resumed run goes on with what is left of its shares and the Tune-side readers (sampler,
 searcher, stopper, progress line), which Tune restores from its own saved state, see the
-deadlines of the current attempt. A run without a budget has deadlines at infinity: every
+deadlines of the current attempt; the confirmation's seconds and the final stage's are kept
+there too, the latter once planned, so a resumed final stage is the one its first attempt
+planned. A run without a budget has deadlines at infinity: every
 stage asks the same questions and gets "no limit". One clock throughout: ``time.time()``,
 which a resumed run and Ray's processes share.
 """
@@ -20,7 +22,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from fer_core.config import TrainConfig
 from fer_core.errors import ConfigError
@@ -83,7 +85,8 @@ class Budget:
     stages then ask it for their deadlines: :meth:`start_search` (once per attempt) sets the
     search's, :meth:`search_deadline` and :meth:`random_start_end` read it back (from any
     process that holds this object, a pickled copy included), :meth:`confirm_deadline` and
-    :meth:`final_seconds` size the stages after the search. Unbounded, each answers infinity.
+    :meth:`final_seconds` (after :meth:`note_confirm_time`) size the stages after the search.
+    Unbounded, each answers infinity.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -179,14 +182,34 @@ class Budget:
         plan = self.shares
         return now() + plan.confirm_s if plan else math.inf
 
-    def final_seconds(self, confirm_spent_s: float) -> float:
+    def note_confirm_time(self, seconds: float) -> None:
+        """Add ``seconds`` spent confirming (one attempt's, finished or interrupted) to the run's total."""
+        self._update(confirm_spent_s=float(self._read().get("confirm_spent_s", 0.0)) + seconds)
+
+    def final_seconds(self) -> float:
         """The final stage's seconds: what the three stages' shares leave after the search and the
-        confirmation spent theirs. A confirmation skipped or cut short leaves its time to the
-        final model; a search that overran (a trial stops at its next epoch) takes it from there."""
-        plan = self.shares
+        confirmation spent theirs over the run's attempts. A confirmation skipped or cut short leaves
+        its time to the final model; a search that overran (a trial stops at its next epoch) takes it
+        from there. Planned once and kept: a resumed run gets the same seconds, so its final stage is
+        planned as its first attempt's was and its trainings find the states they saved
+        (:func:`search.final.retrain.checkpoint_folder` is named by the planned config)."""
+        plan, state = self.shares, self._read()
         if plan is None:
             return math.inf
-        return max(0.0, plan.search_s + plan.confirm_s + plan.final_s - self.search_spent_s - confirm_spent_s)
+        if state.get("final_s") is None:
+            left = plan.search_s + plan.confirm_s + plan.final_s - self.search_spent_s
+            self._update(final_s=max(0.0, left - float(state.get("confirm_spent_s", 0.0))))
+        return float(self._read()["final_s"])
+
+    def seed_pace(self, measure: Callable[[], float]) -> float:
+        """The seed's CNN's faces a second on this machine, ``measure``d once per run and kept: a resumed
+        run plans from the same pace, so it picks the configs and lengths its first attempt picked and
+        their trainings find their saved states."""
+        pace = self._read().get("seed_faces_per_s")
+        if pace is None:
+            pace = float(measure())
+            self._update(seed_faces_per_s=pace)
+        return float(pace)
 
     # ------------------------------------------------------------------ its file
     def _read(self) -> dict[str, Any]:

@@ -155,11 +155,15 @@ def finish(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits, 
     (``skipped`` says why) trains the prior's configs (``trials``) for the whole budget instead."""
     if skipped is not None:
         return train_prior(settings, run_dir, data, splits, trials, budget, skipped, export=export)
-    confirmation = confirm_trials(settings, run_dir, splits, trials, budget.confirm_deadline())
+    started = now()
+    try:
+        confirmation = confirm_trials(settings, run_dir, splits, trials, budget.confirm_deadline())
+    finally:  # an interrupted confirmation's time counts too: its finished trainings are kept
+        budget.note_confirm_time(now() - started)
     members = final_members(settings, splits, trials, confirmation)
     if not members:
         return None
-    settings = plan_final_stage(settings, splits, trials, members, budget.final_seconds(confirmation.seconds))
+    settings = plan_final_stage(settings, splits, trials, members, budget.final_seconds())
     return build_and_export(settings, run_dir, data, splits, members, confirmation, export=export)
 
 
@@ -182,7 +186,8 @@ def final_members(settings: RunSettings, splits: Splits, trials: list[TrialRecor
 def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[TrialRecord], members: list[TrialRecord],
                      seconds: float) -> RunSettings:
     """The settings with the final stage that fits in ``seconds``
-    (:meth:`search.budget.Budget.final_seconds`; infinity: as asked) (:func:`search.final.retrain.plan_final`),
+    (:meth:`search.budget.Budget.final_seconds`, the same in a resumed run; infinity: as asked)
+    (:func:`search.final.retrain.plan_final`),
     its estimate in the log."""
     n_rest = len(splits.train) + len(splits.val)
     final, estimate = plan_final(trials, members, settings.final, n_rest, len(splits.train), settings.search.slots,
@@ -202,11 +207,12 @@ def train_prior(settings: RunSettings, run_dir: Path, data: Dataset, splits: Spl
     stage's epochs. One for each slot the seed's recipe leaves, and one more on its slot when it
     leaves at least half of the time there (:data:`search.tuning.prior.SEED_LEAVES_SHARE`); each the
     config best at the faces its member can train in its time
-    (:func:`search.tuning.prior.alone_configs`), from this machine's rate, measured first."""
+    (:func:`search.tuning.prior.alone_configs`), from this machine's rate, measured once per run
+    (:meth:`search.budget.Budget.seed_pace`)."""
     threads = settings.search.resources.threads
-    faces_s = seed_faces_per_s(threads)
+    faces_s = budget.seed_pace(lambda: seed_faces_per_s(threads))  # kept for a resumed run's plan
     rate = measured_flops_per_s(faces_s, threads)
-    seconds = budget.final_seconds(0.0)
+    seconds = budget.final_seconds()
     seed_s = training_seconds(TrainConfig(), len(splits.train) + len(splits.val), threads, rate)
     slots = settings.search.slots
     n = max(1, min(settings.final.ensemble, slots - (seed_s > SEED_LEAVES_SHARE * seconds)))

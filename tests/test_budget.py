@@ -41,7 +41,7 @@ def test_an_unbounded_budget_answers_infinity_to_every_stage(tmp_path: Path) -> 
     assert budget.shares is None and budget.total_s is None
     assert budget.start_search() == math.inf
     assert budget.search_deadline() == budget.random_start_end() == budget.confirm_deadline() == math.inf
-    assert not budget.search_over() and budget.final_seconds(100.0) == math.inf and budget.after_search_s() == 0
+    assert not budget.search_over() and budget.final_seconds() == math.inf and budget.after_search_s() == 0
 
 
 def test_the_search_deadline_and_random_start_come_from_the_share(tmp_path: Path) -> None:
@@ -72,10 +72,31 @@ def test_a_resumed_run_goes_on_with_what_its_earlier_attempts_left(tmp_path: Pat
     assert resumed.random_start_end() - time.time() == pytest.approx(STARTUP_SHARE * shares.search_s - 100.0,
                                                                       abs=1.0)
     resumed.note_search_time()
-    assert resumed.final_seconds(0.0) == pytest.approx(shares.final_s + shares.confirm_s + shares.search_s - 100,
-                                                       abs=1.0)
-    assert resumed.final_seconds(shares.confirm_s) == pytest.approx(shares.final_s + shares.search_s - 100, abs=1.0)
-    assert resumed.final_seconds(10 * shares.final_s + shares.search_s) == 0.0  # overran: nothing, not less
+    # the confirmation, killed after 30 s, then done in 20 s: both attempts count
+    resumed.note_confirm_time(30.0)
+    Budget.load(tmp_path).note_confirm_time(20.0)
+    assert Budget.load(tmp_path).final_seconds() == pytest.approx(
+        shares.final_s + shares.confirm_s + shares.search_s - 100 - 50, abs=1.0)
+
+
+def test_the_final_stage_is_planned_once_so_a_resumed_run_plans_it_alike(tmp_path: Path) -> None:
+    """The final stage's seconds and the machine's pace, once known, are what a resumed attempt
+    gets, whatever the attempts spent since: its plan names the configs whose states it saved."""
+    budget = Budget.plan(tmp_path, 600.0, startup_s=10.0, confirm=True)
+    shares = budget.shares
+    budget.note_confirm_time(shares.confirm_s)
+    seconds = budget.final_seconds()
+    assert seconds == pytest.approx(shares.final_s + shares.search_s)  # the search spent nothing
+    assert budget.seed_pace(lambda: 812.5) == 812.5
+    resumed = Budget.load(tmp_path)
+    resumed.note_confirm_time(100.0)  # a resumed attempt's confirmation, all saved, still takes a while
+    assert resumed.final_seconds() == seconds
+    assert resumed.seed_pace(lambda: 400.0) == 812.5
+    # a search that overran leaves the final stage nothing, not less
+    (tmp_path / "o").mkdir()
+    overran = Budget.plan(tmp_path / "o", 600.0, startup_s=10.0, confirm=True)
+    overran.note_confirm_time(10 * shares.final_s + shares.search_s)
+    assert overran.final_seconds() == 0.0
 
 
 def test_a_pickled_copy_sees_the_deadline_of_the_current_attempt(tmp_path: Path) -> None:
