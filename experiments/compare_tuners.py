@@ -74,9 +74,10 @@ from typing import Any, Optional
 import numpy as np
 
 from fer_core import SPLITS, ConfigError, Splits, evaluate_predictions, load, make_splits, run_cli
+from fer_core.staging import write_atomic
 from search import (DEFAULT_MAX_EPOCHS, TrialRecord, build_parser, check_writable,
                     final_networks, output_path, parse_duration, pick_ensemble, retrain_members, run_settings,
-                    start_ray, train_and_score, write_atomic)
+                    start_ray, train_and_score)
 from search import check_args as check_run_args
 from experiments.tuner_arms import ARMS, SCORED, THREADS, ArmResult, Context, TrialResult, finite
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from fer_core.config import TrainConfig
+from fer_core.staging import write_atomic
 
 CHECKPOINT_PERIOD_S = 30.0  # an interrupted training redoes at most this much; saving costs ~0.1-0.3 s
 CHECKPOINT_PERIOD_ENV = "FER_TUNE_CHECKPOINT_S"  # overrides it in a process (tests checkpoint every epoch)
@@ -66,9 +67,7 @@ def save_checkpoint(folder: str | os.PathLike, config: TrainConfig, model, histo
     name = f"model-{len(history)}.keras"
     model.save(folder / name)
     state = {"config": config.to_dict(), "model": name, "history": list(history), "epochs": int(epochs)}
-    partial = folder / f".{STATE_FILE}.partial"
-    partial.write_text(json.dumps(state))
-    os.replace(partial, folder / STATE_FILE)
+    write_atomic(folder / STATE_FILE, json.dumps(state))
     for old in folder.glob("model-*.keras"):
         if old.name != name:
             old.unlink(missing_ok=True)

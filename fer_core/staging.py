@@ -1,4 +1,5 @@
-"""Folders written beside their target and then moved into place whole.
+"""Files and folders written beside their target and then moved into place whole: a reader
+sees the old one or the new one, and a kill while writing leaves the old one.
 
 A staging folder from :func:`tempfile.mkdtemp` is private (mode 0700), and renaming it into place
 keeps that mode: a run's ``best/`` or ``predict --output`` folder would be unreadable to the
@@ -24,3 +25,10 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``path`` through a temporary sibling and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)

@@ -34,7 +34,7 @@ _HOMES = {
     "search.records": ("Confirmation", "FinalModel", "Finished", "FoldRecord", "FoldsReport", "Member", "Report",
                        "TrialRecord"),
     "search.report.build": ("build_report", "write_report"),
-    "search.rundir": ("TUNE_DIR", "check_writable", "output_path", "write_atomic"),
+    "search.rundir": ("TUNE_DIR", "check_writable", "output_path"),
     "search.settings": ("CONFIRM_SHARE", "DEFAULT_MAX_EPOCHS", "FLAGS", "LARGE_DATA", "SEARCH_SHARE",
                         "ConfirmSettings", "FinalSettings", "Resources", "RunSettings", "SearchSettings", "is_large"),
     "search.tuning.searcher": ("BudgetedOptunaSearch",),

@@ -26,7 +26,8 @@ from typing import Any, Callable, Optional
 
 from fer_core.config import TrainConfig
 from fer_core.errors import ConfigError
-from search.rundir import read_state, write_atomic
+from fer_core.staging import write_atomic
+from search.rundir import read_state
 from search.settings import CONFIRM_SHARE, FINAL_SHARE, SEARCH_SHARE, STARTUP_SHARE
 
 BUDGET_FILE = "budget.json"

@@ -23,13 +23,14 @@ from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
 from fer_core.evaluate import evaluate_confusion
 from fer_core.splits import Splits, outer_folds
+from fer_core.staging import write_atomic
 from search.budget import BUDGET_FILE, RAY_START_S, Budget, check_budget, now
 from search.cli import Command
 from search.cluster import start_ray
 from search.final.confirm import folds_of
 from search.pipeline import finish, open_state, search_interrupted, search_skipped, search_trials
 from search.records import FoldRecord, FoldsReport
-from search.rundir import TUNE_DIR, drop_final_states, write_atomic
+from search.rundir import TUNE_DIR, drop_final_states
 from search.settings import RunSettings
 from search.tuning.prior import prior_records
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_core.errors import ConfigError
+from fer_core.staging import write_atomic
 
 RUN_FILE = "run.json"  # the run's arguments, so that --resume continues the same search
 TUNE_DIR = "tune"  # Ray Tune's own experiment folder inside the run folder
@@ -73,13 +74,6 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:
     """Save the run's state atomically."""
     write_atomic(run_dir / RUN_FILE, json.dumps(state, indent=2))
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``path`` through a temporary sibling and a rename: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def drop_final_states(run_dir: Path) -> None:

@@ -32,12 +32,12 @@ from fer_core.dataset import Dataset
 from fer_core.errors import ConfigError
 from fer_core.evaluate import evaluate_predictions
 from fer_core.splits import Splits
+from fer_core.staging import write_atomic
 from fer_core.transfer import Pretrained
 from search.budget import TASK_OVERHEAD_S, now, training_seconds
 from search.final.ranking import pick_ensemble
 from search.final.tasks import failure_reason, remote_training
 from search.records import Confirmation, TrialRecord
-from search.rundir import write_atomic
 from search.settings import ConfirmSettings, Resources
 from search.tuning.cost import cheapest_within_noise
 

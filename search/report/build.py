@@ -15,11 +15,12 @@ from fer_core.config import TrainConfig
 from fer_core.dataset import Dataset
 from fer_core.evaluate import SEED_BASELINE_ACCURACY
 from fer_core.splits import Splits
+from fer_core.staging import write_atomic
 from search.budget import BudgetPlan
 from search.records import Finished, FoldsReport, Report, TrialRecord
 from search.report.markdown import render_folds_markdown, render_markdown
 from search.report.plots import plot_confusion, plot_importance, plot_learning_curves, plot_search_history
-from search.rundir import BEST_DIR, write_atomic
+from search.rundir import BEST_DIR
 from search.settings import RunSettings
 from search.tuning.trials import plain
 
