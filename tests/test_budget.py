@@ -92,7 +92,7 @@ def test_the_final_stage_is_planned_once_so_a_resumed_run_plans_it_alike(tmp_pat
     resumed.note_confirm_time(100.0)  # a resumed attempt's confirmation, all saved, still takes a while
     assert resumed.final_seconds() == seconds
     assert resumed.seed_pace(lambda: 400.0) == 812.5
-    # a search that overran leaves the final stage nothing, not less
+    # stages that overran their shares leave the final stage nothing, not less
     (tmp_path / "o").mkdir()
     overran = Budget.plan(tmp_path / "o", 600.0, startup_s=10.0, confirm=True)
     overran.note_confirm_time(10 * shares.final_s + shares.search_s)
