@@ -194,23 +194,18 @@ class Budget:
         from there. Planned once and kept: a resumed run gets the same seconds, so its final stage is
         planned as its first attempt's was and its trainings find the states they saved
         (:func:`search.final.retrain.checkpoint_folder` is named by the planned config)."""
-        plan, state = self.shares, self._read()
+        plan = self.shares
         if plan is None:
             return math.inf
-        if state.get("final_s") is None:
-            left = plan.search_s + plan.confirm_s + plan.final_s - self.search_spent_s
-            self._update(final_s=max(0.0, left - float(state.get("confirm_spent_s", 0.0))))
-        return float(self._read()["final_s"])
+        return self._kept("final_s", lambda state: max(0.0, plan.search_s + plan.confirm_s + plan.final_s
+                                                      - float(state.get("search_spent_s", 0.0))
+                                                      - float(state.get("confirm_spent_s", 0.0))))
 
     def seed_pace(self, measure: Callable[[], float]) -> float:
         """The seed's CNN's faces a second on this machine, ``measure``d once per run and kept: a resumed
         run plans from the same pace, so it picks the configs and lengths its first attempt picked and
         their trainings find their saved states."""
-        pace = self._read().get("seed_faces_per_s")
-        if pace is None:
-            pace = float(measure())
-            self._update(seed_faces_per_s=pace)
-        return float(pace)
+        return self._kept("seed_faces_per_s", lambda state: measure())
 
     # ------------------------------------------------------------------ its file
     def _read(self) -> dict[str, Any]:
@@ -218,6 +213,14 @@ class Budget:
             return json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
+
+    def _kept(self, key: str, compute: Callable[[dict[str, Any]], float]) -> float:
+        """``key``'s value in the file, computed from the file's state and saved the first time it is asked."""
+        state = self._read()
+        if state.get(key) is None:
+            state[key] = float(compute(state))
+            self._write(state)
+        return float(state[key])
 
     def _update(self, **values: Any) -> None:
         self._write(self._read() | values)
