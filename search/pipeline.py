@@ -36,8 +36,7 @@ from search.report.final_run import write_final_run
 from search.report.plots import plot_confusion
 from search.rundir import BEST_DIR, FINAL_DIR, TENSORBOARD_DIR, read_state, write_state
 from search.settings import RunSettings
-from search.tuning.prior import (SEED_LEAVES_SHARE, alone_configs, measured_flops_per_s, prior_points, search_pays,
-                                 training_seconds)
+from search.tuning.prior import measured_flops_per_s, pack_members, prior_points, search_pays, training_seconds
 from search.tuning.trials import trial_record
 
 log = logging.getLogger("search.pipeline")
@@ -202,37 +201,35 @@ def plan_final_stage(settings: RunSettings, splits: Splits, trials: list[TrialRe
 
 def train_prior(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits, prior: list[TrialRecord],
                 budget: Budget, skipped: str, export: bool = True) -> Finished:
-    """The final model of a run too short to search: the ``prior``'s configs, each trained for its
-    schedule's share that fits in the budget (``fer_core.train.fit(seconds=...)``), for up to its final
-    stage's epochs. One for each slot the seed's recipe leaves, and one more on its slot when it
-    leaves at least half of the time there (:data:`search.tuning.prior.SEED_LEAVES_SHARE`); each the
-    config best at the faces its member can train in its time
-    (:func:`search.tuning.prior.alone_configs`), from this machine's rate, measured once per run
-    (:meth:`search.budget.Budget.seed_pace`)."""
+    """The final model of a run too short to search: the ``prior``'s configs packed on the slots that
+    the seed's recipe leaves (:func:`search.tuning.prior.pack_members`), up to the final stage's
+    members, each for at most its config's member length and its final stage's epochs, from this
+    machine's rate, measured once per run (:meth:`search.budget.Budget.seed_pace`)."""
     threads = settings.search.resources.threads
     faces_s = budget.seed_pace(lambda: seed_faces_per_s(threads))  # kept for a resumed run's plan
     rate = measured_flops_per_s(faces_s, threads)
     seconds = budget.final_seconds()
     seed_s = training_seconds(TrainConfig(), len(splits.train) + len(splits.val), threads, rate)
     slots = settings.search.slots
-    n = max(1, min(settings.final.ensemble, slots - (seed_s > SEED_LEAVES_SHARE * seconds)))
-    # the seed's recipe starts first on several slots: a member beyond the slots it leaves trains after it
-    lengths = ([seconds] * min(n, slots - 1) + [seconds - seed_s] * (n - (slots - 1)) if slots > 1
-               else [MEMBERS_SHARE_ONE_SLOT * seconds])
-    members = alone_configs(prior, lengths, threads, rate)
-    settings = dataclasses.replace(settings, final=dataclasses.replace(settings.final, ensemble=len(members)))
+    # the seed's recipe starts first on the last slot; with one slot the members come first, in their share
+    starts, ends = (([0.0] * (slots - 1) + [seed_s], [seconds] * slots) if slots > 1
+                    else ([0.0], [MEMBERS_SHARE_ONE_SLOT * seconds]))
+    most_rounds = max(1, round(settings.search.max_t * settings.final.epochs_scale))
+    planned = pack_members(prior, starts, ends, threads, rate, most=settings.final.ensemble, most_rounds=most_rounds)
+    members = [p.record for p in planned]
+    final = dataclasses.replace(settings.final, ensemble=len(members), epochs_scale=1.0)  # the rounds are planned
+    settings = dataclasses.replace(settings, final=final)
     confirmation = Confirmation(folds=0, n_scored=0, ranked=tuple(prior), scores={}, seconds=0.0, skipped=skipped)
     log.info("the seed's CNN trains %.0f faces/s on %d thread(s) here; the %.0f s left train the prior's %s "
-             "(for %s s) and the seed's recipe (about %.0f s)", faces_s, threads,
-             seconds, ", ".join(m.trial_id for m in members), ", ".join(f"{s:.0f}" for s in lengths[:len(members)]),
-             seed_s)
+             "(for %s s) and the seed's recipe (about %.0f s)", faces_s, threads, seconds,
+             ", ".join(m.trial_id for m in members), ", ".join(f"{p.seconds:.0f}" for p in planned), seed_s)
     return build_and_export(settings, run_dir, data, splits, members, confirmation, export=export,
-                            deadline=now() + seconds)
+                            deadline=now() + seconds, lengths=[p.seconds for p in planned])
 
 
 def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits: Splits,
                      members: list[TrialRecord], confirmation: Confirmation, export: bool = True,
-                     deadline: Optional[float] = None) -> Finished:
+                     deadline: Optional[float] = None, lengths: Optional[list[float]] = None) -> Finished:
     """Retrain ``members`` (the first ``settings.final.ensemble``) into the final model, each within
     ``deadline`` if given and leaving its state in ``run_dir/final`` (a resumed run's go on from
     theirs), test it once on the held-out split, export it (unless not ``export``: an outer fold's
@@ -240,7 +237,8 @@ def build_and_export(settings: RunSettings, run_dir: Path, data: Dataset, splits
     clock = now()
     members = members[:settings.final.ensemble]
     final = build_final_model(members, splits, settings.final, settings.search.resources, init=settings.search.init,
-                              deadline=deadline, slots=settings.search.slots, checkpoints=run_dir / FINAL_DIR)
+                              deadline=deadline, slots=settings.search.slots, checkpoints=run_dir / FINAL_DIR,
+                              lengths=lengths)
     probabilities = predict_proba(final.model, splits.test.images)
     test = evaluate_predictions(splits.test.labels, probabilities.argmax(axis=1), data.class_names)
     timings = {"retrain_s": now() - clock}

@@ -75,8 +75,9 @@ def test_a_training_fitted_to_a_deadline_goes_on_over_the_epochs_it_was_fitted_t
     monkeypatch.setenv(CHECKPOINT_PERIOD_ENV, "0")
     config = TrainConfig(**SMALL, epochs=500, phase1_share=0.5)
     folder = tmp_path / "member"
+    # 20 s: its first epochs (graph building included) on a busy machine must leave room for 3 (8 s did not)
     with pytest.raises(Interrupted):
-        fit(config, train, threads=1, seconds=8, checkpoint=folder, callbacks=[_interrupt_before(3)])
+        fit(config, train, threads=1, seconds=20, checkpoint=folder, callbacks=[_interrupt_before(3)])
     saved = read_checkpoint(folder, config)
     assert saved is not None and len(saved.history) == 2 and 3 <= saved.epochs < 500
 

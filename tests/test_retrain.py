@@ -108,6 +108,42 @@ def test_trained_to_a_deadline_the_seed_recipe_starts_before_a_member_beyond_its
     assert sorted([m.trial.trial_id for m in final.kept] + short) == ["prior1", "prior2"]
 
 
+@pytest.mark.slow
+def test_members_planned_one_after_another_on_a_slot_each_train_in_their_length() -> None:
+    """Two members with lengths of 20 s, one after the other on the slot the seed's recipe leaves
+    free, before a deadline 80 s away: each ends in its length (its schedule fitted to it), so the
+    second starts when the first ends, not when the deadline comes."""
+    import ray
+
+    from fer_core.data import load
+    from fer_core.splits import make_splits
+    from search.budget import now
+    from search.final.retrain import build_final_model
+    from search.settings import Resources
+
+    splits = make_splits(load("synthetic:300"), "subject")
+    small = dict(conv_blocks=2, base_filters=8, dense_units=32, batch_size=16, normalize="standardize",
+                 augment=False, learning_rate=3e-3)
+    members = [TrialRecord("prior1", "prior", {**seed_point(), **small, "epochs": 400, "seed": i}) for i in (1, 2)]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        began = now()
+        deadline = began + TASK_OVERHEAD_S + 80
+        final = build_final_model(members, splits, FinalSettings(ensemble=2, epochs_scale=1.0, seed_epochs=400,
+                                                                 inputs=("standardize",)),
+                                  Resources(), deadline=deadline, slots=2, lengths=[TASK_OVERHEAD_S + 20] * 2)
+    finally:
+        ray.shutdown()
+    trained = final.kept
+    assert len(trained) == 2 and all(1 <= len(m.history) < 400 for m in trained)
+    first, second = sorted(m.result["started"] for m in trained)
+    # the seed's recipe holds one slot to the deadline: the second member waited for the first, which
+    # ended in its 20 s (its schedule fitted to whole epochs inside them), far before the deadline
+    assert 10 <= second - first < 50
+    for member in trained:
+        assert sum(row["train_seconds"] for row in member.history) < 30
+
+
 def _trial(trial_id: str, seconds: float, epochs: int = 4, **config) -> TrialRecord:
     return TrialRecord(trial_id, "completed", {**seed_point(), "epochs": epochs, **config},
                        history=({"train_seconds": seconds, "val_seconds": 0.0},) * 3)

@@ -120,13 +120,15 @@ def checkpoint_folder(root: Path, config: dict) -> Path:
 def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resources,
                      mirror: Optional[dict[str, bool]] = None, init: Optional[Pretrained] = None,
                      scratch: Sequence[str] = (), deadlines: Optional[dict[str, float]] = None,
-                     checkpoints: Optional[Path] = None) -> dict[str, dict]:
+                     checkpoints: Optional[Path] = None,
+                     durations: Optional[dict[str, float]] = None) -> dict[str, dict]:
     """Train each named config on train + validation and test it, as parallel Ray tasks.
 
     ``mirror`` says, by name, whether the test also averages each face's mirror image
     (default yes). ``init``: the pretrained network the configs fine-tune, all but those
     named in ``scratch``, which train from scratch. ``deadlines``: by name, when a training must
-    end (it trains the share of its epochs that fits). ``checkpoints``: the folder under which each
+    end (it trains the share of its epochs that fits); ``durations``: by name, the most seconds it may
+    take from its start, as well. ``checkpoints``: the folder under which each
     training leaves its state and goes on from it (:func:`checkpoint_folder`). Returns, by name,
     :func:`search.final.tasks.train_and_score`'s result; or, for
     a training that did not finish, only ``diverged`` or ``failed`` with the reason, so
@@ -134,7 +136,7 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
     """
     import ray  # not before search.cluster.start_ray has chosen Ray's authentication mode
 
-    mirror, deadlines = mirror or {}, deadlines or {}
+    mirror, deadlines, durations = mirror or {}, deadlines or {}, durations or {}
     task = remote_training(resources)
     # in the object store once for all the tasks (an argument is stored again for each call), and
     # the driver's own copy of train + validation freed at once (FER2013: 300 MB)
@@ -142,6 +144,7 @@ def retrain_and_test(configs: dict[str, dict], splits: Splits, resources: Resour
     init_ref = ray.put(init) if init is not None else None
     refs = {name: task.remote(config, train_ref, test_ref, resources.threads, mirror=mirror.get(name, True),
                               init=None if name in scratch else init_ref, deadline=deadlines.get(name),
+                              seconds=durations.get(name),
                               checkpoint=str(checkpoint_folder(checkpoints, config)) if checkpoints else None)
             for name, config in configs.items()}
     if deadlines:
@@ -191,8 +194,8 @@ def member_learned(history: Sequence[dict], trial_history: Sequence[dict], major
 def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfig], splits: Splits,
                     resources: Resources, extra: Optional[dict[str, dict]] = None,
                     init: Optional[Pretrained] = None, deadlines: Optional[dict[str, float]] = None,
-                    extra_first: bool = False,
-                    checkpoints: Optional[Path] = None) -> tuple[list[Member], list[dict], dict]:
+                    extra_first: bool = False, checkpoints: Optional[Path] = None,
+                    durations: Optional[dict[str, float]] = None) -> tuple[list[Member], list[dict], dict]:
     """Retrain the final members (and the ``extra`` named configs, alongside, from scratch) on
     train + validation; the members fine-tune ``init``, if given.
 
@@ -202,7 +205,8 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
     nothing. ``deadlines``: by name (``member0``, ... and the ``extra`` names), when each training must
     end; a kept member's config then holds the epochs it trained. ``extra_first``: the ``extra``
     trainings start before the members (Ray starts tasks in the order they come), so that a member
-    beyond the free slots waits for them, not they for it. ``checkpoints``: as :func:`retrain_and_test`'s.
+    beyond the free slots waits for them, not they for it. ``checkpoints``, ``durations``: as
+    :func:`retrain_and_test`'s.
     Returns ``(kept, dropped, extra_results)`` as :class:`FinalModel` holds them.
     Raises :class:`fer_core.train.TrainingDiverged` when no member produced weights.
     """
@@ -212,7 +216,8 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
     trainings = {n: c.to_dict() for n, c in zip(names, configs)}
     trainings = {**(extra or {}), **trainings} if extra_first else {**trainings, **(extra or {})}
     first = retrain_and_test(trainings, splits, resources, mirror={name: False for name in extra or {}}, init=init,
-                             scratch=list(extra or {}), deadlines=deadlines, checkpoints=checkpoints)
+                             scratch=list(extra or {}), deadlines=deadlines, checkpoints=checkpoints,
+                             durations=durations)
     outcome = {n: (m, c, first[n]) for n, m, c in zip(names, members, configs)}
 
     def failure(trial: TrialRecord, result: dict) -> Optional[str]:
@@ -231,7 +236,7 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
                         name, outcome[name][0].trial_id, reason)
         reseeded = {n: dataclasses.replace(outcome[n][1], seed=outcome[n][1].seed + RESEED_OFFSET) for n in retry}
         second = retrain_and_test({n: c.to_dict() for n, c in reseeded.items()}, splits, resources, init=init,
-                                  deadlines=deadlines, checkpoints=checkpoints)
+                                  deadlines=deadlines, checkpoints=checkpoints, durations=durations)
         for name, config in reseeded.items():
             outcome[name] = (outcome[name][0], config, second[name])
     reasons = {n: failure(m, r) for n, (m, _, r) in outcome.items()}
@@ -259,10 +264,13 @@ def _as_trained(config: TrainConfig, result: dict) -> TrainConfig:
 
 def build_final_model(members: Sequence[TrialRecord], splits: Splits, settings: FinalSettings,
                       resources: Resources, init: Optional[Pretrained] = None, deadline: Optional[float] = None,
-                      slots: int = 1, checkpoints: Optional[Path] = None) -> FinalModel:
+                      slots: int = 1, checkpoints: Optional[Path] = None,
+                      lengths: Optional[Sequence[float]] = None) -> FinalModel:
     """Retrain ``members`` (fine-tuning ``init``, if given; the seed's recipe beside them, from
     scratch) and assemble the final model; with a ``deadline`` (:func:`search.budget.now`) every
-    training fits its epochs before it, on ``slots`` trainings at once. ``checkpoints``: the folder
+    training fits its epochs before it, on ``slots`` trainings at once, and with ``lengths`` (by
+    member) in at most its seconds, so that members planned one after another on a slot each get
+    their share (Ray starts them in the members' order). ``checkpoints``: the folder
     where the trainings leave their states and an interrupted stage's go on (:func:`retrain_and_test`)."""
     log.info("retraining the %d best configs (trials %s) on %s faces, and the seed's recipe, on train + validation",
              len(members), ", ".join(t.trial_id for t in members), " and ".join(settings.inputs))
@@ -271,7 +279,10 @@ def build_final_model(members: Sequence[TrialRecord], splits: Splits, settings: 
         log.info("the seed's recipe trains for %d of its %d epochs, to fit the time budget", seed_recipe.epochs,
                  TrainConfig().epochs)
     trials, configs = final_networks(members, settings)
-    deadlines = None
+    deadlines, durations = None, None
+    if lengths is not None:
+        per_network = [length for length in lengths for _ in settings.inputs]
+        durations = {f"member{i}": length for i, length in enumerate(per_network)}
     if deadline is not None:
         ends = deadline if slots > 1 else now() + MEMBERS_SHARE_ONE_SLOT * (deadline - now())
         deadlines = {**{f"member{i}": ends for i in range(len(configs))}, "seed": deadline}
@@ -279,7 +290,8 @@ def build_final_model(members: Sequence[TrialRecord], splits: Splits, settings: 
     # the slots it leaves trains after it, on its slot, in the time it left (Ray starts tasks in order)
     kept, dropped, extra = retrain_members(trials, configs, splits, resources, extra={"seed": seed_recipe.to_dict()},
                                            init=init, deadlines=deadlines,
-                                           extra_first=deadline is not None and slots > 1, checkpoints=checkpoints)
+                                           extra_first=deadline is not None and slots > 1, checkpoints=checkpoints,
+                                           durations=durations)
     seed_recipe = extra["seed"]
     if "metrics" not in seed_recipe:
         log.warning("the seed's recipe did not finish its retrain: %s", next(iter(seed_recipe.values())))

@@ -24,9 +24,10 @@ TASK_RETRIES = 1  # a task whose worker or node dies is run once more before its
 
 def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int, mirror: bool = True,
                     weights: bool = True, init=None, deadline: Optional[float] = None,
-                    checkpoint: Optional[str] = None) -> dict[str, Any]:
+                    checkpoint: Optional[str] = None, seconds: Optional[float] = None) -> dict[str, Any]:
     """Train ``config`` on ``train`` (its full epoch budget, or with a ``deadline`` (:func:`search.budget.now`)
     the share of it that fits before then, scoring included; no validation) and score it on ``scored``.
+    ``seconds``: at most this long from its start, as well (a member planned beside others on its slot).
 
     The result has the network's ``weights`` (unless ``weights`` is false), its ``history``, when
     it ``started`` (:func:`search.budget.now`), and on ``scored`` the class ``probabilities`` (each
@@ -37,7 +38,8 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
     from it (:mod:`fer_core.checkpoint`); the result's ``resumed_from_epoch`` says from which epoch (0: none).
     """
     started = now()
-    seconds = None if deadline is None else deadline - started - TASK_OVERHEAD_S
+    limits = [t for t in (None if deadline is None else deadline - started, seconds) if t is not None]
+    seconds = min(limits) - TASK_OVERHEAD_S if limits else None
     train_config = TrainConfig.from_dict(config)
     saved = read_checkpoint(checkpoint, train_config) if checkpoint is not None else None
     model, history = fit(train_config, train, threads=threads, init=init, seconds=seconds, checkpoint=checkpoint)

@@ -11,6 +11,7 @@ faces), whose space holds every option its configs use; a small data set's searc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -26,10 +27,12 @@ from search.tuning.space import INPUT_SHAPE, define_space, seed_point
 class PriorConfig:
     """One config of the prior: its values in the large space's parameter names (the seed's recipe's
     for the rest), and the faces a member must be able to train for it to be the one trained alone
-    (:func:`alone_configs`): which config is best depends on how long its member trains."""
+    (:func:`pack_members`): which config is best depends on how long its member trains; and the
+    faces a member of it trains at most, ``member_faces``, where it does best."""
 
     params: dict[str, Any]
     alone_from_faces: float = 0.0
+    member_faces: float = math.inf  # the most faces a member trains: where it does best on validation
 
 
 # in the search's order (after the seed's recipe); each trains for the search's epoch budget there.
@@ -37,13 +40,17 @@ class PriorConfig:
 # built-in prior"): without augmentation the seed's CNN leads up to about 16-18 rounds (150k faces)
 # and then learns its faces by heart; the mirror image holds that off (62.1% / 0.599 at 655k faces,
 # 3.3 points over the wider one at 647k against its 352k); the wider network with light geometric
-# augmentation leads at its 1.14M faces (+1.8 points, 62.7% / 0.586, against the mirror's 2.25M)
+# augmentation leads at its 1.14M faces (+1.8 points, 62.7% / 0.586, against the mirror's 2.25M).
+# A member trains at most where its config does best: the mirror image's 80 rounds (six seeds at
+# 53-71 rounds 62.1-62.8%, against 60.9% at 275), the wider one's 1.2M faces (62.5% at 2.22M)
 PRIOR: tuple[PriorConfig, ...] = (
     PriorConfig({"augment": True, "rotation": 0.0, "shift": 0.0, "shear": 0.0, "zoom": 0.0, "flip": True,
-                 "contrast": 0.0, "brightness": 0.0, "erasing": 0.0}, alone_from_faces=150_000),
-    PriorConfig({"augment": False}),  # the seed's network without augmentation
+                 "contrast": 0.0, "brightness": 0.0, "erasing": 0.0}, alone_from_faces=150_000, member_faces=655_360),
+    # the seed's network without augmentation
+    PriorConfig({"augment": False}, member_faces=147_456),
     PriorConfig({"base_filters": 48, "augment": True, "rotation": 10.0, "shift": 0.1, "shear": 0.0, "zoom": 0.1,
-                 "flip": True, "contrast": 0.0, "brightness": 0.0, "erasing": 0.0}, alone_from_faces=1_000_000),
+                 "flip": True, "contrast": 0.0, "brightness": 0.0, "erasing": 0.0}, alone_from_faces=1_000_000,
+                member_faces=1_200_000),
 )
 
 # a training thread's floating-point rate, forward FLOPs x TRAIN_FLOPS_FACTOR per face trained: the
@@ -56,9 +63,9 @@ TRAIN_FLOPS_FACTOR = 3  # a training step: the forward pass and the backward pas
 # searches of 20 minutes and one hour on FER2013 (0.8 and 2.5 by this estimate) found nothing better
 # than that config, two hours (5.0) a tie ("The built-in prior")
 SEARCH_PAYS_TRIALS = 4
-# without a search, a member beyond one a slot trains after the seed's recipe, on its slot, when the
-# recipe (estimated) leaves at least this share of the time: a member of a few rounds weakens the mean
-SEED_LEAVES_SHARE = 0.5
+# without a search, a member trains only if its slot's time holds at least this share of its
+# config's member length: a member of a few rounds weakens the mean
+MEMBER_LEAST_SHARE = 0.5
 
 
 def prior_points(search: SearchSettings) -> list[dict[str, Any]]:
@@ -104,27 +111,72 @@ def measured_flops_per_s(seed_faces_per_s: float, threads: int) -> float:
     return seed_faces_per_s * flops_per_face(TrainConfig(), INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / threads
 
 
-def faces_trained(config: TrainConfig, seconds: float, threads: int, flops_per_s: float = THREAD_FLOPS_PER_S) -> float:
-    """About how many faces ``config`` trains in ``seconds`` with ``threads`` threads."""
-    return seconds * flops_per_s * threads / (flops_per_face(config, INPUT_SHAPE) * TRAIN_FLOPS_FACTOR)
+def faces_seconds(config: TrainConfig, faces: float, threads: int, flops_per_s: float = THREAD_FLOPS_PER_S) -> float:
+    """About how long ``config`` takes to train ``faces`` faces with ``threads`` threads."""
+    return faces * flops_per_face(config, INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / (flops_per_s * threads)
 
 
-def alone_configs(records: Sequence[TrialRecord], lengths: Sequence[float], threads: int,
-                  flops_per_s: float = THREAD_FLOPS_PER_S) -> list[TrialRecord]:
-    """The prior's configs (``records``, :func:`prior_records`) that members training for ``lengths``
-    seconds each train, one for each length, none twice: the config with the largest
-    :attr:`PriorConfig.alone_from_faces` that the member's length reaches (in the prior's order
-    among equals), else the one asking the fewest faces."""
-    chosen: list[TrialRecord] = []
-    for seconds in lengths:
-        left = [(entry, record) for entry, record in zip(PRIOR, records) if all(record is not c for c in chosen)]
-        if not left:
-            break
-        reached = [(entry, record) for entry, record in left
-                   if faces_trained(record.train_config, seconds, threads, flops_per_s) >= entry.alone_from_faces]
-        pool = reached or [min(left, key=lambda pair: pair[0].alone_from_faces)]
-        chosen.append(max(pool, key=lambda pair: pair[0].alone_from_faces)[1])
-    return chosen
+@dataclass(frozen=True)
+class PlannedMember:
+    """A member of a run that does not search: the prior's config it trains (its seed and rounds
+    set), the most seconds it may take, the slot it is planned on and when it starts there."""
+
+    record: TrialRecord
+    seconds: float
+    slot: int
+    start: float
+
+
+def pack_members(records: Sequence[TrialRecord], starts: Sequence[float], ends: Sequence[float], threads: int,
+                 flops_per_s: float = THREAD_FLOPS_PER_S, most: int = 5,
+                 most_rounds: Optional[int] = None) -> list[PlannedMember]:
+    """The members that the slots' times (slot ``i`` free from ``starts[i]`` to ``ends[i]`` seconds)
+    train, in the order they start: the prior's configs (``records``, :func:`prior_records`) that a
+    member reaches (its :attr:`PriorConfig.alone_from_faces`), the most demanding first, taken in turn
+    (one asking no faces only when none else is reached), each member on the slot with the most
+    time left for up to its config's :attr:`PriorConfig.member_faces` (and ``most_rounds`` rounds),
+    or for the slot's rest when no other member would fit after it. A member must reach its config's
+    faces and :data:`MEMBER_LEAST_SHARE` of its member length (a member of a few rounds weakens the
+    mean); a config trained again takes the next seed. At most ``most`` members; at least one, the
+    config asking the fewest faces on the longest slot, when none fits."""
+    free, ends = list(starts), list(ends)
+
+    def seconds_for(record: TrialRecord, faces: float) -> float:
+        return faces_seconds(record.train_config, faces, threads, flops_per_s)
+
+    def least(entry: PriorConfig, record: TrialRecord) -> float:
+        return max(seconds_for(record, entry.alone_from_faces),
+                   MEMBER_LEAST_SHARE * seconds_for(record, entry.member_faces))
+
+    longest = max(e - f for f, e in zip(free, ends))
+    pairs = list(zip(PRIOR, records))
+    reached = sorted((pair for pair in pairs if least(*pair) <= longest), key=lambda pair: -pair[0].alone_from_faces)
+    demanding = [pair for pair in reached if pair[0].alone_from_faces > 0]
+    turn = demanding or reached[:1] or [min(pairs, key=lambda pair: pair[0].alone_from_faces)]
+    planned: list[PlannedMember] = []
+    trained: dict[str, int] = {}
+    misses = 0
+    while len(planned) < most and misses < len(turn):
+        entry, record = turn[(len(planned) + misses) % len(turn)]
+        slot = max(range(len(free)), key=lambda i: ends[i] - free[i])
+        left = ends[slot] - free[slot]
+        if planned and left < least(entry, record):
+            misses += 1
+            continue
+        misses = 0
+        length = min(left, seconds_for(record, entry.member_faces))
+        if left - length < min(least(e, r) for e, r in turn):
+            length = left  # nothing fits after it: the slot's rest (its rounds still bound it)
+        config = record.train_config
+        bounded = config.round_images and math.isfinite(entry.member_faces)  # the prior's data sets train in rounds
+        rounds = math.ceil(entry.member_faces / config.round_images) if bounded else config.epochs
+        rounds = min(rounds, most_rounds) if most_rounds else rounds
+        again = trained.get(record.trial_id, 0)
+        trained[record.trial_id] = again + 1
+        changed = {**record.config, "epochs": rounds, "seed": record.config.get("seed", config.seed) + again}
+        planned.append(PlannedMember(dataclasses.replace(record, config=changed), length, slot, free[slot]))
+        free[slot] += length
+    return sorted(planned, key=lambda member: (member.start, member.slot))
 
 
 def trial_seconds(point: dict[str, Any], search: SearchSettings, n_train: int) -> float:
