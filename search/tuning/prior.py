@@ -43,6 +43,7 @@ class PriorConfig:
 # augmentation leads at its 1.14M faces (+1.8 points, 62.7% / 0.586, against the mirror's 2.25M).
 # A member trains at most where its config does best: the mirror image's 80 rounds (six seeds at
 # 53-71 rounds 62.1-62.8%, against 60.9% at 275), the wider one's 1.2M faces (62.5% at 2.22M)
+# ("More, shorter members")
 PRIOR: tuple[PriorConfig, ...] = (
     PriorConfig({"augment": True, "rotation": 0.0, "shift": 0.0, "shear": 0.0, "zoom": 0.0, "flip": True,
                  "contrast": 0.0, "brightness": 0.0, "erasing": 0.0}, alone_from_faces=150_000, member_faces=655_360),
@@ -97,23 +98,22 @@ def prior_records(search: SearchSettings) -> list[TrialRecord]:
     return records
 
 
+def faces_seconds(config: TrainConfig, faces: float, threads: int, flops_per_s: float = THREAD_FLOPS_PER_S) -> float:
+    """About how long ``config`` takes to train ``faces`` faces with ``threads`` threads."""
+    return faces * flops_per_face(config, INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / (flops_per_s * threads)
+
+
 def training_seconds(config: TrainConfig, n_train: int, threads: int,
                      flops_per_s: float = THREAD_FLOPS_PER_S) -> float:
     """About how long ``config`` trains on ``n_train`` faces with ``threads`` threads, from its FLOPs
     (:func:`fer_core.model.flops_per_face`) and a thread's ``flops_per_s``."""
-    faces = config.epochs * config.images_per_epoch(n_train)
-    return faces * flops_per_face(config, INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / (flops_per_s * threads)
+    return faces_seconds(config, config.epochs * config.images_per_epoch(n_train), threads, flops_per_s)
 
 
 def measured_flops_per_s(seed_faces_per_s: float, threads: int) -> float:
     """A thread's floating-point rate from the faces a second the seed's CNN trained on ``threads``
     threads (:func:`fer_core.train.seed_faces_per_s`), in :func:`training_seconds`' terms."""
     return seed_faces_per_s * flops_per_face(TrainConfig(), INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / threads
-
-
-def faces_seconds(config: TrainConfig, faces: float, threads: int, flops_per_s: float = THREAD_FLOPS_PER_S) -> float:
-    """About how long ``config`` takes to train ``faces`` faces with ``threads`` threads."""
-    return faces * flops_per_face(config, INPUT_SHAPE) * TRAIN_FLOPS_FACTOR / (flops_per_s * threads)
 
 
 @dataclass(frozen=True)
