@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from search.budget import TASK_OVERHEAD_S
@@ -130,6 +131,28 @@ def test_members_planned_one_after_another_on_a_slot_each_train_in_their_length(
         assert 1 <= len(member.history) < 400
         # trained to the deadline instead, each would have taken most of its 80 s
         assert sum(row["train_seconds"] for row in member.history) < 30
+
+
+def test_a_member_that_starts_too_late_for_its_length_is_skipped_unless_it_has_saved_state(tmp_path) -> None:
+    """A member planned for 60 s that starts 5 s before the deadline (its slot's earlier trainings ran
+    long) does not train: a few epochs would weaken the ensemble's mean. One that has a saved state
+    (an interrupted run resumed) goes on from it: finished work is not thrown away."""
+    from fer_core.config import TrainConfig
+    from fer_core.synthetic import make_faces
+    from search.budget import now
+    from search.final.tasks import train_and_score
+
+    faces = make_faces(120, seed=0)
+    config = TrainConfig(conv_blocks=2, base_filters=8, dense_units=32, batch_size=32, epochs=1).to_dict()
+    late = train_and_score(config, faces, faces, 1, deadline=now() + 5, seconds=60)
+    assert set(late) == {"skipped", "started"} and "planned 60 s" in late["skipped"]
+
+    folder = str(tmp_path / "member")
+    first = train_and_score(config, faces, faces, 1, deadline=now() + 600, seconds=60, checkpoint=folder)
+    assert len(first["history"]) == 1 and first["resumed_from_epoch"] == 0
+    again = train_and_score(config, faces, faces, 1, deadline=now() + 5, seconds=60, checkpoint=folder)
+    assert "skipped" not in again and again["resumed_from_epoch"] == 1
+    assert all(np.array_equal(a, b) for a, b in zip(again["weights"], first["weights"]))
 
 
 def _trial(trial_id: str, seconds: float, epochs: int = 4, **config) -> TrialRecord:

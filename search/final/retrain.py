@@ -200,7 +200,8 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
     train + validation; the members fine-tune ``init``, if given.
 
     A member that diverged, failed or did not learn (:func:`member_learned`) is retrained
-    once at its seed plus :data:`RESEED_OFFSET`; if that fails too it is dropped. When no
+    once at its seed plus :data:`RESEED_OFFSET`; if that fails too it is dropped. One that started
+    too late for its planned length (:func:`search.final.tasks.train_and_score`) is dropped. When no
     member learned at all, the ones that produced weights are kept rather than export
     nothing. ``deadlines``: by name (``member0``, ... and the ``extra`` names), when each training must
     end; a kept member's config then holds the epochs it trained. ``extra_first``: the ``extra``
@@ -221,7 +222,7 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
     outcome = {n: (m, c, first[n]) for n, m, c in zip(names, members, configs)}
 
     def failure(trial: TrialRecord, result: dict) -> Optional[str]:
-        for kind in ("diverged", "failed"):
+        for kind in ("diverged", "failed", "skipped"):
             if kind in result:
                 return f"{kind} ({result[kind]})"
         if not member_learned(result["history"], trial.history, majority):
@@ -229,7 +230,8 @@ def retrain_members(members: Sequence[TrialRecord], configs: Sequence[TrainConfi
             return f"did not learn (final training accuracy {accuracy:.3f}, majority class {majority:.3f})"
         return None
 
-    retry = {n: f for n, (m, _, r) in outcome.items() if (f := failure(m, r))}
+    # a member skipped for want of time would be skipped again
+    retry = {n: f for n, (m, _, r) in outcome.items() if (f := failure(m, r)) and "skipped" not in r}
     if retry:
         for name, reason in retry.items():
             log.warning("final member %s (trial %s) %s; retraining it at another seed",

@@ -18,6 +18,7 @@ from fer_core.runtime import predict_proba
 from fer_core.train import TrainingDiverged, fit
 from search.budget import TASK_OVERHEAD_S, now
 from search.settings import Resources
+from search.tuning.prior import MEMBER_LEAST_SHARE
 
 TASK_RETRIES = 1  # a task whose worker or node dies is run once more before its failure is recorded
 
@@ -27,7 +28,10 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
                     checkpoint: Optional[str] = None, seconds: Optional[float] = None) -> dict[str, Any]:
     """Train ``config`` on ``train`` (its full epoch budget, or with a ``deadline`` (:func:`search.budget.now`)
     the share of it that fits before then, scoring included; no validation) and score it on ``scored``.
-    ``seconds``: at most this long from its start, as well (a member planned beside others on its slot).
+    ``seconds``: at most this long from its start, as well (a member planned beside others on its slot);
+    such a member that starts with less than :data:`search.tuning.prior.MEMBER_LEAST_SHARE` of them
+    left before its ``deadline`` (its slot's earlier trainings ran long) and has no saved state to go on
+    from does not train: its result is only ``skipped``, with why.
 
     The result has the network's ``weights`` (unless ``weights`` is false), its ``history``, when
     it ``started`` (:func:`search.budget.now`), and on ``scored`` the class ``probabilities`` (each
@@ -38,11 +42,15 @@ def train_and_score(config: dict, train: Dataset, scored: Dataset, threads: int,
     from it (:mod:`fer_core.checkpoint`); the result's ``resumed_from_epoch`` says from which epoch (0: none).
     """
     started = now()
-    limits = [t for t in (None if deadline is None else deadline - started, seconds) if t is not None]
-    seconds = min(limits) - TASK_OVERHEAD_S if limits else None
+    left = None if deadline is None else deadline - started
+    limits = [t for t in (left, seconds) if t is not None]
+    fit_seconds = min(limits) - TASK_OVERHEAD_S if limits else None
     train_config = TrainConfig.from_dict(config)
     saved = read_checkpoint(checkpoint, train_config) if checkpoint is not None else None
-    model, history = fit(train_config, train, threads=threads, init=init, seconds=seconds, checkpoint=checkpoint)
+    if seconds is not None and left is not None and left < MEMBER_LEAST_SHARE * seconds and not saved:
+        return {"skipped": f"it could start only {max(0.0, left):.0f} s before the deadline, less than "
+                           f"{MEMBER_LEAST_SHARE:.0%} of its planned {seconds:.0f} s", "started": started}
+    model, history = fit(train_config, train, threads=threads, init=init, seconds=fit_seconds, checkpoint=checkpoint)
     probabilities = predict_proba(build_predictor([model], mirror=mirror), scored.images)
     return {"weights": model.get_weights() if weights else None, "history": history, "started": started,
             "resumed_from_epoch": len(saved.history) if saved else 0, "probabilities": probabilities,

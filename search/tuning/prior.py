@@ -65,7 +65,9 @@ TRAIN_FLOPS_FACTOR = 3  # a training step: the forward pass and the backward pas
 # than that config, two hours (5.0) a tie ("The built-in prior")
 SEARCH_PAYS_TRIALS = 4
 # without a search, a member trains only if its slot's time holds at least this share of its
-# config's member length: a member of a few rounds weakens the mean
+# config's member length (search.final.tasks.train_and_score holds a late start to it too): a member of
+# a few rounds adds nothing measurable to the mean ("Test-time views and short members") and costs the
+# model a member's size and prediction time
 MEMBER_LEAST_SHARE = 0.5
 
 
@@ -136,8 +138,8 @@ def pack_members(records: Sequence[TrialRecord], starts: Sequence[float], ends: 
     (one asking no faces only when none else is reached), each member on the slot with the most
     time left for up to its config's :attr:`PriorConfig.member_faces` (and ``most_rounds`` rounds),
     or for the slot's rest when no other member would fit after it. A member must reach its config's
-    faces and :data:`MEMBER_LEAST_SHARE` of its member length (a member of a few rounds weakens the
-    mean); a config trained again takes the next seed. At most ``most`` members; at least one, the
+    faces and :data:`MEMBER_LEAST_SHARE` of its member length (a member of a few rounds adds
+    nothing measurable); a config trained again takes the next seed. At most ``most`` members; at least one, the
     config asking the fewest faces on the longest slot, when none fits."""
     free, ends = list(starts), list(ends)
 
