@@ -94,13 +94,15 @@ def test_a_run_that_does_not_search_packs_the_prior_s_configs_best_at_its_member
     # 50k faces: before the mirror image pays
     assert packed([0.0], [60.0], fast) == [("prior2", 42, 18, 0, 60)]
     # a 20-minute run: the seed's recipe leaves the second slot too little for a member; the first
-    # slot's member gets its rest, its 80 rounds bounding it
-    assert packed([0.0, 780.0], [1000.0, 1000.0], fast) == [("prior1", 42, 80, 0, 1000)]
-    # an hour: the wider network on the first slot, the mirror image's three after the seed's recipe
+    # slot holds more than one member's length (790 s) but not one and a least one, so two share it
+    assert packed([0.0, 780.0], [1000.0, 1000.0], fast) == [("prior1", 42, 80, 0, 500), ("prior1", 43, 80, 0, 500)]
+    # an hour: the wider network on the first slot (its rest too short for a second of it), the mirror
+    # image's after the seed's recipe, the last 940 s shared by two
     hour = packed([0.0, 780.0], [3300.0, 3300.0], fast)
     assert [(m[0], m[1], m[2], m[3]) for m in hour] == [("prior3", 42, 147, 0), ("prior1", 42, 80, 1),
-                                                        ("prior1", 43, 80, 1), ("prior1", 44, 80, 1)]
-    assert hour[0][4] == 3300
+                                                        ("prior1", 43, 80, 1), ("prior1", 44, 80, 1),
+                                                        ("prior1", 45, 80, 1)]
+    assert [m[4] for m in hour] == [3300, 790, 790, 470, 470]
     # at the slower reference rate the wider network is short of its million faces: the mirror image only
     assert {m[0] for m in packed([0.0, 780.0], [3300.0, 3300.0], THREAD_FLOPS_PER_S)} == {"prior1"}
     # two hours: the two configs in turn, on the slot with the most time left, up to five members
