@@ -137,11 +137,11 @@ def pack_members(records: Sequence[TrialRecord], starts: Sequence[float], ends: 
     member reaches (its :attr:`PriorConfig.alone_from_faces`), the most demanding first, taken in turn
     (one asking no faces only when none else is reached), each member on the slot with the most
     time left for up to its config's :attr:`PriorConfig.member_faces` (and ``most_rounds`` rounds),
-    or, when no other member would fit after it, for the slot's rest, split evenly among as many
-    members as that rest holds member lengths (started), each still at its least. A member must reach its config's
-    faces and :data:`MEMBER_LEAST_SHARE` of its member length (a member of a few rounds adds
-    nothing measurable); a config trained again takes the next seed. At most ``most`` members; at least one, the
-    config asking the fewest faces on the longest slot, when none fits."""
+    or, when no other member would fit after it, for the slot's rest, shared evenly by as many
+    members as it holds member lengths, rounded up, when each still gets its least. A member must
+    reach its config's faces and :data:`MEMBER_LEAST_SHARE` of its member length (a member of a few
+    rounds adds nothing measurable); a config trained again takes the next seed. At most ``most``
+    members; at least one, the config asking the fewest faces on the longest slot, when none fits."""
     free, ends = list(starts), list(ends)
 
     def seconds_for(record: TrialRecord, faces: float) -> float:
@@ -169,9 +169,8 @@ def pack_members(records: Sequence[TrialRecord], starts: Sequence[float], ends: 
         misses = 0
         length = min(left, seconds_for(record, entry.member_faces))
         if left - length < min(least(e, r) for e, r in turn):
-            # nothing fits after it: the slot's rest, shared by as many members as its length asks
-            # when each still gets its least (a second, shorter member pays: "Test-time views and
-            # short members"); the rounds still bound each
+            # nothing fits after it: the slot's rest, shared when each share still holds a least member
+            # (a second, shorter member pays: "Test-time views and short members"); rounds bound each
             parts = math.ceil(left / length)
             length = left / parts if parts > 1 and left / parts >= least(entry, record) else left
         config = record.train_config
