@@ -142,7 +142,7 @@ def pack_members(records: Sequence[TrialRecord], starts: Sequence[float], ends: 
     reach its config's faces and :data:`MEMBER_LEAST_SHARE` of its member length (a member of a few
     rounds adds nothing measurable); a config trained again takes the next seed. At most ``most``
     members; at least one, the config asking the fewest faces on the longest slot, when none fits."""
-    free, ends = list(starts), list(ends)
+    free = list(starts)
 
     def seconds_for(record: TrialRecord, faces: float) -> float:
         return faces_seconds(record.train_config, faces, threads, flops_per_s)
@@ -156,6 +156,7 @@ def pack_members(records: Sequence[TrialRecord], starts: Sequence[float], ends: 
     reached = sorted((pair for pair in pairs if least(*pair) <= longest), key=lambda pair: -pair[0].alone_from_faces)
     demanding = [pair for pair in reached if pair[0].alone_from_faces > 0]
     turn = demanding or reached[:1] or [min(pairs, key=lambda pair: pair[0].alone_from_faces)]
+    smallest = min(least(e, r) for e, r in turn)  # the shortest member that could follow another
     planned: list[PlannedMember] = []
     trained: dict[str, int] = {}
     misses = 0
@@ -168,10 +169,10 @@ def pack_members(records: Sequence[TrialRecord], starts: Sequence[float], ends: 
             continue
         misses = 0
         length = min(left, seconds_for(record, entry.member_faces))
-        if left - length < min(least(e, r) for e, r in turn):
+        if left - length < smallest:
             # nothing fits after it: the slot's rest, shared when each share still holds a least member
             # (a second, shorter member pays: "Test-time views and short members"); rounds bound each
-            parts = math.ceil(left / length)
+            parts = math.ceil(left / length) if length > 0 else 1
             length = left / parts if parts > 1 and left / parts >= least(entry, record) else left
         config = record.train_config
         bounded = config.round_images and math.isfinite(entry.member_faces)  # the prior's data sets train in rounds
