@@ -63,7 +63,7 @@ TRAIN_FLOPS_FACTOR = 3  # a training step: the forward pass and the backward pas
 # the search pays from this many full-length trials of the prior's first config on its slots: the
 # searches of 20 minutes, one hour and two hours on FER2013 (0.8, 2.5 and 5.0 by this estimate)
 # found nothing better on validation than that config, which a run that does not search trains
-# anyway ("The built-in prior", "When a search pays")
+# anyway ("The built-in prior", "Two hours without a search")
 SEARCH_PAYS_TRIALS = 6
 # without a search, a member trains only if its slot's time holds at least this share of its
 # config's member length (search.final.tasks.train_and_score holds a late start to it too): a member of
