@@ -126,7 +126,10 @@ def test_members_planned_one_after_another_on_a_slot_each_train_in_their_length(
     fixed: a cold worker's lease can reorder them.)"""
     final, _, _ = _two_small_members_to_a_deadline(("prior1", "prior1"), 80, seed_epochs=400,
                                                    lengths=[TASK_OVERHEAD_S + 20] * 2)
-    assert len(final.kept) == 2
+    # a member of 20 s beside pytest's other worker may train too few epochs to learn: dropped for
+    # that (and retried), never failed or skipped; at least one is kept
+    short = [d["trial_id"] for d in final.dropped if d["reason"].startswith("did not learn")]
+    assert final.kept and len(final.kept) + len(short) == 2 and len(final.dropped) == len(short)
     for member in final.kept:
         assert 1 <= len(member.history) < 400
         # trained to the deadline instead, each would have taken most of its 80 s
